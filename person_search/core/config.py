@@ -1,0 +1,251 @@
+"""Typed configuration of every stage: the one source of truth for each parameter.
+
+The ROS nodes declare these fields as parameters (with the docstrings below as
+descriptions); the YAML files under config/ set them; the CLI reads the same YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+@dataclass
+class VideoConfig:
+    """Where frames come from."""
+
+    source: str = ""  # file path, V4L2 index ("0") or /dev/videoN, rtsp:// or http:// URL, or an image folder
+    source_id: str = "camera"  # camera name; becomes the frame_id of every message
+    loop: bool = False  # restart a file source at its end
+    fps: float = 0.0  # target rate; 0 = the source's own rate for files, as fast as frames come for live
+    realtime: bool = True  # files: pace frames at the file's own rate (live-like); False = as fast as possible
+    read_timeout_s: float = 5.0  # a read that takes longer is treated as a lost stream
+    reconnect_initial_s: float = 0.5  # first backoff after a lost stream
+    reconnect_max_s: float = 10.0  # backoff cap
+    max_reconnects: int = -1  # -1 = forever
+
+    def validate(self) -> None:
+        _check(self.fps >= 0, "video.fps must be >= 0")
+        _check(self.read_timeout_s > 0, "video.read_timeout_s must be > 0")
+        _check(self.reconnect_initial_s > 0, "video.reconnect_initial_s must be > 0")
+        _check(self.reconnect_max_s >= self.reconnect_initial_s, "video.reconnect_max_s must be >= reconnect_initial_s")
+        _check(bool(self.source_id), "video.source_id must not be empty")
+
+
+@dataclass
+class DetectorConfig:
+    """Person detection, tracking and crop policy."""
+
+    backend: str = "auto"  # "yolo", "hog" or "auto" (YOLO if its weights load, else HOG)
+    model: str = "yolo11n.pt"  # ultralytics .pt / .onnx / .engine path or name
+    device: str = "cpu"  # "cpu", "cuda", "cuda:0", "0"
+    imgsz: int = 640  # inference size of the YOLO input
+    conf: float = 0.25  # minimum detector confidence
+    iou: float = 0.5  # NMS IoU threshold
+    tracker: str = "bytetrack"  # "bytetrack" or "botsort"
+    track_buffer: int = 30  # frames a lost track survives
+    min_box_w: int = 16  # boxes narrower than this (px) are dropped
+    min_box_h: int = 32  # boxes shorter than this (px) are dropped
+    crop_pad: float = 0.05  # padding added around each box, as a fraction of its size
+    hog_scale: float = 1.05  # HOG pyramid scale step
+    hog_max_width: int = 640  # frames are downscaled to this width for HOG
+
+    def validate(self) -> None:
+        _check(self.backend in ("auto", "yolo", "hog"), f"detector.backend must be auto, yolo or hog, not {self.backend!r}")
+        _check(self.tracker in ("bytetrack", "botsort"), f"detector.tracker must be bytetrack or botsort, not {self.tracker!r}")
+        _check(0.0 <= self.conf <= 1.0, "detector.conf must be in [0, 1]")
+        _check(0.0 < self.iou <= 1.0, "detector.iou must be in (0, 1]")
+        _check(self.imgsz >= 32 and self.imgsz % 32 == 0, "detector.imgsz must be a multiple of 32, >= 32")
+        _check(self.min_box_w >= 1 and self.min_box_h >= 1, "detector.min_box_w/h must be >= 1")
+        _check(0.0 <= self.crop_pad <= 1.0, "detector.crop_pad must be in [0, 1]")
+        _check(self.track_buffer >= 1, "detector.track_buffer must be >= 1")
+
+
+@dataclass
+class EncoderConfig:
+    """The CLIP model: image tower in the embedder, text tower in the query node."""
+
+    arch: str = "ViT-B-16"  # open_clip architecture name
+    weights: str = ""  # local checkpoint path, an open_clip pretrained tag (e.g. "openai"), or "" = random init
+    image_height: int = 224  # input height; person crops may use a tall shape such as 384x128
+    image_width: int = 224
+    device: str = "cpu"
+    precision: str = "fp32"  # "fp32" or "fp16" (GPU)
+    batch_size: int = 8  # crops per forward pass
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    attention: str = "sdpa"  # "sdpa" (fused) or "eager"
+    max_crops_per_track_s: float = 0.0  # crop budget: at most this many crops of one track per second; 0 = all
+
+    def validate(self) -> None:
+        _check(bool(self.arch), "encoder.arch must not be empty")
+        _check(self.image_height >= 32 and self.image_width >= 32, "encoder.image_height/width must be >= 32")
+        _check(self.precision in ("fp32", "fp16"), "encoder.precision must be fp32 or fp16")
+        _check(self.batch_size >= 1, "encoder.batch_size must be >= 1")
+        _check(self.attention in ("sdpa", "eager"), "encoder.attention must be sdpa or eager")
+        _check(self.max_crops_per_track_s >= 0, "encoder.max_crops_per_track_s must be >= 0")
+
+
+@dataclass
+class GalleryConfig:
+    """The rolling gallery of everyone seen."""
+
+    window_s: float = 600.0  # embeddings older than this are evicted
+    capacity: int = 100_000  # most embeddings kept; the oldest go first
+    shard_s: float = 10.0  # time span of one shard (eviction drops whole shards)
+    max_per_track: int = 8  # most embeddings kept per track (diverse ones)
+    diversity: float = 0.95  # a new embedding this similar (cosine) to a kept one of its track replaces nothing
+    thumb_budget_bytes: int = 64 * 1024 * 1024  # JPEG crops + frame thumbnails, all tracks
+    snapshot_path: str = ""  # where the index node saves / reloads the gallery; "" = no snapshot
+    snapshot_interval_s: float = 10.0  # seconds between snapshots
+
+    def validate(self) -> None:
+        _check(self.window_s > 0, "gallery.window_s must be > 0")
+        _check(self.capacity >= 1, "gallery.capacity must be >= 1")
+        _check(0 < self.shard_s <= self.window_s, "gallery.shard_s must be in (0, window_s]")
+        _check(self.max_per_track >= 1, "gallery.max_per_track must be >= 1")
+        _check(0.0 < self.diversity <= 1.0, "gallery.diversity must be in (0, 1]")
+        _check(self.thumb_budget_bytes >= 0, "gallery.thumb_budget_bytes must be >= 0")
+        _check(self.snapshot_interval_s > 0, "gallery.snapshot_interval_s must be > 0")
+
+
+@dataclass
+class QueryConfig:
+    """Text queries."""
+
+    templates: List[str] = field(default_factory=lambda: ["a photo of {}."])  # prompt templates; embeddings averaged
+    max_chars: int = 1000  # longer descriptions are refused
+    default_top_k: int = 10
+    max_top_k: int = 100
+
+    def validate(self) -> None:
+        _check(len(self.templates) >= 1 and all("{}" in t for t in self.templates), "query.templates must each contain {}")
+        _check(self.max_chars >= 1, "query.max_chars must be >= 1")
+        _check(1 <= self.default_top_k <= self.max_top_k, "query.default_top_k must be in [1, max_top_k]")
+
+
+@dataclass
+class PipelineConfig:
+    """The whole pipeline: one section per stage."""
+
+    video: VideoConfig = field(default_factory=VideoConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
+
+    def validate(self) -> "PipelineConfig":
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate()
+        return self
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(PipelineConfig)}
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def section_from_dict(cls, data: Optional[Dict[str, Any]], where: str = ""):
+    """Build one config dataclass from a dict, refusing unknown keys and wrong types."""
+    data = dict(data or {})
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {where or cls.__name__} key(s): {', '.join(unknown)}")
+    obj = cls()
+    for name, value in data.items():
+        default = getattr(obj, name)
+        setattr(obj, name, _coerce(value, default, f"{where}.{name}" if where else name))
+    return obj
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, not {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, not {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be a string, not {value!r}")
+        return str(value)
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings")
+        return list(value)
+    return value
+
+
+def config_from_dict(data: Optional[Dict[str, Any]]) -> PipelineConfig:
+    """Build and validate a PipelineConfig from a dict of sections."""
+    data = dict(data or {})
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    cfg = PipelineConfig(**{name: section_from_dict(_cls(name), data.get(name), name) for name in SECTIONS})
+    return cfg.validate()
+
+
+def _cls(name: str):
+    return {f.name: f.default_factory for f in dataclasses.fields(PipelineConfig)}[name]
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[Dict[str, Any]] = None) -> PipelineConfig:
+    """Load a pipeline YAML (sections video/detector/encoder/gallery/query), apply overrides.
+
+    Args:
+        path: YAML file; None gives the defaults.
+        overrides: {"section": {"key": value}} applied on top of the file.
+
+    Returns:
+        The validated config.
+    """
+    data: Dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: top level must be a mapping of sections")
+        data = unwrap_ros_params(loaded)
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+    return config_from_dict(data)
+
+
+def unwrap_ros_params(loaded: Dict[str, Any]) -> Dict[str, Any]:
+    """Return the pipeline sections of a YAML mapping.
+
+    The files under config/ are ROS 2 parameter files (``/**: ros__parameters: {...}``) so
+    that launch files can pass them to nodes unchanged; the sections inside are the same
+    as the plain form. The ``ros`` section holds node-only settings (QoS, rates) and is
+    not part of the core config.
+    """
+    params: Dict[str, Any] = {}
+    wrapped = [v for v in loaded.values() if isinstance(v, dict) and "ros__parameters" in v]
+    if wrapped:
+        for block in wrapped:  # wildcard first, then node-specific blocks, in file order
+            for k, v in (block["ros__parameters"] or {}).items():
+                params.setdefault(k, {}).update(v or {})
+    else:
+        params = {k: dict(v or {}) for k, v in loaded.items()}
+    params.pop("ros", None)
+    return params

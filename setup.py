@@ -1,0 +1,35 @@
+"""ament_python build of person_search (also a plain pip-installable package)."""
+
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+package_name = "person_search"
+
+NODES = ["camera_node", "detector_node", "embedder_node", "index_node", "query_node"]
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(include=["person_search", "person_search.*"]),
+    package_data={"person_search": ["model_configs/*.json"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        (os.path.join("share", package_name, "launch"), glob("launch/*.py")),
+        (os.path.join("share", package_name, "config"), glob("config/*.yaml")),
+        (os.path.join("share", package_name, "rviz"), glob("rviz/*.rviz")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="person_search developers",
+    maintainer_email="dev@person-search.invalid",
+    description="Find people in live video by a text description (ROS 2).",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [f"{n} = person_search.nodes.{n}:main" for n in NODES]
+        + ["person-search = person_search.cli:main"],
+    },
+)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run a command inside the project environment: the venv, the colcon install space and
+# DDS discovery kept on this machine (loopback only) unless the caller says otherwise.
+set -eo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${PERSON_SEARCH_VENV:-$ROOT/.venv}
+if [ -f "$ROOT/install/local_setup.bash" ]; then
+  # shellcheck disable=SC1091
+  COLCON_CURRENT_PREFIX="$ROOT/install" source "$ROOT/install/local_setup.bash"
+fi
+export PATH="$VENV/bin:$PATH"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
+export YOLO_OFFLINE=${YOLO_OFFLINE:-1}
+export PYTHONUNBUFFERED=1
+exec "$@"

