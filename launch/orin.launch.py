@@ -1,0 +1,10 @@
+"""Jetson Orin: V4L2 camera, YOLO TensorRT engine, CLIP on the GPU (config/orin.yaml).
+
+    ros2 launch person_search orin.launch.py [source:=/dev/video0] [rviz:=true]
+"""
+
+from person_search.launch_utils import generate
+
+
+def generate_launch_description():
+    return generate("orin.yaml")

@@ -1,0 +1,7 @@
+"""The graph tests' configuration (tiny random CLIP, HOG detector): config/test.yaml."""
+
+from person_search.launch_utils import generate
+
+
+def generate_launch_description():
+    return generate("test.yaml")

@@ -1,0 +1,3 @@
+from person_search.cli import main
+
+raise SystemExit(main())

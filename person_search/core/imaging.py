@@ -1,0 +1,70 @@
+"""Small image helpers shared by stages: JPEG thumbnails and the annotated overlay."""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from person_search.core.types import FrameDetections
+
+
+def encode_jpeg(img: np.ndarray, *, quality: int = 85, max_side: int = 0) -> bytes:
+    """Encode a BGR image as JPEG, downscaled so that its longer side is at most max_side."""
+    if max_side and max(img.shape[:2]) > max_side:
+        s = max_side / max(img.shape[:2])
+        img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                         interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes) -> Optional[np.ndarray]:
+    """Decode JPEG/PNG bytes to BGR, or None when empty or undecodable."""
+    if not data:
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def _color(track_id: int) -> Tuple[int, int, int]:
+    rng = np.random.default_rng(int(track_id) * 7919 + 17)
+    return tuple(int(c) for c in rng.integers(64, 256, 3))
+
+
+def draw_overlay(image: np.ndarray, det: FrameDetections,
+                 highlights: Optional[Mapping[int, float]] = None, query: str = "") -> np.ndarray:
+    """Draw boxes and track ids; tracks matched by the last query in thick red with their score.
+
+    Args:
+        image: BGR frame (not modified).
+        det: the tracked people of that frame.
+        highlights: track id -> score of the last query's matches on this camera.
+        query: the last query's description, written at the top.
+    """
+    out = image.copy()
+    highlights = highlights or {}
+    for p in det.people:
+        x1, y1, x2, y2 = (int(round(v)) for v in p.box)
+        hit = p.track_id in highlights
+        color = (0, 0, 255) if hit else _color(p.track_id)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, 4 if hit else 2)
+        label = f"#{p.track_id} {p.score:.2f}"
+        if hit:
+            label += f"  match {highlights[p.track_id]:.3f}"
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        ty = max(th + 4, y1)
+        cv2.rectangle(out, (x1, ty - th - 4), (x1 + tw + 4, ty), color, -1)
+        cv2.putText(out, label, (x1 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    if query:
+        text = f"query: {query[:80]}"
+        cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def highlight_map(matches, source_id: str) -> Dict[int, float]:
+    """Track id -> score of the matches seen by one camera."""
+    return {int(m.track_id): float(m.score) for m in matches if m.source_id == source_id}

@@ -1,0 +1,51 @@
+"""Where model files are looked up, so that relative names never depend on the working directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+_PKG_ROOT = Path(__file__).resolve().parents[2]
+
+
+def model_dirs() -> List[Path]:
+    """Directories searched for a relative model name, in order.
+
+    ``$PERSON_SEARCH_MODELS`` (colon-separated), the repository's ``models/``, the installed
+    ``share/person_search/models`` of a colcon workspace, and ``~/.cache/person_search``.
+    """
+    dirs: List[Path] = []
+    env = os.environ.get("PERSON_SEARCH_MODELS", "")
+    dirs += [Path(p) for p in env.split(":") if p]
+    dirs.append(_PKG_ROOT / "models")
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        dirs.append(Path(get_package_share_directory("person_search")) / "models")
+    except Exception:  # noqa: BLE001 - not in a ROS workspace
+        pass
+    dirs.append(Path.home() / ".cache" / "person_search")
+    return dirs
+
+
+def resolve_model_path(name: str) -> Optional[Path]:
+    """Return an existing file for ``name`` (absolute, relative to CWD, or in model_dirs()), else None."""
+    if not name:
+        return None
+    p = Path(name).expanduser()
+    if p.is_file():
+        return p.resolve()
+    if not p.is_absolute():
+        for d in model_dirs():
+            cand = d / p
+            if cand.is_file():
+                return cand.resolve()
+    return None
+
+
+def cache_dir(*parts: str) -> Path:
+    """A writable cache directory (exported ONNX files, TensorRT engines), created on demand."""
+    root = Path(os.environ.get("PERSON_SEARCH_CACHE", Path.home() / ".cache" / "person_search"))
+    d = root.joinpath(*parts)
+    d.mkdir(parents=True, exist_ok=True)
+    return d

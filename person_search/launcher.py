@@ -1,0 +1,117 @@
+"""Start the node set as one process per node, without the ``ros2 launch`` tool.
+
+Used by ``person-search up``, ``person-search demo`` and the graph tests. The processes
+come from :func:`person_search.graph.node_set`, as do the launch files'.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from person_search.graph import CameraSpec, NodeSpec, node_set
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "config"
+
+
+def config_path(name_or_path: str) -> Path:
+    """``cpu`` / ``test`` / ``orin`` or a path -> an existing YAML file."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p.resolve()
+    for d in (CONFIG_DIR, _share_config()):
+        if d is not None and (d / f"{name_or_path}.yaml").is_file():
+            return (d / f"{name_or_path}.yaml").resolve()
+    raise FileNotFoundError(f"config {name_or_path!r} not found (give a YAML path or one of: "
+                            f"{', '.join(sorted(x.stem for x in CONFIG_DIR.glob('*.yaml')))})")
+
+
+def _share_config() -> Optional[Path]:
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory("person_search")) / "config"
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class Graph:
+    """The running processes of a node set; a context manager that always cleans up."""
+
+    def __init__(self, specs: Sequence[NodeSpec], params_file: Path, *, extra_params: Optional[Dict[str, object]] = None,
+                 log_dir: Optional[Path] = None, env: Optional[Dict[str, str]] = None):
+        self.specs = list(specs)
+        self.params_file = Path(params_file)
+        self.extra = dict(extra_params or {})
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.procs: Dict[str, subprocess.Popen] = {}
+
+    def command(self, spec: NodeSpec) -> List[str]:
+        params = dict(spec.parameters)
+        params.update(self.extra)
+        spec = NodeSpec(spec.name, spec.executable, spec.namespace, spec.remappings, params)
+        return [sys.executable, "-m", spec.module] + spec.ros_args(str(self.params_file))
+
+    def start(self, only: Optional[Sequence[str]] = None) -> "Graph":
+        for spec in self.specs:
+            if only is not None and spec.fqn not in only:
+                continue
+            out = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / (spec.fqn.strip("/").replace("/", "_") + ".log"), "ab")
+            self.procs[spec.fqn] = subprocess.Popen(self.command(spec), env=self.env, stdout=out,
+                                                    stderr=subprocess.STDOUT if out else None,
+                                                    start_new_session=True)
+        return self
+
+    def restart(self, fqn: str) -> None:
+        self.stop(fqn, sig=signal.SIGKILL)
+        self.start(only=[fqn])
+
+    def stop(self, fqn: Optional[str] = None, *, sig: int = signal.SIGINT, timeout: float = 10.0) -> Dict[str, int]:
+        """Stop one process (or all): SIGINT, then SIGKILL after ``timeout``. Returns exit codes."""
+        names = [fqn] if fqn else list(self.procs)
+        for n in names:
+            p = self.procs.get(n)
+            if p is not None and p.poll() is None:
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    pass
+        codes = {}
+        deadline = time.monotonic() + timeout
+        for n in names:
+            p = self.procs.get(n)
+            if p is None:
+                continue
+            try:
+                codes[n] = p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                codes[n] = p.wait()
+            if fqn:
+                del self.procs[n]
+        return codes
+
+    def dead(self) -> Dict[str, int]:
+        """Processes that have exited, with their exit codes."""
+        return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+
+    def __enter__(self) -> "Graph":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def make_graph(config: str, cameras: Sequence[CameraSpec], *, loop: Optional[bool] = None,
+               extra_params: Optional[Dict[str, object]] = None, log_dir: Optional[Path] = None) -> Graph:
+    return Graph(node_set(cameras, loop=loop), config_path(config), extra_params=extra_params, log_dir=log_dir)

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: parameters in, one core object, conversions, publish."""

@@ -1,0 +1,68 @@
+"""Camera node: a video file, V4L2 device, RTSP/HTTP stream or image folder -> sensor_msgs/Image."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
+
+from person_search.core.config import VideoConfig
+from person_search.core.imaging import encode_jpeg
+from person_search.core.video import SourceError, open_source
+from person_search.nodes.common import StageStats, declare_ros, declare_section, run_node, sensor_qos
+from person_search.nodes.convert import bgr_to_image, jpeg_msg
+
+
+class CameraNode(Node):
+    """Publishes ``image_raw`` (and optionally ``image_compressed``) stamped at capture."""
+
+    def __init__(self):
+        super().__init__("camera")
+        self.cfg: VideoConfig = declare_section(self, "video", VideoConfig)
+        ros = declare_ros(self, image_reliable=(False, "publish images reliable instead of best effort"),
+                          publish_compressed=(False, "also publish a JPEG on image_compressed"))
+        if not self.cfg.source:
+            raise ValueError("video.source is empty: give a file, device, URL or folder")
+        qos = sensor_qos(ros["image_reliable"])
+        self.pub = self.create_publisher(Image, "image_raw", qos)
+        self.pub_c = self.create_publisher(CompressedImage, "image_compressed", qos) if ros["publish_compressed"] else None
+        self.source = open_source(self.cfg)  # raises SourceError naming the source
+        self.stats = StageStats(self, "camera")
+        self.get_logger().info(f"camera {self.cfg.source_id}: {self.cfg.source} (loop={self.cfg.loop})")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = self.source.read()
+            except SourceError as exc:
+                self.get_logger().error(f"{exc}")
+                self.stats.errors += 1
+                break
+            if frame is None:
+                self.get_logger().info(f"end of {self.cfg.source} after {self.stats.count} frames")
+                break
+            t0 = time.monotonic()
+            self.pub.publish(bgr_to_image(frame.image, stamp_ns=frame.stamp_ns, frame_id=frame.source_id))
+            if self.pub_c is not None:
+                self.pub_c.publish(jpeg_msg(encode_jpeg(frame.image), stamp_ns=frame.stamp_ns,
+                                            frame_id=frame.source_id))
+            self.stats.tick(time.monotonic() - t0)
+            self.stats.extra.update(self.source.stats())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.source.close()
+
+
+def main(args=None) -> int:
+    return run_node(CameraNode, args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

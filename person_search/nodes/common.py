@@ -1,0 +1,157 @@
+"""What every node shares: parameters from the core config dataclasses, QoS, diagnostics, main()."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import sys
+import time
+from collections import deque
+from typing import Any, Callable, Dict, Optional, Type
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+from person_search.core.config import ConfigError, section_from_dict
+
+
+def sensor_qos(reliable: bool = False) -> QoSProfile:
+    """Image streams: best effort, depth 1 (latest frame wins); reliable when asked."""
+    if not reliable:
+        return qos_profile_sensor_data
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+
+RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def _field_help(cls: Type) -> Dict[str, str]:
+    """The ``# comment`` after each field of a config dataclass: its parameter description."""
+    out: Dict[str, str] = {}
+    try:
+        src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return out
+    for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", src, re.M):
+        out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def declare_section(node: Node, section: str, cls: Type) -> Any:
+    """Declare every field of a config dataclass as ``section.field`` and build it back.
+
+    Values come from the parameter file / command line; defaults from the dataclass (the one
+    source of truth). Parameters are read-only after start; bad values raise ConfigError.
+    """
+    helps = _field_help(cls)
+    default = cls()
+    values: Dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(default, f.name)
+        # dynamic typing: YAML writes 1 for 1.0 and 0 for the V4L2 source "0"; the dataclass
+        # coercion below checks the type and names the parameter when it is wrong
+        desc = ParameterDescriptor(description=helps.get(f.name, f.name), read_only=True,
+                                   dynamic_typing=True)
+        name = f"{section}.{f.name}"
+        node.declare_parameter(name, value, desc)
+        got = node.get_parameter(name).value
+        values[f.name] = got
+    cfg = section_from_dict(cls, values, section)
+    cfg.validate()
+    return cfg
+
+
+def declare_ros(node: Node, **defaults: Any) -> Dict[str, Any]:
+    """Declare node-only settings under ``ros.`` (QoS choices, rates) and return their values."""
+    out = {}
+    for key, (value, help_text) in defaults.items():
+        node.declare_parameter(f"ros.{key}", value, ParameterDescriptor(description=help_text, read_only=True))
+        out[key] = node.get_parameter(f"ros.{key}").value
+    return out
+
+
+class StageStats:
+    """Rate, latency and drops of one stage, published on /diagnostics."""
+
+    def __init__(self, node: Node, name: str, period_s: float = 2.0):
+        self._node = node
+        self._name = f"{node.get_namespace().rstrip('/')}/{node.get_name()}: {name}"
+        self._times = deque(maxlen=200)
+        self._lat = deque(maxlen=200)
+        self.count = 0
+        self.drops = 0
+        self.errors = 0
+        self.extra: Dict[str, Any] = {}
+        self._pub = node.create_publisher(DiagnosticArray, "diagnostics", 10)
+        node.create_timer(period_s, self.publish)
+
+    def tick(self, latency_s: Optional[float] = None) -> None:
+        self.count += 1
+        self._times.append(time.monotonic())
+        if latency_s is not None:
+            self._lat.append(latency_s)
+
+    def rate(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def publish(self) -> None:
+        lat = sorted(self._lat)
+        p50 = lat[len(lat) // 2] if lat else 0.0
+        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0
+        values = {"rate_hz": f"{self.rate():.2f}", "count": str(self.count), "drops": str(self.drops),
+                  "errors": str(self.errors), "latency_p50_ms": f"{1e3 * p50:.1f}",
+                  "latency_p95_ms": f"{1e3 * p95:.1f}"}
+        values.update({k: str(v) for k, v in self.extra.items()})
+        st = DiagnosticStatus(level=DiagnosticStatus.OK if not self.errors else DiagnosticStatus.WARN,
+                              name=self._name, message="running", hardware_id=self._node.get_name(),
+                              values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        msg = DiagnosticArray()
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        msg.status = [st]
+        self._pub.publish(msg)
+
+
+def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, args=None) -> int:
+    """Entry point of every node: init, build, spin, shut down cleanly (Humble compatible)."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        try:
+            node = factory()
+        except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:
+            # bad parameters, missing weights, unreadable source: one clear line, non-zero exit
+            print(f"[person_search] cannot start: {exc}", file=sys.stderr, flush=True)
+            return 2
+        if multithreaded:
+            from rclpy.executors import MultiThreadedExecutor
+            executor = MultiThreadedExecutor(num_threads=4)
+        else:
+            from rclpy.executors import SingleThreadedExecutor
+            executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+            pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:  # noqa: BLE001 - shutdown must go on
+                    print(f"[person_search] error while closing: {exc}", file=sys.stderr)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code

@@ -1,0 +1,211 @@
+"""The one place that knows both ROS messages and core types.
+
+Images go through cv_bridge where it is installed and through an equivalent numpy
+conversion otherwise (the two are tested against each other where both exist).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import cv2
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CompressedImage, Image
+
+from person_search.core.types import EmbeddingBatch, Frame, FrameDetections, PersonDetection, TrackMatch
+
+try:  # cv_bridge exists on a ROS 2 distribution, not among the PyPI wheels
+    from cv_bridge import CvBridge as _CvBridge
+    _BRIDGE = _CvBridge()
+except Exception:  # noqa: BLE001 - any import failure means "use numpy"
+    _BRIDGE = None
+
+# encoding -> (channels, dtype, conversion to BGR or None)
+_ENCODINGS: Dict[str, Tuple[int, type, Optional[int]]] = {
+    "bgr8": (3, np.uint8, None),
+    "rgb8": (3, np.uint8, cv2.COLOR_RGB2BGR),
+    "bgra8": (4, np.uint8, cv2.COLOR_BGRA2BGR),
+    "rgba8": (4, np.uint8, cv2.COLOR_RGBA2BGR),
+    "mono8": (1, np.uint8, cv2.COLOR_GRAY2BGR),
+}
+
+
+class ImageError(ValueError):
+    """An image message that cannot be turned into a BGR frame."""
+
+
+def ns_to_time(ns: int) -> Time:
+    ns = max(0, int(ns))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def time_to_ns(t: Time) -> int:
+    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+
+
+def image_to_bgr(msg: Image, *, use_bridge: Optional[bool] = None) -> np.ndarray:
+    """Decode a sensor_msgs/Image (bgr8, rgb8, bgra8, rgba8, mono8) to a BGR uint8 array.
+
+    Raises:
+        ImageError: unsupported encoding, or a data size that does not match the header.
+    """
+    enc = msg.encoding.lower()
+    if enc not in _ENCODINGS:
+        raise ImageError(f"unsupported image encoding {msg.encoding!r}; use one of {', '.join(_ENCODINGS)}")
+    ch, dtype, conv = _ENCODINGS[enc]
+    if msg.height == 0 or msg.width == 0:
+        raise ImageError(f"empty image ({msg.width}x{msg.height})")
+    row = msg.width * ch
+    if msg.step < row or len(msg.data) < msg.step * msg.height:
+        raise ImageError(f"image data of {len(msg.data)} bytes does not fit {msg.width}x{msg.height} "
+                         f"{msg.encoding} with step {msg.step}")
+    if (use_bridge if use_bridge is not None else _BRIDGE is not None) and _BRIDGE is not None:
+        try:
+            return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="bgr8"))
+        except Exception as exc:  # noqa: BLE001 - cv_bridge raises its own error types
+            raise ImageError(f"cv_bridge could not convert the image: {exc}") from exc
+    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8, count=msg.step * msg.height)
+    arr = buf.reshape(msg.height, msg.step)[:, :row].reshape(msg.height, msg.width, ch) if ch > 1 \
+        else buf.reshape(msg.height, msg.step)[:, :row]
+    if msg.is_bigendian and np.dtype(dtype).itemsize > 1:
+        arr = arr.byteswap()
+    return np.ascontiguousarray(cv2.cvtColor(arr, conv)) if conv is not None else np.ascontiguousarray(arr)
+
+
+def bgr_to_image(img: np.ndarray, *, stamp_ns: int = 0, frame_id: str = "") -> Image:
+    """Encode a BGR uint8 array as a bgr8 sensor_msgs/Image."""
+    if img is None or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        shape = None if img is None else (img.shape, img.dtype)
+        raise ImageError(f"expected a BGR uint8 (H, W, 3) array, got {shape}")
+    msg = Image()
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(img.shape[0]), int(img.shape[1])
+    msg.encoding = "bgr8"
+    msg.is_bigendian = 0
+    msg.step = msg.width * 3
+    msg.data = np.ascontiguousarray(img).tobytes()
+    return msg
+
+
+def compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (jpeg/png) to BGR."""
+    if not msg.data:
+        raise ImageError("empty compressed image")
+    img = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageError(f"compressed image ({msg.format!r}, {len(msg.data)} bytes) could not be decoded")
+    return img
+
+
+def jpeg_msg(data: bytes, *, stamp_ns: int = 0, frame_id: str = "") -> CompressedImage:
+    msg = CompressedImage()
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.format = "jpeg"
+    msg.data = bytes(data)
+    return msg
+
+
+def jpeg_to_image(data: bytes, *, stamp_ns: int = 0, frame_id: str = "") -> Image:
+    """JPEG bytes (as kept by the gallery) -> bgr8 Image; empty bytes -> empty Image."""
+    if not data:
+        msg = Image()
+        msg.header.frame_id = frame_id
+        return msg
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageError("stored JPEG could not be decoded")
+    return bgr_to_image(img, stamp_ns=stamp_ns, frame_id=frame_id)
+
+
+def frame_from_image(msg: Image, index: int) -> Frame:
+    return Frame(image=image_to_bgr(msg), stamp_ns=time_to_ns(msg.header.stamp),
+                 source_id=msg.header.frame_id or "camera", index=index)
+
+
+def detections_to_msg(det: FrameDetections, *, frame_jpeg: bytes = b""):
+    from person_search_interfaces.msg import PersonCrop, PersonCrops
+    msg = PersonCrops()
+    msg.header.stamp = ns_to_time(det.stamp_ns)
+    msg.header.frame_id = det.source_id
+    msg.frame_width, msg.frame_height = int(det.frame_size[0]), int(det.frame_size[1])
+    for p in det.people:
+        c = PersonCrop()
+        c.track_id = int(p.track_id)
+        c.box = [float(v) for v in p.box]
+        c.score = float(p.score)
+        c.quality = float(p.quality)
+        c.crop = bgr_to_image(p.crop, stamp_ns=det.stamp_ns, frame_id=det.source_id)
+        msg.people.append(c)
+    if frame_jpeg:
+        msg.frame_thumbnail = jpeg_msg(frame_jpeg, stamp_ns=det.stamp_ns, frame_id=det.source_id)
+    return msg
+
+
+def msg_to_detections(msg) -> Tuple[FrameDetections, bytes]:
+    stamp = time_to_ns(msg.header.stamp)
+    people: List[PersonDetection] = []
+    for c in msg.people:
+        people.append(PersonDetection(track_id=int(c.track_id), box=tuple(float(v) for v in c.box),
+                                      score=float(c.score), crop=image_to_bgr(c.crop), quality=float(c.quality)))
+    det = FrameDetections(stamp_ns=stamp, source_id=msg.header.frame_id, frame_index=-1,
+                          frame_size=(int(msg.frame_width), int(msg.frame_height)), people=people)
+    return det, bytes(msg.frame_thumbnail.data)
+
+
+def batch_to_msg(batch: EmbeddingBatch):
+    from person_search_interfaces.msg import PersonEmbeddings
+    msg = PersonEmbeddings()
+    msg.header.stamp = ns_to_time(batch.stamp_ns)
+    msg.header.frame_id = batch.source_id
+    msg.model_id = batch.model_id
+    msg.dim = batch.dim
+    msg.track_ids = [int(t) for t in batch.track_ids]
+    msg.boxes = np.asarray(batch.boxes, np.float32).reshape(-1).tolist()
+    msg.scores = np.asarray(batch.scores, np.float32).tolist()
+    q = batch.qualities if batch.qualities is not None else np.zeros(len(batch), np.float32)
+    msg.qualities = np.asarray(q, np.float32).tolist()
+    msg.data = np.asarray(batch.vectors, np.float32).reshape(-1).tolist()
+    msg.crops = [jpeg_msg(b, stamp_ns=batch.stamp_ns, frame_id=batch.source_id) for b in batch.crops_jpeg]
+    if batch.frame_jpeg:
+        msg.frame_thumbnail = jpeg_msg(batch.frame_jpeg, stamp_ns=batch.stamp_ns, frame_id=batch.source_id)
+    return msg
+
+
+def msg_to_batch(msg) -> EmbeddingBatch:
+    """PersonEmbeddings -> EmbeddingBatch; refuses inconsistent sizes with a ValueError."""
+    n = len(msg.track_ids)
+    dim = int(msg.dim)
+    data = np.asarray(msg.data, dtype=np.float32)
+    if dim <= 0 or data.size != n * dim:
+        raise ValueError(f"embedding message has {data.size} values for {n} rows of dim {dim}")
+    boxes = np.asarray(msg.boxes, dtype=np.float32)
+    if boxes.size != 4 * n or len(msg.scores) != n:
+        raise ValueError(f"embedding message has {boxes.size // 4} boxes and {len(msg.scores)} scores for {n} rows")
+    crops = [bytes(c.data) for c in msg.crops]
+    if crops and len(crops) != n:
+        raise ValueError(f"embedding message has {len(crops)} crops for {n} rows")
+    quals = np.asarray(msg.qualities, np.float32) if len(msg.qualities) == n else None
+    return EmbeddingBatch(model_id=msg.model_id, vectors=data.reshape(n, dim),
+                          track_ids=np.asarray(msg.track_ids, np.int64), boxes=boxes.reshape(n, 4),
+                          scores=np.asarray(msg.scores, np.float32), stamp_ns=time_to_ns(msg.header.stamp),
+                          source_id=msg.header.frame_id, crops_jpeg=crops, qualities=quals,
+                          frame_jpeg=bytes(msg.frame_thumbnail.data))
+
+
+def match_to_msg(m: TrackMatch, *, with_crop: bool = True, with_frame: bool = False):
+    from person_search_interfaces.msg import PersonMatch
+    msg = PersonMatch()
+    msg.track_id = int(m.track_id)
+    msg.score = float(m.score)
+    msg.camera_frame_id = m.source_id
+    msg.first_seen = ns_to_time(m.first_seen_ns)
+    msg.last_seen = ns_to_time(m.last_seen_ns)
+    msg.box = [float(v) for v in m.box]
+    if with_crop:
+        msg.crop = jpeg_to_image(m.crop_jpeg, stamp_ns=m.last_seen_ns, frame_id=m.source_id)
+    if with_frame:
+        msg.frame = jpeg_to_image(m.frame_jpeg, stamp_ns=m.last_seen_ns, frame_id=m.source_id)
+    return msg

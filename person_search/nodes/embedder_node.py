@@ -1,0 +1,50 @@
+"""Embedder node: person crops -> L2-normalised CLIP image embeddings tagged with the model id."""
+
+from __future__ import annotations
+
+import time
+
+from rclpy.node import Node
+
+from person_search.core.config import EncoderConfig
+from person_search.core.embed import Embedder
+from person_search.nodes.common import RELIABLE_QOS, StageStats, declare_section, run_node
+from person_search.nodes.convert import ImageError, batch_to_msg, msg_to_detections
+
+
+class EmbedderNode(Node):
+    """Subscribes ``person_crops``, publishes ``person_embeddings``."""
+
+    def __init__(self):
+        super().__init__("embedder")
+        self.cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig)
+        self.embedder = Embedder(self.cfg)  # raises WeightsError with the fix when weights are missing
+        from person_search_interfaces.msg import PersonCrops, PersonEmbeddings
+        self.pub = self.create_publisher(PersonEmbeddings, "person_embeddings", RELIABLE_QOS)
+        self.create_subscription(PersonCrops, "person_crops", self.on_crops, RELIABLE_QOS)
+        self.stats = StageStats(self, "embedder")
+        self.stats.extra["model_id"] = self.embedder.model_id
+        self.get_logger().info(f"embedder: model_id={self.embedder.model_id} dim={self.embedder.dim}")
+
+    def on_crops(self, msg) -> None:
+        t0 = time.monotonic()
+        try:
+            det, thumb = msg_to_detections(msg)
+        except ImageError as exc:
+            self.stats.drops += 1
+            self.get_logger().warning(f"dropped crops: {exc}", throttle_duration_sec=5.0)
+            return
+        batch = self.embedder.embed(det, frame_jpeg=thumb)
+        self.stats.extra["skipped_by_budget"] = self.embedder.skipped
+        if batch is None:
+            return
+        self.pub.publish(batch_to_msg(batch))
+        self.stats.tick(time.monotonic() - t0)
+
+
+def main(args=None) -> int:
+    return run_node(EmbedderNode, args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

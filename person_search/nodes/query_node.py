@@ -1,0 +1,87 @@
+"""Query node: owns the CLIP text tower and serves ``/query_person``."""
+
+from __future__ import annotations
+
+import threading
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+
+from person_search.core.config import EncoderConfig, QueryConfig
+from person_search.core.query import QueryEngine, QueryError, validate_top_k
+from person_search.nodes.common import LATCHED_QOS, StageStats, declare_ros, declare_section, run_node
+
+
+class QueryNode(Node):
+    """Encodes the description once, asks the index node, returns ranked tracks."""
+
+    def __init__(self):
+        super().__init__("query")
+        enc_cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig)
+        self.cfg: QueryConfig = declare_section(self, "query", QueryConfig)
+        self.ros = declare_ros(self, search_timeout_s=(10.0, "how long to wait for the index node's answer"))
+        from person_search.core.encoders import ClipEncoder
+        self.encoder = ClipEncoder(enc_cfg, towers=("text",))
+        self.engine = QueryEngine(self.encoder, self.cfg)
+        from person_search_interfaces.msg import QueryResult
+        from person_search_interfaces.srv import QueryPerson, SearchGallery
+        self._QueryResult = QueryResult
+        self._SearchGallery = SearchGallery
+        self.client = self.create_client(SearchGallery, "search_gallery", callback_group=ReentrantCallbackGroup())
+        self.create_service(QueryPerson, "query_person", self.on_query,
+                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.pub = self.create_publisher(QueryResult, "query_matches", LATCHED_QOS)
+        self.stats = StageStats(self, "query")
+        self.get_logger().info(f"query: model_id={self.encoder.model_id}; serving {self.resolve_service_name('query_person')}")
+
+    def on_query(self, req, resp):
+        resp.success = False
+        try:
+            top_k = validate_top_k(req.top_k, default=self.cfg.default_top_k, max_top_k=self.cfg.max_top_k)
+            emb = self.engine.encode(req.description)
+        except QueryError as exc:
+            resp.message = str(exc)
+            self.stats.errors += 1
+            return resp
+        if not self.client.wait_for_service(timeout_sec=min(2.0, self.ros["search_timeout_s"])):
+            resp.message = "the index node is not available (service search_gallery): is it running?"
+            return resp
+        sreq = self._SearchGallery.Request()
+        sreq.embedding = emb.astype("float32").tolist()
+        sreq.model_id = self.encoder.model_id
+        sreq.top_k = top_k
+        sreq.min_score = req.min_score
+        sreq.since, sreq.until = req.since, req.until
+        sreq.camera = req.camera
+        sreq.return_frames = req.return_frames
+        done = threading.Event()
+        future = self.client.call_async(sreq)
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(self.ros["search_timeout_s"]):
+            self.client.remove_pending_request(future)
+            resp.message = f"the index node did not answer within {self.ros['search_timeout_s']} s"
+            return resp
+        result = future.result()
+        resp.success, resp.message, resp.matches = result.success, result.message, result.matches
+        self.stats.tick()
+        if result.success:
+            out = self._QueryResult()
+            out.header.stamp = self.get_clock().now().to_msg()
+            out.description = req.description[:200]
+            out.matches = [self._light(m) for m in result.matches]
+            self.pub.publish(out)
+        return resp
+
+    @staticmethod
+    def _light(m):
+        from person_search_interfaces.msg import PersonMatch
+        return PersonMatch(track_id=m.track_id, score=m.score, camera_frame_id=m.camera_frame_id,
+                           first_seen=m.first_seen, last_seen=m.last_seen, box=m.box)
+
+
+def main(args=None) -> int:
+    return run_node(QueryNode, multithreaded=True, args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""The node graph as separate processes over real DDS: fill the gallery, query, restart."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from person_search.graph import CameraSpec
+from person_search.launcher import make_graph
+from person_search.nodes.convert import image_to_bgr, time_to_ns
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope="module")
+def graph(sample_video, probe, tmp_path_factory):
+    snap = tmp_path_factory.mktemp("snap") / "gallery.npz"
+    logs = tmp_path_factory.mktemp("logs")
+    g = make_graph("test", [CameraSpec("cam0", str(sample_video)), CameraSpec("cam1", str(sample_video))],
+                   loop=True, extra_params={"gallery.snapshot_path": str(snap)}, log_dir=logs)
+    t0 = time.time_ns()
+    g.start()
+    g.t0_ns = t0
+    g.snapshot = snap
+    g.logs = logs
+    try:
+        probe.wait_for(lambda: probe.last_size() >= 8, 180, "the gallery to fill", graph=g)
+        yield g
+    finally:
+        codes = g.stop()
+        print({n: c for n, c in codes.items()})
+        for f in sorted(logs.glob("*.log")):
+            print(f"--- {f.name}\n{f.read_text()[-3000:]}")
+
+
+def test_query_returns_published_tracks(graph, probe):
+    resp = probe.query("a person in a dark coat", top_k=3)
+    assert resp.success, resp.message
+    assert 1 <= len(resp.matches) <= 3
+    published = probe.published_tracks()
+    now = time.time_ns()
+    scores = [m.score for m in resp.matches]
+    assert scores == sorted(scores, reverse=True)
+    for m in resp.matches:
+        assert (m.camera_frame_id, m.track_id) in published, "returned a track the detector never published"
+        assert graph.t0_ns <= time_to_ns(m.first_seen) <= time_to_ns(m.last_seen) <= now
+        crop = image_to_bgr(m.crop)
+        assert crop.ndim == 3 and crop.shape[0] > 8 and crop.shape[1] > 4
+        x1, y1, x2, y2 = m.box
+        assert x2 > x1 and y2 > y1
+        assert m.frame.width == 0  # frames only when asked
+
+
+def test_frames_and_camera_filter(graph, probe):
+    resp = probe.query("someone walking", top_k=5, camera="cam1", return_frames=True)
+    assert resp.success, resp.message
+    assert resp.matches and all(m.camera_frame_id == "cam1" for m in resp.matches)
+    frame = image_to_bgr(resp.matches[0].frame)
+    assert frame.shape[0] > 32 and frame.shape[1] > 32
+    # both cameras feed the one index
+    both = probe.query("someone walking", top_k=50)
+    assert {m.camera_frame_id for m in both.matches} == {"cam0", "cam1"}
+
+
+@pytest.mark.parametrize("description,top_k,needle", [
+    ("", 3, "empty"),
+    ("   \t ", 3, "empty"),
+    ("x" * 100_000, 3, "1000"),
+    ("a person", 0, "top_k"),
+    ("a person", -4, "top_k"),
+    ("bad\x00char", 3, "control"),
+])
+def test_bad_requests_get_an_error_and_service_survives(graph, probe, description, top_k, needle):
+    resp = probe.query(description, top_k=top_k)
+    assert not resp.success
+    assert needle in resp.message.lower(), resp.message
+    good = probe.query("a person", top_k=2)
+    assert good.success and len(good.matches) >= 1, good.message
+
+
+def test_index_restart_restores_snapshot(graph, probe):
+    probe.wait_for(lambda: graph.snapshot.exists(), 30, "the first snapshot")
+    before = probe.query("a person", top_k=50)
+    assert before.success
+    old = {(m.camera_frame_id, m.track_id) for m in before.matches}
+    graph.stop("/index", sig=signal.SIGKILL)
+    killed_at = time.monotonic()
+    graph.start(only=["/index"])
+    probe.wait_for(lambda: any(t > killed_at and s > 0 for t, s in list(probe.sizes)), 60,
+                   "the restarted index to report its size", graph=graph)
+    after = probe.query("a person", top_k=50)
+    assert after.success, after.message
+    restored = {(m.camera_frame_id, m.track_id) for m in after.matches}
+    # everything but what arrived between the last snapshot and the kill comes back
+    assert len(old & restored) >= max(1, len(old) // 2), (old, restored)
