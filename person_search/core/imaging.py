@@ -68,3 +68,34 @@ def draw_overlay(image: np.ndarray, det: FrameDetections,
 def highlight_map(matches, source_id: str) -> Dict[int, float]:
     """Track id -> score of the matches seen by one camera."""
     return {int(m.track_id): float(m.score) for m in matches if m.source_id == source_id}
+
+
+def contact_sheet(rows, *, cell=(96, 192), title: str = "") -> np.ndarray:
+    """Tile match crops in rank order with their track, camera and score.
+
+    Args:
+        rows: sequence of (label, crop_jpeg_bytes) per match; one row of the sheet per query
+            when given as a list of such sequences.
+        cell: (width, height) of each crop cell.
+        title: written above the first row.
+    """
+    if rows and isinstance(rows[0], tuple):
+        rows = [rows]
+    cw, ch = cell
+    ncols = max([len(r) for r in rows] + [1])
+    header = 28
+    sheet = np.full((header + len(rows) * (ch + 24), ncols * (cw + 8) + 8, 3), 255, np.uint8)
+    if title:
+        cv2.putText(sheet, title[:120], (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    for r, row in enumerate(rows):
+        y0 = header + r * (ch + 24)
+        for c, (label, jpeg) in enumerate(row):
+            x0 = 8 + c * (cw + 8)
+            img = decode_jpeg(jpeg)
+            if img is not None:
+                s = min(cw / img.shape[1], ch / img.shape[0])
+                img = cv2.resize(img, (max(1, int(img.shape[1] * s)), max(1, int(img.shape[0] * s))))
+                sheet[y0:y0 + img.shape[0], x0:x0 + img.shape[1]] = img
+            cv2.putText(sheet, label[:18], (x0, y0 + ch + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+                        cv2.LINE_AA)
+    return sheet

@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
+import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from person_search.core.config import VideoConfig
 from person_search.core.imaging import encode_jpeg
 from person_search.core.video import SourceError, open_source
-from person_search.nodes.common import StageStats, declare_ros, declare_section, run_node, sensor_qos
+from person_search.nodes.common import (StageStats, declare_ros, declare_section, run_node, sensor_qos,
+                                        when_downstream_ready)
 from person_search.nodes.convert import bgr_to_image, jpeg_msg
 
 
@@ -22,7 +24,9 @@ class CameraNode(Node):
         super().__init__("camera")
         self.cfg: VideoConfig = declare_section(self, "video", VideoConfig)
         ros = declare_ros(self, image_reliable=(False, "publish images reliable instead of best effort"),
-                          publish_compressed=(False, "also publish a JPEG on image_compressed"))
+                          publish_compressed=(False, "also publish a JPEG on image_compressed"),
+                          wait_for_subscribers_s=(30.0, "file and folder sources: start playing once image_raw "
+                                                  "has a subscriber, waiting at most this long"))
         if not self.cfg.source:
             raise ValueError("video.source is empty: give a file, device, URL or folder")
         qos = sensor_qos(ros["image_reliable"])
@@ -33,7 +37,10 @@ class CameraNode(Node):
         self.get_logger().info(f"camera {self.cfg.source_id}: {self.cfg.source} (loop={self.cfg.loop})")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
-        self._thread.start()
+        if getattr(self.source, "is_live", True):
+            self._thread.start()
+        else:  # a file would play to its end before the detector is up
+            when_downstream_ready(self, self.pub, ros["wait_for_subscribers_s"], self._thread.start)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -47,16 +54,22 @@ class CameraNode(Node):
                 self.get_logger().info(f"end of {self.cfg.source} after {self.stats.count} frames")
                 break
             t0 = time.monotonic()
-            self.pub.publish(bgr_to_image(frame.image, stamp_ns=frame.stamp_ns, frame_id=frame.source_id))
-            if self.pub_c is not None:
-                self.pub_c.publish(jpeg_msg(encode_jpeg(frame.image), stamp_ns=frame.stamp_ns,
-                                            frame_id=frame.source_id))
+            try:
+                self.pub.publish(bgr_to_image(frame.image, stamp_ns=frame.stamp_ns, frame_id=frame.source_id))
+                if self.pub_c is not None:
+                    self.pub_c.publish(jpeg_msg(encode_jpeg(frame.image), stamp_ns=frame.stamp_ns,
+                                                frame_id=frame.source_id))
+            except Exception:  # noqa: BLE001 - the context goes away on Ctrl-C while we publish
+                if not rclpy.ok(context=self.context) or self._stop.is_set():
+                    break
+                raise
             self.stats.tick(time.monotonic() - t0)
             self.stats.extra.update(self.source.stats())
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
         self.source.close()
 
 

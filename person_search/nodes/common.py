@@ -155,3 +155,23 @@ def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, args=N
             node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+def when_downstream_ready(node: Node, publisher, wait_s: float, start: Callable[[], None]) -> None:
+    """Call ``start`` (which subscribes to the stage's input) once ``publisher`` has a subscriber.
+
+    A stage that took its input before its consumer was up would drop the first seconds of
+    a file source. After ``wait_s`` it starts anyway (live sources must not stall), and logs why.
+    """
+    t0 = time.monotonic()
+    state = {"timer": None}
+
+    def check():
+        ready = publisher.get_subscription_count() > 0
+        if ready or time.monotonic() - t0 >= wait_s:
+            node.destroy_timer(state["timer"])
+            if not ready:
+                node.get_logger().warning(f"no subscriber on {publisher.topic_name} after {wait_s:.0f} s; starting anyway")
+            start()
+
+    state["timer"] = node.create_timer(0.1, check)

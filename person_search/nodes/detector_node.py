@@ -13,7 +13,7 @@ from person_search.core.detect import PersonTracker
 from person_search.core.imaging import draw_overlay, encode_jpeg
 from person_search.core.types import Frame
 from person_search.nodes.common import (LATCHED_QOS, RELIABLE_QOS, StageStats, declare_ros, declare_section,
-                                        run_node, sensor_qos)
+                                        run_node, sensor_qos, when_downstream_ready)
 from person_search.nodes.convert import (ImageError, bgr_to_image, compressed_to_bgr, detections_to_msg,
                                          image_to_bgr, time_to_ns)
 
@@ -26,15 +26,20 @@ class DetectorNode(Node):
         self.cfg: DetectorConfig = declare_section(self, "detector", DetectorConfig)
         ros = declare_ros(self, image_reliable=(False, "subscribe to images reliable instead of best effort"),
                           publish_overlay=(True, "publish the annotated overlay image"),
-                          thumbnail_side=(480, "longer side of the frame thumbnail sent with the crops (px)"))
+                          thumbnail_side=(480, "longer side of the frame thumbnail sent with the crops (px)"),
+                          wait_for_subscribers_s=(30.0, "take frames only once person_crops has a subscriber, "
+                                                  "waiting at most this long"))
         self.ros = ros
         self.tracker = PersonTracker(self.cfg)
         from person_search_interfaces.msg import PersonCrops, QueryResult
         self.pub = self.create_publisher(PersonCrops, "person_crops", RELIABLE_QOS)
         self.pub_overlay = self.create_publisher(Image, "overlay", sensor_qos(False)) if ros["publish_overlay"] else None
         qos = sensor_qos(ros["image_reliable"])
-        self.create_subscription(Image, "image_raw", self.on_image, qos)
-        self.create_subscription(CompressedImage, "image_compressed", self.on_compressed, qos)
+
+        def subscribe():
+            self.create_subscription(Image, "image_raw", self.on_image, qos)
+            self.create_subscription(CompressedImage, "image_compressed", self.on_compressed, qos)
+        when_downstream_ready(self, self.pub, ros["wait_for_subscribers_s"], subscribe)
         self.create_subscription(QueryResult, "query_matches", self.on_matches, LATCHED_QOS)
         self.highlights: Dict[str, Dict[int, float]] = {}
         self.last_query = ""

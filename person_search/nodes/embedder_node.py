@@ -8,7 +8,8 @@ from rclpy.node import Node
 
 from person_search.core.config import EncoderConfig
 from person_search.core.embed import Embedder
-from person_search.nodes.common import RELIABLE_QOS, StageStats, declare_section, run_node
+from person_search.nodes.common import (RELIABLE_QOS, StageStats, declare_ros, declare_section, run_node,
+                                        when_downstream_ready)
 from person_search.nodes.convert import ImageError, batch_to_msg, msg_to_detections
 
 
@@ -18,10 +19,13 @@ class EmbedderNode(Node):
     def __init__(self):
         super().__init__("embedder")
         self.cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig)
+        ros = declare_ros(self, wait_for_subscribers_s=(30.0, "take crops only once person_embeddings has a "
+                                                        "subscriber, waiting at most this long"))
         self.embedder = Embedder(self.cfg)  # raises WeightsError with the fix when weights are missing
         from person_search_interfaces.msg import PersonCrops, PersonEmbeddings
         self.pub = self.create_publisher(PersonEmbeddings, "person_embeddings", RELIABLE_QOS)
-        self.create_subscription(PersonCrops, "person_crops", self.on_crops, RELIABLE_QOS)
+        when_downstream_ready(self, self.pub, ros["wait_for_subscribers_s"], lambda: self.create_subscription(
+            PersonCrops, "person_crops", self.on_crops, RELIABLE_QOS))
         self.stats = StageStats(self, "embedder")
         self.stats.extra["model_id"] = self.embedder.model_id
         self.get_logger().info(f"embedder: model_id={self.embedder.model_id} dim={self.embedder.dim}")

@@ -68,11 +68,11 @@ def test_frames_and_camera_filter(graph, probe):
 
 @pytest.mark.parametrize("description,top_k,needle", [
     ("", 3, "empty"),
-    ("   \t ", 3, "empty"),
+    ("   \t ", 3, "whitespace"),
     ("x" * 100_000, 3, "1000"),
     ("a person", 0, "top_k"),
     ("a person", -4, "top_k"),
-    ("bad\x00char", 3, "control"),
+    ("bad\x1bchar", 3, "control"),  # (a NUL would end the DDS string before it)
 ])
 def test_bad_requests_get_an_error_and_service_survives(graph, probe, description, top_k, needle):
     resp = probe.query(description, top_k=top_k)

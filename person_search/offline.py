@@ -1,0 +1,123 @@
+"""ROS-free commands of ``person-search``: ``run`` a video and ``gallery`` build/info/query."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List
+
+import cv2
+
+
+def _load_cfg(a):
+    from person_search.cli import _parse_sets, _sets_to_overrides
+    from person_search.core.config import load_config
+    from person_search.launcher import config_path
+    sets = _parse_sets(a.set)
+    if a.random_weights:
+        sets["encoder.weights"] = ""
+    return load_config(config_path(a.config), _sets_to_overrides(sets))
+
+
+def _progress():
+    from tqdm import tqdm
+    bar = {"b": None}
+
+    def update(done: int, total: int) -> None:
+        if bar["b"] is None:
+            bar["b"] = tqdm(total=total or None, unit="frame", desc="processing", file=sys.stderr)
+        bar["b"].update(done - bar["b"].n)
+
+    def close():
+        if bar["b"] is not None:
+            bar["b"].close()
+    return update, close
+
+
+def _rows(matches) -> List[dict]:
+    return [dict(track_id=m.track_id, camera=m.source_id, score=m.score, first_seen_ns=m.first_seen_ns,
+                 last_seen_ns=m.last_seen_ns, box=list(m.box)) for m in matches]
+
+
+def _answer(engine, gallery, queries, top_k, sheet_path):
+    from person_search.cli import print_matches
+    from person_search.core.imaging import contact_sheet
+    from person_search.core.query import QueryError
+    sheet_rows = []
+    code = 0
+    for q in queries:
+        print(f"\nquery: {q!r}")
+        try:
+            matches = engine.query(gallery, q, top_k=top_k)
+        except QueryError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            code = 1
+            continue
+        print_matches(_rows(matches))
+        sheet_rows.append([(f"#{m.track_id} {m.score:.3f}", m.crop_jpeg) for m in matches])
+    if sheet_path and sheet_rows:
+        sheet = contact_sheet(sheet_rows, title=" | ".join(queries))
+        cv2.imwrite(str(sheet_path), sheet)
+        print(f"\ncontact sheet: {sheet_path}")
+    return code
+
+
+def cmd_run(a) -> int:
+    from person_search.core.pipeline import OfflinePipeline
+    cfg = _load_cfg(a)
+    pipe = OfflinePipeline(cfg)
+    update, close = _progress()
+    try:
+        stats = pipe.process_video(a.video, max_frames=a.max_frames, progress=update)
+    finally:
+        close()
+    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps), {stats.detections} detections, "
+          f"{len(stats.tracks)} tracks, {len(pipe.gallery)} embeddings in the gallery "
+          f"(model {pipe.embedder.model_id}, tracker {pipe.tracker.backend_name})")
+    if a.save:
+        pipe.gallery.save(a.save)
+        print(f"gallery saved to {a.save}")
+    if not a.query:
+        return 0
+    return _answer(pipe.text_engine(), pipe.gallery, a.query, a.top_k, a.sheet)
+
+
+def cmd_gallery(a) -> int:
+    from person_search.core.gallery import RollingGallery
+    cfg = _load_cfg(a)
+    g = RollingGallery.load(a.snapshot, cfg.gallery)
+    print(f"{a.snapshot}: {len(g)} embeddings, {g.num_tracks} tracks, model {g.model_id}, dim {g.dim}")
+    if a.action == "info":
+        return 0
+    from person_search.core.encoders import ClipEncoder
+    from person_search.core.query import QueryEngine
+    enc = ClipEncoder(cfg.encoder, towers=("text",))
+    if enc.model_id != g.model_id:
+        print(f"error: the snapshot holds {g.model_id} embeddings but the config builds {enc.model_id}; "
+              f"use the config the gallery was built with", file=sys.stderr)
+        return 2
+    return _answer(QueryEngine(enc, cfg.query), g, a.query, a.top_k, a.sheet)
+
+
+def add_offline_commands(sub) -> None:
+    def common(sp):
+        sp.add_argument("--config", default="cpu", help="cpu, orin, test, or a YAML path")
+        sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+        sp.add_argument("--random-weights", action="store_true", help="random CLIP weights (no download)")
+        sp.add_argument("--top-k", type=int, default=5)
+        sp.add_argument("--sheet", metavar="PNG", help="write a contact sheet of the top matches")
+
+    sp = sub.add_parser("run", help="process a video without ROS and answer queries")
+    sp.add_argument("video")
+    sp.add_argument("--query", action="append", default=[], help="a description (repeatable)")
+    sp.add_argument("--max-frames", type=int, default=0)
+    sp.add_argument("--save", metavar="SNAPSHOT", help="save the gallery snapshot here")
+    common(sp)
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("gallery", help="inspect or query a saved gallery snapshot")
+    sp.add_argument("action", choices=["info", "query"])
+    sp.add_argument("snapshot")
+    sp.add_argument("query", nargs="*", help="descriptions (for query)")
+    common(sp)
+    sp.set_defaults(func=cmd_gallery)
