@@ -99,7 +99,6 @@ class GalleryConfig:
 
     window_s: float = 600.0  # embeddings older than this are evicted
     capacity: int = 100_000  # most embeddings kept; the oldest go first
-    shard_s: float = 10.0  # time span of one shard (eviction drops whole shards)
     max_per_track: int = 8  # most embeddings kept per track (diverse ones)
     diversity: float = 0.95  # a new embedding this similar (cosine) to a kept one of its track replaces nothing
     thumb_budget_bytes: int = 64 * 1024 * 1024  # JPEG crops + frame thumbnails, all tracks
@@ -109,7 +108,6 @@ class GalleryConfig:
     def validate(self) -> None:
         _check(self.window_s > 0, "gallery.window_s must be > 0")
         _check(self.capacity >= 1, "gallery.capacity must be >= 1")
-        _check(0 < self.shard_s <= self.window_s, "gallery.shard_s must be in (0, window_s]")
         _check(self.max_per_track >= 1, "gallery.max_per_track must be >= 1")
         _check(0.0 < self.diversity <= 1.0, "gallery.diversity must be in (0, 1]")
         _check(self.thumb_budget_bytes >= 0, "gallery.thumb_budget_bytes must be >= 0")

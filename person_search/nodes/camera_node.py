@@ -51,7 +51,9 @@ class CameraNode(Node):
                 self.stats.errors += 1
                 break
             if frame is None:
-                self.get_logger().info(f"end of {self.cfg.source} after {self.stats.count} frames")
+                self.get_logger().info(f"end of {self.cfg.source} after {self.stats.count} frames; exiting")
+                self._stop.set()
+                rclpy.try_shutdown(context=self.context)  # ends spin(): the node exits with 0 like a player
                 break
             t0 = time.monotonic()
             try:

@@ -1,0 +1,130 @@
+"""Single nodes as real processes: bad parameters, bad frames, conversions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+
+from person_search.core.sample import sample_images
+from person_search.graph import NodeSpec
+from person_search.launcher import Graph, config_path
+from person_search.nodes import convert
+
+pytestmark = pytest.mark.ros
+TEST_CFG = str(config_path("test"))
+
+
+def _run_node(module: str, *params: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", f"person_search.nodes.{module}", "--ros-args", "--params-file", TEST_CFG]
+    for p in params:
+        cmd += ["-p", p]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("module,param,needle", [
+    ("detector_node", "detector.conf:=1.5", "detector.conf must be in [0, 1]"),
+    ("detector_node", "detector.tracker:=sort", "detector.tracker must be bytetrack or botsort"),
+    ("camera_node", "video.source:=/nonexistent/video.mp4", "/nonexistent/video.mp4"),
+    ("embedder_node", "encoder.weights:=/nonexistent/clip.pt", "/nonexistent/clip.pt"),
+    ("index_node", "gallery.window_s:=-1.0", "gallery.window_s must be > 0"),
+    ("query_node", "query.max_chars:=0", "query.max_chars must be >= 1"),
+    ("detector_node", "detector.conf:=high", "detector.conf must be a number"),
+])
+def test_bad_parameters_exit_with_a_clear_message(module, param, needle):
+    proc = _run_node(module, param)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert needle in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_detector_survives_bad_frames_and_keeps_publishing(probe):
+    from sensor_msgs.msg import Image
+    from person_search.nodes.common import sensor_qos
+    g = Graph([NodeSpec("detector", "detector_node", "/camx")], config_path("test"),
+              extra_params={"ros.wait_for_subscribers_s": 0.0})
+    with g:
+        pub = probe.node.create_publisher(Image, "/camx/image_raw", sensor_qos(True))
+        probe.wait_for(lambda: pub.get_subscription_count() > 0, 60, "the detector to subscribe", graph=g)
+        bus = cv2.imread(str(next(p for p in sample_images() if p.name == "bus.jpg")))
+        bus = cv2.resize(bus, (480, 640))
+        good = convert.bgr_to_image(bus, stamp_ns=time.time_ns(), frame_id="camx")
+        bad_enc = convert.bgr_to_image(bus, frame_id="camx")
+        bad_enc.encoding = "16UC1"
+        short = convert.bgr_to_image(bus, frame_id="camx")
+        short.data = bytes(short.data[:1000])
+        n0 = len(probe.crops)
+        for msg in (bad_enc, short, bad_enc):
+            pub.publish(msg)
+            time.sleep(0.3)
+        for _ in range(3):
+            good.header.stamp = convert.ns_to_time(time.time_ns())
+            pub.publish(good)
+            time.sleep(0.5)
+        probe.wait_for(lambda: any(cam == "camx" for cam, _, _ in probe.crops[n0:]), 30,
+                       "crops after the bad frames", graph=g)
+        assert not g.dead(), g.dead()
+        probe.node.destroy_publisher(pub)
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "bgra8", "rgba8", "mono8"])
+def test_image_conversion_roundtrip(encoding):
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    if encoding == "mono8":
+        bgr = cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    conv = {"bgr8": None, "rgb8": cv2.COLOR_BGR2RGB, "bgra8": cv2.COLOR_BGR2BGRA, "rgba8": cv2.COLOR_BGR2RGBA,
+            "mono8": cv2.COLOR_BGR2GRAY}[encoding]
+    raw = bgr if conv is None else cv2.cvtColor(bgr, conv)
+    msg = convert.bgr_to_image(bgr)
+    msg.encoding = encoding
+    msg.data = raw.tobytes()
+    msg.step = raw.shape[1] * (raw.shape[2] if raw.ndim == 3 else 1)
+    out = convert.image_to_bgr(msg, use_bridge=False)
+    np.testing.assert_array_equal(out, bgr)
+
+
+def test_image_conversion_with_row_padding():
+    bgr = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    padded = np.zeros((4, 20), np.uint8)
+    padded[:, :15] = bgr.reshape(4, 15)
+    msg = convert.bgr_to_image(bgr)
+    msg.step, msg.data = 20, padded.tobytes()
+    np.testing.assert_array_equal(convert.image_to_bgr(msg, use_bridge=False), bgr)
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda m: setattr(m, "encoding", "32FC1"), "unsupported image encoding"),
+    (lambda m: setattr(m, "data", bytes(10)), "does not fit"),
+    (lambda m: (setattr(m, "height", 0)), "empty image"),
+])
+def test_bad_images_raise_clear_errors(mutate, needle):
+    msg = convert.bgr_to_image(np.zeros((8, 8, 3), np.uint8))
+    mutate(msg)
+    with pytest.raises(convert.ImageError, match=needle):
+        convert.image_to_bgr(msg, use_bridge=False)
+
+
+def test_numpy_conversion_matches_cv_bridge():
+    cv_bridge = pytest.importorskip("cv_bridge", reason="cv_bridge is not installed (ROS 2 distribution package)")
+    rng = np.random.default_rng(1)
+    for enc, conv in (("bgr8", None), ("rgb8", cv2.COLOR_BGR2RGB), ("mono8", cv2.COLOR_BGR2GRAY)):
+        bgr = rng.integers(0, 255, (31, 17, 3), dtype=np.uint8)
+        raw = bgr if conv is None else cv2.cvtColor(bgr, conv)
+        msg = cv_bridge.CvBridge().cv2_to_imgmsg(raw, encoding=enc)
+        np.testing.assert_array_equal(convert.image_to_bgr(msg, use_bridge=False),
+                                      convert.image_to_bgr(msg, use_bridge=True))
+
+
+def test_compressed_roundtrip_and_garbage():
+    img = np.full((20, 30, 3), 120, np.uint8)
+    from person_search.core.imaging import encode_jpeg
+    out = convert.compressed_to_bgr(convert.jpeg_msg(encode_jpeg(img)))
+    assert out.shape == img.shape and abs(int(out.mean()) - 120) <= 2
+    with pytest.raises(convert.ImageError, match="could not be decoded"):
+        convert.compressed_to_bgr(convert.jpeg_msg(b"not a jpeg at all"))
