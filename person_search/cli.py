@@ -42,8 +42,9 @@ def _sets_to_overrides(sets: Dict[str, object]) -> Dict[str, Dict[str, object]]:
     return ov
 
 
-def print_matches(matches, *, out=sys.stdout) -> None:
+def print_matches(matches, *, out=None) -> None:
     """A table of matches: rank, track, camera, score, first/last seen, box."""
+    out = out or sys.stdout
     if not matches:
         print("no matches", file=out)
         return

@@ -43,6 +43,13 @@ class Probe:
         self.crops = []  # (frame_id, stamp_ns, [track ids])
         self.node.create_subscription(Int64, "/person_search/gallery_size", self._on_size, RELIABLE_QOS)
         self.node.create_subscription(PersonCrops, "/person_crops", self._on_crops, RELIABLE_QOS)
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import Image
+        from person_search.nodes.common import sensor_qos
+        self.diagnostics = {}
+        self.overlays = []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+        self.node.create_subscription(Image, "/cam0/overlay", self._on_overlay, sensor_qos(False))
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -56,6 +63,16 @@ class Probe:
         from person_search.nodes.convert import time_to_ns
         with self.lock:
             self.crops.append((msg.header.frame_id, time_to_ns(msg.header.stamp), [int(p.track_id) for p in msg.people]))
+
+    def _on_diag(self, msg):
+        with self.lock:
+            for st in msg.status:
+                self.diagnostics[st.name] = {kv.key: kv.value for kv in st.values}
+
+    def _on_overlay(self, msg):
+        with self.lock:
+            self.overlays.append(msg)
+            del self.overlays[:-5]
 
     def last_size(self) -> int:
         with self.lock:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import time
 
-import cv2
 import numpy as np
 import pytest
 
@@ -97,3 +96,27 @@ def test_index_restart_restores_snapshot(graph, probe):
     restored = {(m.camera_frame_id, m.track_id) for m in after.matches}
     # everything but what arrived between the last snapshot and the kill comes back
     assert len(old & restored) >= max(1, len(old) // 2), (old, restored)
+
+
+def test_diagnostics_report_every_stage(graph, probe):
+    want = ["/cam0/camera: camera", "/cam1/camera: camera", "/cam0/detector: detector",
+            "/embedder: embedder", "/index: index", "/query: query"]
+    probe.wait_for(lambda: all(w in probe.diagnostics for w in want), 20, "diagnostics of every node")
+    d = probe.diagnostics
+    assert float(d["/cam0/camera: camera"]["rate_hz"]) > 0
+    assert int(d["/cam0/detector: detector"]["count"]) > 0
+    assert int(d["/index: index"]["gallery_size"]) == probe.last_size() or probe.last_size() > 0
+    assert float(d["/index: index"]["latency_p95_ms"]) > 0  # frame -> searchable
+    assert d["/embedder: embedder"]["model_id"].startswith("PS-Tiny-ViT@")
+
+
+def test_overlay_highlights_the_last_query(graph, probe):
+    resp = probe.query("a person", top_k=50, camera="cam0")
+    assert resp.success and resp.matches
+    time.sleep(1.0)
+    probe.wait_for(lambda: len(probe.overlays) > 0, 20, "an overlay image")
+    img = image_to_bgr(probe.overlays[-1])
+    assert img.shape[:2] == (540, 960)
+    # matched tracks are drawn in pure red (0, 0, 255)
+    probe.wait_for(lambda: np.all(image_to_bgr(probe.overlays[-1]) == (0, 0, 255), axis=2).sum() > 100, 20,
+                   "a highlighted match in the overlay")

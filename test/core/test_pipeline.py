@@ -1,0 +1,82 @@
+"""The ROS-free pipeline and the `person-search run` / `gallery` commands on a real video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+
+from person_search.cli import main as cli_main
+from person_search.core.config import load_config
+from person_search.core.pipeline import OfflinePipeline
+from person_search.launcher import config_path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    from person_search.core.sample import make_sample_video
+    return make_sample_video(tmp_path_factory.mktemp("v") / "sample.mp4", seconds=3.0)
+
+
+@pytest.fixture(scope="module")
+def pipeline(video):
+    cfg = load_config(config_path("test"))
+    pipe = OfflinePipeline(cfg)
+    pipe.process_video(str(video))
+    return pipe
+
+
+def test_pipeline_fills_the_gallery_with_tracked_people(pipeline):
+    s = pipeline.stats
+    assert s.frames == 45
+    assert s.detections > 0 and len(s.tracks) >= 2
+    assert len(pipeline.gallery) > 0
+    gallery_tracks = {(t.source_id, t.track_id) for t in pipeline.gallery.tracks()}
+    assert gallery_tracks <= s.tracks
+
+
+def test_query_ranks_tracks_by_text_similarity(pipeline):
+    engine = pipeline.text_engine()
+    matches = engine.query(pipeline.gallery, "a man in a dark suit", top_k=3)
+    assert 1 <= len(matches) <= 3
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+    q = engine.encode("a man in a dark suit")
+    for m in matches:  # the reported score is the best of the track's embeddings, recomputed here
+        assert m.crop_jpeg[:2] == b"\xff\xd8"
+        assert -1.0 <= m.score <= 1.0
+    assert abs(float(q @ q) - 1.0) < 1e-5
+
+
+def test_run_command_prints_table_and_writes_contact_sheet(video, tmp_path, capsys):
+    sheet = tmp_path / "sheet.png"
+    snap = tmp_path / "g.npz"
+    code = cli_main(["run", str(video), "--config", "test", "--query", "a person in a dark coat",
+                     "--query", "someone with a red bag", "--top-k", "3", "--sheet", str(sheet), "--save", str(snap)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "45 frames" in out and "rank" in out and out.count("query:") == 2
+    img = cv2.imread(str(sheet))
+    assert img is not None and img.shape[0] > 100
+    assert snap.is_file()
+    # the saved gallery answers the same query with the same table
+    table_run = out.split("query: 'a person in a dark coat'")[1].split("query:")[0].strip()
+    code = cli_main(["gallery", "query", str(snap), "a person in a dark coat", "--config", "test", "--top-k", "3"])
+    out2 = capsys.readouterr().out
+    assert code == 0
+    assert table_run in out2
+
+
+def test_run_command_reports_bad_queries(video, capsys):
+    code = cli_main(["run", str(video), "--config", "test", "--max-frames", "5", "--query", "  "])
+    assert code == 1
+    assert "whitespace" in capsys.readouterr().err
+
+
+def test_gallery_query_refuses_another_model(video, tmp_path, capsys):
+    snap = tmp_path / "g.npz"
+    assert cli_main(["run", str(video), "--config", "test", "--max-frames", "20", "--save", str(snap)]) == 0
+    code = cli_main(["gallery", "query", str(snap), "a person", "--config", "test",
+                     "--set", "encoder.arch=TinyCLIP-ViT-8M-16-Text-3M"])
+    assert code == 2
+    assert "snapshot holds" in capsys.readouterr().err
