@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -22,6 +22,8 @@ class ConfigError(ValueError):
 class VideoConfig:
     """Where frames come from."""
 
+    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {"fps": (0.0, 240.0), "read_timeout_s": (0.01, 3600.0), "reconnect_initial_s": (0.001, 3600.0), "reconnect_max_s": (0.001, 3600.0), "max_reconnects": (-1, 1_000_000)}
+
     source: str = ""  # file path, V4L2 index ("0") or /dev/videoN, rtsp:// or http:// URL, or an image folder
     source_id: str = "camera"  # camera name; becomes the frame_id of every message
     loop: bool = False  # restart a file source at its end
@@ -33,6 +35,7 @@ class VideoConfig:
     max_reconnects: int = -1  # -1 = forever
 
     def validate(self) -> None:
+        _check_ranges(self)
         _check(self.fps >= 0, "video.fps must be >= 0")
         _check(self.read_timeout_s > 0, "video.read_timeout_s must be > 0")
         _check(self.reconnect_initial_s > 0, "video.reconnect_initial_s must be > 0")
@@ -43,6 +46,8 @@ class VideoConfig:
 @dataclass
 class DetectorConfig:
     """Person detection, tracking and crop policy."""
+
+    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {"imgsz": (32, 4096), "conf": (0.0, 1.0), "iou": (0.01, 1.0), "track_buffer": (1, 10_000), "min_box_w": (1, 4096), "min_box_h": (1, 4096), "crop_pad": (0.0, 1.0), "hog_scale": (1.01, 2.0), "hog_max_width": (64, 4096)}
 
     backend: str = "auto"  # "yolo", "hog" or "auto" (YOLO if its weights load, else HOG)
     model: str = "yolo11n.pt"  # ultralytics .pt / .onnx / .engine path or name
@@ -59,6 +64,7 @@ class DetectorConfig:
     hog_max_width: int = 640  # frames are downscaled to this width for HOG
 
     def validate(self) -> None:
+        _check_ranges(self)
         _check(self.backend in ("auto", "yolo", "hog"), f"detector.backend must be auto, yolo or hog, not {self.backend!r}")
         _check(self.tracker in ("bytetrack", "botsort"), f"detector.tracker must be bytetrack or botsort, not {self.tracker!r}")
         _check(0.0 <= self.conf <= 1.0, "detector.conf must be in [0, 1]")
@@ -73,6 +79,8 @@ class DetectorConfig:
 class EncoderConfig:
     """The CLIP model: image tower in the embedder, text tower in the query node."""
 
+    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {"image_height": (32, 2048), "image_width": (32, 2048), "batch_size": (1, 1024), "threads": (0, 256), "max_crops_per_track_s": (0.0, 1000.0)}
+
     arch: str = "ViT-B-16"  # open_clip architecture name
     weights: str = ""  # local checkpoint path, an open_clip pretrained tag (e.g. "openai"), or "" = random init
     image_height: int = 224  # input height; person crops may use a tall shape such as 384x128
@@ -85,6 +93,7 @@ class EncoderConfig:
     max_crops_per_track_s: float = 0.0  # crop budget: at most this many crops of one track per second; 0 = all
 
     def validate(self) -> None:
+        _check_ranges(self)
         _check(bool(self.arch), "encoder.arch must not be empty")
         _check(self.image_height >= 32 and self.image_width >= 32, "encoder.image_height/width must be >= 32")
         _check(self.precision in ("fp32", "fp16"), "encoder.precision must be fp32 or fp16")
@@ -97,6 +106,8 @@ class EncoderConfig:
 class GalleryConfig:
     """The rolling gallery of everyone seen."""
 
+    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {"window_s": (0.001, 1e9), "capacity": (1, 1_000_000_000), "max_per_track": (1, 10_000), "diversity": (0.001, 1.0), "thumb_budget_bytes": (0, 1 << 40), "snapshot_interval_s": (0.01, 1e6)}
+
     window_s: float = 600.0  # embeddings older than this are evicted
     capacity: int = 100_000  # most embeddings kept; the oldest go first
     max_per_track: int = 8  # most embeddings kept per track (diverse ones)
@@ -106,6 +117,7 @@ class GalleryConfig:
     snapshot_interval_s: float = 10.0  # seconds between snapshots
 
     def validate(self) -> None:
+        _check_ranges(self)
         _check(self.window_s > 0, "gallery.window_s must be > 0")
         _check(self.capacity >= 1, "gallery.capacity must be >= 1")
         _check(self.max_per_track >= 1, "gallery.max_per_track must be >= 1")
@@ -118,12 +130,15 @@ class GalleryConfig:
 class QueryConfig:
     """Text queries."""
 
+    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {"max_chars": (1, 100_000), "default_top_k": (1, 10_000), "max_top_k": (1, 10_000)}
+
     templates: List[str] = field(default_factory=lambda: ["a photo of {}."])  # prompt templates; embeddings averaged
     max_chars: int = 1000  # longer descriptions are refused
     default_top_k: int = 10
     max_top_k: int = 100
 
     def validate(self) -> None:
+        _check_ranges(self)
         _check(len(self.templates) >= 1 and all("{}" in t for t in self.templates), "query.templates must each contain {}")
         _check(self.max_chars >= 1, "query.max_chars must be >= 1")
         _check(1 <= self.default_top_k <= self.max_top_k, "query.default_top_k must be in [1, max_top_k]")
@@ -146,6 +161,19 @@ class PipelineConfig:
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(PipelineConfig)}
+
+
+SECTION_OF = {"VideoConfig": "video", "DetectorConfig": "detector", "EncoderConfig": "encoder",
+              "GalleryConfig": "gallery", "QueryConfig": "query"}
+
+
+def _check_ranges(cfg) -> None:
+    """Check every field named in the class's RANGES (inclusive bounds; also the ROS descriptor ranges)."""
+    section = SECTION_OF.get(type(cfg).__name__, type(cfg).__name__)
+    for name, (lo, hi) in type(cfg).RANGES.items():
+        v = getattr(cfg, name)
+        if not (lo <= v <= hi):
+            raise ConfigError(f"{section}.{name} must be in [{lo:g}, {hi:g}], got {v!r}")
 
 
 def _check(ok: bool, message: str) -> None:

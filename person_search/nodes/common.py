@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional, Type
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
@@ -59,8 +59,18 @@ def declare_section(node: Node, section: str, cls: Type) -> Any:
         # coercion below checks the type and names the parameter when it is wrong
         desc = ParameterDescriptor(description=helps.get(f.name, f.name), read_only=True,
                                    dynamic_typing=True)
+        rng = getattr(cls, "RANGES", {}).get(f.name)
+        if rng is not None:  # shown by `ros2 param describe`; checked by validate() below
+            desc.additional_constraints = f"range [{rng[0]:g}, {rng[1]:g}]"
+            if isinstance(value, float):
+                desc.floating_point_range = [FloatingPointRange(from_value=float(rng[0]), to_value=float(rng[1]))]
+            elif isinstance(value, int):
+                desc.integer_range = [IntegerRange(from_value=int(rng[0]), to_value=int(rng[1]), step=1)]
         name = f"{section}.{f.name}"
-        node.declare_parameter(name, value, desc)
+        try:
+            node.declare_parameter(name, value, desc)
+        except Exception as exc:  # noqa: BLE001 - rclpy's parameter exceptions are not ValueErrors
+            raise ConfigError(f"parameter {name}: {exc}") from exc
         got = node.get_parameter(name).value
         values[f.name] = got
     cfg = section_from_dict(cls, values, section)

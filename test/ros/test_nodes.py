@@ -28,12 +28,13 @@ def _run_node(module: str, *params: str, timeout: float = 60.0) -> subprocess.Co
 
 
 @pytest.mark.parametrize("module,param,needle", [
-    ("detector_node", "detector.conf:=1.5", "detector.conf must be in [0, 1]"),
+    ("detector_node", "detector.conf:=1.5", "detector.conf out of range Min: 0.0, Max: 1.0"),
     ("detector_node", "detector.tracker:=sort", "detector.tracker must be bytetrack or botsort"),
+    ("detector_node", "detector.imgsz:=100000", "detector.imgsz"),
     ("camera_node", "video.source:=/nonexistent/video.mp4", "/nonexistent/video.mp4"),
     ("embedder_node", "encoder.weights:=/nonexistent/clip.pt", "/nonexistent/clip.pt"),
-    ("index_node", "gallery.window_s:=-1.0", "gallery.window_s must be > 0"),
-    ("query_node", "query.max_chars:=0", "query.max_chars must be >= 1"),
+    ("index_node", "gallery.window_s:=-1.0", "gallery.window_s out of range"),
+    ("query_node", "query.max_chars:=0", "query.max_chars out of range"),
     ("detector_node", "detector.conf:=high", "detector.conf must be a number"),
 ])
 def test_bad_parameters_exit_with_a_clear_message(module, param, needle):
