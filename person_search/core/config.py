@@ -90,6 +90,7 @@ class EncoderConfig:
     batch_size: int = 8  # crops per forward pass
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     attention: str = "sdpa"  # "sdpa" (fused) or "eager"
+    backend: str = "torch"  # image tower runtime: "torch" (CPU/GPU), "torch-int8", "onnx", "onnx-int8" (CPU only)
     max_crops_per_track_s: float = 0.0  # crop budget: at most this many crops of one track per second; 0 = all
 
     def validate(self) -> None:
@@ -99,6 +100,8 @@ class EncoderConfig:
         _check(self.precision in ("fp32", "fp16"), "encoder.precision must be fp32 or fp16")
         _check(self.batch_size >= 1, "encoder.batch_size must be >= 1")
         _check(self.attention in ("sdpa", "eager"), "encoder.attention must be sdpa or eager")
+        _check(self.backend in ENCODER_BACKENDS,
+               f"encoder.backend must be one of {', '.join(ENCODER_BACKENDS)}, not {self.backend!r}")
         _check(self.max_crops_per_track_s >= 0, "encoder.max_crops_per_track_s must be >= 0")
 
 
@@ -162,6 +165,8 @@ class PipelineConfig:
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(PipelineConfig)}
 
+
+ENCODER_BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
 
 SECTION_OF = {"VideoConfig": "video", "DetectorConfig": "detector", "EncoderConfig": "encoder",
               "GalleryConfig": "gallery", "QueryConfig": "query"}

@@ -90,7 +90,7 @@ def test_min_box_filter(bus):
     limit = int(max(heights)) + 1
     with PersonTracker(DetectorConfig(backend="hog", hog_max_width=800, min_box_h=limit)) as tr:
         assert tr.update(frame).people == []
-    with PersonTracker(DetectorConfig(backend="hog", hog_max_width=800, min_box_w=5000)) as tr:
+    with PersonTracker(DetectorConfig(backend="hog", hog_max_width=800, min_box_w=4000)) as tr:
         assert tr.update(frame).people == []
 
 

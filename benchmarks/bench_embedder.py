@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Crops/s of ClipEncoder variants vs a plain open_clip eager loop (CPU, random weights).
+
+Baseline: ``open_clip.create_model(arch)`` + ``model.encode_image(tensor)`` under
+``torch.inference_mode`` on an already-preprocessed tensor (so the baseline does NOT pay
+for preprocessing, while ClipEncoder variants are timed end to end from BGR crops through
+``encode_images``: conservative for ClipEncoder).
+
+For every arch x batch it prints crops/s (median over calls; the variants are timed
+interleaved, round by round, so that load from other processes hits all of them alike), the
+ratio to the baseline, the cosine agreement of the variant's embeddings with the fp32 torch
+embeddings (min over the batch) and the RSS added by building the variant (baseline: process
+RSS with the baseline model). All measured in one run, same threads, random weights.
+
+Example (default, ~5 min on 2 cores):
+    python benchmarks/bench_embedder.py --archs ViT-B-16 ViT-B-32 MobileCLIP-S1 --batches 1 8 32 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from person_search.core.config import EncoderConfig  # noqa: E402
+from person_search.core.encoders import ClipEncoder, _import_open_clip  # noqa: E402
+
+VARIANTS = ("torch", "torch-int8", "onnx", "onnx-int8")
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+def timed(fn, n_items: int, seconds: float, min_iters: int = 1, max_iters: int = 1000) -> float:
+    fn()  # warm-up (shape-specific kernels / ORT allocations)
+    t0 = time.perf_counter()
+    k = 0
+    while k < min_iters or (time.perf_counter() - t0 < seconds and k < max_iters):
+        fn()
+        k += 1
+    return n_items * k / (time.perf_counter() - t0)
+
+
+def native_size(arch: str):
+    open_clip = _import_open_clip()
+    size = open_clip.get_model_config(arch)["vision_cfg"].get("image_size", 224)
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--archs", nargs="+", default=["ViT-B-16", "ViT-B-32", "MobileCLIP-S1"])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement (at least 1 call)")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--attention", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--cache-dir", default="", help="ONNX cache (default: a temporary folder)")
+    args = ap.parse_args(argv)
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip's "initialized randomly" warnings
+    torch.set_num_threads(args.threads)
+    open_clip = _import_open_clip()
+    cache = args.cache_dir or tempfile.mkdtemp(prefix="ps_bench_")
+    rng = np.random.default_rng(0)
+    print(f"torch {torch.__version__}, open_clip {open_clip.__version__}, threads {args.threads}, "
+          f"{args.seconds}s/measurement, random weights; ClipEncoder timed from BGR crops (incl. preprocessing)")
+    header = f"{'arch':<14}{'batch':>6}  {'variant':<11}{'crops/s':>9}{'ratio':>7}{'cos_min':>9}{'+rss_MB':>8}"
+    rows = [header, "-" * len(header)]
+    print(header, flush=True)
+
+    def emit(line):
+        rows.append(line)
+        print(line, flush=True)
+
+    for arch in args.archs:
+        h, w = native_size(arch)
+        crops = [rng.integers(0, 256, (int(rng.integers(120, 320)), int(rng.integers(50, 140)), 3), dtype=np.uint8)
+                 for _ in range(max(args.batches))]
+        torch.manual_seed(0)
+        base = open_clip.create_model(arch).eval()
+        fns = {}  # variant -> callable(batch index) ; all built first, then timed interleaved
+        mem = {"baseline": rss_mb()}
+        encs = {}
+        for variant in args.variants:
+            cfg = EncoderConfig(arch=arch, image_height=h, image_width=w, batch_size=max(args.batches),
+                                threads=args.threads, attention=args.attention)
+            t0 = time.perf_counter()
+            before = rss_mb()
+            encs[variant] = ClipEncoder(cfg, towers=("image",), backend=variant, cache_dir=cache)
+            mem[variant] = rss_mb() - before
+            print(f"  {arch} {variant}: build {time.perf_counter() - t0:.1f}s", flush=True)
+        for b in args.batches:
+            x = torch.randn(b, 3, h, w)
+            batch = crops[:b]
+
+            def run_base(x=x):
+                with torch.inference_mode():
+                    base.encode_image(x)
+
+            calls = {"baseline": run_base}
+            for variant, enc in encs.items():
+                calls[variant] = (lambda enc=enc, batch=batch: enc.encode_images(batch))
+            ref = encs["torch"].encode_images(batch) if "torch" in encs else None
+            cos = {v: float((e.encode_images(batch) * ref).sum(1).min()) if ref is not None else float("nan")
+                   for v, e in encs.items()}
+            rates = {v: [] for v in calls}
+            spent = {v: 0.0 for v in calls}
+            for fn in calls.values():  # warm-up
+                fn()
+            # interleave the variants round by round so that load from other processes hits all alike
+            while any(spent[v] < args.seconds or len(rates[v]) < 2 for v in calls):
+                for v, fn in calls.items():
+                    if spent[v] >= args.seconds and len(rates[v]) >= 2:
+                        continue
+                    t0 = time.perf_counter()
+                    fn()
+                    dt = time.perf_counter() - t0
+                    spent[v] += dt
+                    rates[v].append(b / dt)
+            base_rate = float(np.median(rates["baseline"]))
+            for v in calls:
+                r = float(np.median(rates[v]))
+                c = "" if v == "baseline" else f"{cos[v]:.4f}"
+                emit(f"{arch:<14}{b:>6}  {v:<11}{r:>9.2f}{r / base_rate:>7.2f}{c:>9}{mem[v]:>8.0f}")
+        del base, encs, calls, fn, run_base
+        gc.collect()
+    print("\n" + "\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
