@@ -95,7 +95,6 @@ def main(argv=None) -> int:
                  for _ in range(max(args.batches))]
         torch.manual_seed(0)
         base = open_clip.create_model(arch).eval()
-        fns = {}  # variant -> callable(batch index) ; all built first, then timed interleaved
         mem = {"baseline": rss_mb()}
         encs = {}
         for variant in args.variants:
@@ -112,7 +111,7 @@ def main(argv=None) -> int:
 
             def run_base(x=x):
                 with torch.inference_mode():
-                    base.encode_image(x)
+                    base.encode_image(x)  # noqa: F821 - deleted only after the loop
 
             calls = {"baseline": run_base}
             for variant, enc in encs.items():

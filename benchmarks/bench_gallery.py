@@ -62,7 +62,7 @@ def random_unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
     for i in range(0, n, 65536):  # in chunks: no float64 temporaries at 1M
         c = rng.standard_normal((min(65536, n - i), dim), dtype=np.float32)
         c /= np.linalg.norm(c, axis=1, keepdims=True)
-        x[i:i + c.shape[0]] = c
+        x[i : i + c.shape[0]] = c
     return x
 
 
@@ -84,14 +84,24 @@ def bench(n: int, rng: np.random.Generator, n_queries: int, warm: bool = False):
     x = random_unit(rng, n)
     frames = n // PEOPLE_PER_FRAME
     dt_ns = int(WINDOW_S * S / frames)  # the N vectors span [0, 600 s): all inside one window
-    cfg = GalleryConfig(window_s=WINDOW_S, capacity=nSTEP_S, max_per_track=8, diversity=0.95, thumb_budget_bytes=0)
+    cfg = GalleryConfig(window_s=WINDOW_S, capacity=n, max_per_track=8, diversity=0.95, thumb_budget_bytes=0)
     g = RollingGallery(cfg, dim=DIM, model_id="bench")
     boxes = np.zeros((PEOPLE_PER_FRAME, 4), np.float32)
     scores = np.ones(PEOPLE_PER_FRAME, np.float32)
     t0 = time.perf_counter()
     for f in range(frames):
         base = (f // FRAMES_PER_TRACK) * PEOPLE_PER_FRAME
-        g.add(EmbeddingBatch("bench", x[f * PEOPLE_PER_FRAME:(f + 1) * PEOPLE_PER_FRAME], np.arange(base, base + PEOPLE_PER_FRAME), boxes, scores, f * dt_ns, "cam0"))
+        g.add(
+            EmbeddingBatch(
+                "bench",
+                x[f * PEOPLE_PER_FRAME : (f + 1) * PEOPLE_PER_FRAME],
+                np.arange(base, base + PEOPLE_PER_FRAME),
+                boxes,
+                scores,
+                f * dt_ns,
+                "cam0",
+            )
+        )
     add_s = time.perf_counter() - t0
     assert len(g) == n, (len(g), n)
     mem = g.memory_bytes() / (n * DIM * 4)
@@ -114,8 +124,12 @@ def bench(n: int, rng: np.random.Generator, n_queries: int, warm: bool = False):
     flush = (lambda: None) if warm else flush_caches
     for i, q in enumerate(queries):
         q2 = q[None]
-        runs = [("rg", lambda: g.search(q, TOP_K)), ("flat", lambda: flat.search(q2, TOP_K)), ("np", lambda: np_scan(q))]
-        for name, fn in runs[i % 3:] + runs[:i % 3]:  # rotate the order too
+        runs = [
+            ("rg", lambda: g.search(q, TOP_K)),
+            ("flat", lambda: flat.search(q2, TOP_K)),  # noqa: F821 - deleted only after the loop
+            ("np", lambda: np_scan(q)),
+        ]
+        for name, fn in runs[i % 3 :] + runs[: i % 3]:  # rotate the order too
             flush()
             t = time.perf_counter()
             res = fn()
@@ -165,16 +179,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="gallery sizes (default 10000 100000 1000000)")
     ap.add_argument("--quick", action="store_true", help="sizes 10000 100000")
-    ap.add_argument("--queries", type=int, default=0, help="queries per size (default: 200 / 60 / 15 for 10k / 100k / 1M)")
+    ap.add_argument(
+        "--queries", type=int, default=0, help="queries per size (default: 200 / 60 / 15 for 10k / 100k / 1M)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warm", action="store_true", help="do not evict the CPU caches before each timed search")
     args = ap.parse_args(argv)
     sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(args.seed)
-    print(f"faiss {faiss.__version__}, numpy {np.__version__}, dim {DIM}, top-{TOP_K}, 1 thread, {PEOPLE_PER_FRAME} people/frame, {FRAMES_PER_TRACK} frames/track")
+    print(
+        f"faiss {faiss.__version__}, numpy {np.__version__}, dim {DIM}, top-{TOP_K}, "
+        f"1 thread, {PEOPLE_PER_FRAME} people/frame, {FRAMES_PER_TRACK} frames/track"
+    )
     head = (
-        f"{'N':>9} {'add/s':>8} | {'RG p50':>7} {'RG p95':>7} | {'Flat p50':>8} {'Flat p95':>8} | {'np p50':>7} {'np p95':>7} | "
+        f"{'N':>9} {'add/s':>8} | {'RG p50':>7} {'RG p95':>7} | "
+        f"{'Flat p50':>8} {'Flat p95':>8} | {'np p50':>7} {'np p95':>7} | "
         f"{'speed':>5} | {'evict step':>22} | {'evict 1k':>8} | {'mem':>5} | {'blocks':>6}"
     )
     print(head)
@@ -184,12 +204,17 @@ def main(argv=None) -> int:
         r = bench(n, rng, nq, warm=args.warm)
         step_ms, step_n, step_us = r["step"]
         print(
-            f"{n:>9,} {r['add_per_s']:>8,.0f} | {r['rg'][0]:>7.2f} {r['rg'][1]:>7.2f} | {r['flat'][0]:>8.2f} {r['flat'][1]:>8.2f} | "
-            f"{r['np'][0]:>7.2f} {r['np'][1]:>7.2f} | {r['speed']:>5.2f} | {step_ms:>6.2f} ms {step_n:>6} v {step_us:>4.1f} us/v | "
+            f"{n:>9,} {r['add_per_s']:>8,.0f} | {r['rg'][0]:>7.2f} "
+            f"{r['rg'][1]:>7.2f} | {r['flat'][0]:>8.2f} {r['flat'][1]:>8.2f} | "
+            f"{r['np'][0]:>7.2f} {r['np'][1]:>7.2f} | {r['speed']:>5.2f} "
+            f"| {step_ms:>6.2f} ms {step_n:>6} v {step_us:>4.1f} us/v | "
             f"{r['k'][0]:>5.2f} ms | {r['mem']:>5.3f} | {r['blocks']:>6}",
             flush=True,
         )
-    print(f"times in ms ({'warm' if args.warm else 'cold'} caches); speed = Flat p50 / RG p50; mem = memory_bytes / raw vector bytes")
+    print(
+        f"times in ms ({'warm' if args.warm else 'cold'} caches); speed "
+        "= Flat p50 / RG p50; mem = memory_bytes / raw vector bytes"
+    )
     return 0
 
 

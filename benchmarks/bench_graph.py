@@ -108,10 +108,12 @@ def main() -> int:
     det = next((v for k, v in final.items() if k.endswith("detector: detector")), {})
     cam = next((v for k, v in final.items() if k.endswith("camera: camera")), {})
     idx = next((v for k, v in final.items() if k.endswith("index: index")), {})
-    det_n = int(det.get("count", 0)) - int(next((v for k, v in first.items() if k.endswith("detector: detector")),
-                                                  {}).get("count", 0))
-    cam_n = int(cam.get("count", 0)) - int(next((v for k, v in first.items() if k.endswith("camera: camera")),
-                                                  {}).get("count", 0))
+
+    def first_count(suffix):
+        return int(next((v for k, v in first.items() if k.endswith(suffix)), {}).get("count", 0))
+
+    det_n = int(det.get("count", 0)) - first_count("detector: detector")
+    cam_n = int(cam.get("count", 0)) - first_count("camera: camera")
     print(f"\nsustained: camera {cam_n / a.seconds:.2f} fps, detector {det_n / a.seconds:.2f} fps "
           f"({100 * det_n / max(1, cam_n):.0f} % of frames), vs baseline {base.fps:.2f} fps unpaced "
           f"(ratio detector/baseline {det_n / a.seconds / max(base.fps, 1e-9):.2f})")

@@ -1,5 +1,7 @@
 """``person-search``: run the graph, ask it, process a video without ROS, manage snapshots.
 
+Usage::
+
     person-search up [--config cpu] [--source VIDEO | --camera NAME=SRC ...] [--set sec.key=value ...]
     person-search query "a person in a dark coat" [--top-k N] [--save-crops DIR]
     person-search demo                 # sample video -> graph -> one query -> table
@@ -43,7 +45,7 @@ def _sets_to_overrides(sets: Dict[str, object]) -> Dict[str, Dict[str, object]]:
 
 
 def print_matches(matches, *, out=None) -> None:
-    """A table of matches: rank, track, camera, score, first/last seen, box."""
+    """Print a table of matches: rank, track, camera, score, first/last seen, box."""
     out = out or sys.stdout
     if not matches:
         print("no matches", file=out)

@@ -80,7 +80,8 @@ class CameraSpec:
 
     def __post_init__(self):
         if not _CAMERA_RE.match(self.name):
-            raise ValueError(f"camera name {self.name!r} must be a ROS name: letters, digits, _; starting with a letter")
+            raise ValueError(f"camera name {self.name!r} must be a ROS name: letters, digits and _, "
+                             "starting with a letter")
 
 
 def node_set(cameras: Sequence[CameraSpec] = (CameraSpec("cam0"),), *, loop: Optional[bool] = None) -> List[NodeSpec]:

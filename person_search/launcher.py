@@ -43,7 +43,8 @@ def _share_config() -> Optional[Path]:
 class Graph:
     """The running processes of a node set; a context manager that always cleans up."""
 
-    def __init__(self, specs: Sequence[NodeSpec], params_file: Path, *, extra_params: Optional[Dict[str, object]] = None,
+    def __init__(self, specs: Sequence[NodeSpec], params_file: Path, *,
+                 extra_params: Optional[Dict[str, object]] = None,
                  log_dir: Optional[Path] = None, env: Optional[Dict[str, str]] = None):
         self.specs = list(specs)
         self.params_file = Path(params_file)
@@ -102,7 +103,7 @@ class Graph:
         return codes
 
     def dead(self) -> Dict[str, int]:
-        """Processes that have exited, with their exit codes."""
+        """Return the processes that have exited, with their exit codes."""
         return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
 
     def __enter__(self) -> "Graph":

@@ -31,7 +31,8 @@ class CameraNode(Node):
             raise ValueError("video.source is empty: give a file, device, URL or folder")
         qos = sensor_qos(ros["image_reliable"])
         self.pub = self.create_publisher(Image, "image_raw", qos)
-        self.pub_c = self.create_publisher(CompressedImage, "image_compressed", qos) if ros["publish_compressed"] else None
+        self.pub_c = (self.create_publisher(CompressedImage, "image_compressed", qos)
+                      if ros["publish_compressed"] else None)
         self.source = open_source(self.cfg)  # raises SourceError naming the source
         self.stats = StageStats(self, "camera")
         self.get_logger().info(f"camera {self.cfg.source_id}: {self.cfg.source} (loop={self.cfg.loop})")

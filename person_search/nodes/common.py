@@ -33,7 +33,7 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
 
 
 def _field_help(cls: Type) -> Dict[str, str]:
-    """The ``# comment`` after each field of a config dataclass: its parameter description."""
+    """Return the ``# comment`` after each field of a config dataclass: its parameter description."""
     out: Dict[str, str] = {}
     try:
         src = inspect.getsource(cls)
@@ -181,7 +181,8 @@ def when_downstream_ready(node: Node, publisher, wait_s: float, start: Callable[
         if ready or time.monotonic() - t0 >= wait_s:
             node.destroy_timer(state["timer"])
             if not ready:
-                node.get_logger().warning(f"no subscriber on {publisher.topic_name} after {wait_s:.0f} s; starting anyway")
+                node.get_logger().warning(
+                    f"no subscriber on {publisher.topic_name} after {wait_s:.0f} s; starting anyway")
             start()
 
     state["timer"] = node.create_timer(0.1, check)

@@ -175,7 +175,7 @@ def batch_to_msg(batch: EmbeddingBatch):
 
 
 def msg_to_batch(msg) -> EmbeddingBatch:
-    """PersonEmbeddings -> EmbeddingBatch; refuses inconsistent sizes with a ValueError."""
+    """Convert PersonEmbeddings -> EmbeddingBatch; refuse inconsistent sizes with a ValueError."""
     n = len(msg.track_ids)
     dim = int(msg.dim)
     data = np.asarray(msg.data, dtype=np.float32)

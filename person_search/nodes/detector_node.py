@@ -33,7 +33,8 @@ class DetectorNode(Node):
         self.tracker = PersonTracker(self.cfg)
         from person_search_interfaces.msg import PersonCrops, QueryResult
         self.pub = self.create_publisher(PersonCrops, "person_crops", RELIABLE_QOS)
-        self.pub_overlay = self.create_publisher(Image, "overlay", sensor_qos(False)) if ros["publish_overlay"] else None
+        self.pub_overlay = (self.create_publisher(Image, "overlay", sensor_qos(False))
+                            if ros["publish_overlay"] else None)
         qos = sensor_qos(ros["image_reliable"])
 
         def subscribe():

@@ -32,7 +32,8 @@ class QueryNode(Node):
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.pub = self.create_publisher(QueryResult, "query_matches", LATCHED_QOS)
         self.stats = StageStats(self, "query")
-        self.get_logger().info(f"query: model_id={self.encoder.model_id}; serving {self.resolve_service_name('query_person')}")
+        self.get_logger().info(f"query: model_id={self.encoder.model_id}; "
+                               f"serving {self.resolve_service_name('query_person')}")
 
     def on_query(self, req, resp):
         resp.success = False

@@ -77,5 +77,5 @@ def test_node_set_refuses_bad_cameras():
 
 def test_parse_cameras():
     cams = parse_cameras(["front=/dev/video0", "rtsp://host/stream", "/data/v.mp4"])
-    assert [(c.name, c.source) for c in cams] == [("front", "/dev/video0"), ("cam1", "rtsp://host/stream"),
-                                                   ("cam2", "/data/v.mp4")]
+    got = [(c.name, c.source) for c in cams]
+    assert got == [("front", "/dev/video0"), ("cam1", "rtsp://host/stream"), ("cam2", "/data/v.mp4")]

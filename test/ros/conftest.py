@@ -62,7 +62,8 @@ class Probe:
     def _on_crops(self, msg):
         from person_search.nodes.convert import time_to_ns
         with self.lock:
-            self.crops.append((msg.header.frame_id, time_to_ns(msg.header.stamp), [int(p.track_id) for p in msg.people]))
+            ids = [int(p.track_id) for p in msg.people]
+            self.crops.append((msg.header.frame_id, time_to_ns(msg.header.stamp), ids))
 
     def _on_diag(self, msg):
         with self.lock:
@@ -94,7 +95,6 @@ class Probe:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
     def query(self, description, top_k=5, timeout=30.0, **kw):
-        from person_search_interfaces.srv import QueryPerson
         client = self.node.create_client(QueryPerson, "/query_person")
         try:
             assert client.wait_for_service(timeout_sec=timeout), "/query_person never appeared"

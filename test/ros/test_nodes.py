@@ -9,7 +9,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-import rclpy
 
 from person_search.core.sample import sample_images
 from person_search.graph import NodeSpec
