@@ -1,5 +1,7 @@
 """Desktop CPU: video file source, PyTorch backend, small encoder (config/cpu.yaml).
 
+Usage::
+
     ros2 launch person_search cpu.launch.py source:=/path/to/video.mp4 [loop:=true] [rviz:=true]
 """
 

@@ -1,5 +1,7 @@
 """Jetson Orin: V4L2 camera, YOLO TensorRT engine, CLIP on the GPU (config/orin.yaml).
 
+Usage::
+
     ros2 launch person_search orin.launch.py [source:=/dev/video0] [rviz:=true]
 """
 

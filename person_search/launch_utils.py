@@ -41,7 +41,7 @@ def _nodes(context, *args, **kwargs):
 
 
 def generate(default_config: str) -> LaunchDescription:
-    """The whole graph with ``config``, ``source``, ``cameras``, ``loop`` and ``rviz`` arguments."""
+    """Build the whole graph with ``config``, ``source``, ``cameras``, ``loop`` and ``rviz`` arguments."""
     share = _share()
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=os.path.join(share, "config", default_config),

@@ -22,7 +22,13 @@ class ConfigError(ValueError):
 class VideoConfig:
     """Where frames come from."""
 
-    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {"fps": (0.0, 240.0), "read_timeout_s": (0.01, 3600.0), "reconnect_initial_s": (0.001, 3600.0), "reconnect_max_s": (0.001, 3600.0), "max_reconnects": (-1, 1_000_000)}
+    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {
+        "fps": (0.0, 240.0),
+        "read_timeout_s": (0.01, 3600.0),
+        "reconnect_initial_s": (0.001, 3600.0),
+        "reconnect_max_s": (0.001, 3600.0),
+        "max_reconnects": (-1, 1_000_000),
+    }
 
     source: str = ""  # file path, V4L2 index ("0") or /dev/videoN, rtsp:// or http:// URL, or an image folder
     source_id: str = "camera"  # camera name; becomes the frame_id of every message
@@ -47,7 +53,17 @@ class VideoConfig:
 class DetectorConfig:
     """Person detection, tracking and crop policy."""
 
-    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {"imgsz": (32, 4096), "conf": (0.0, 1.0), "iou": (0.01, 1.0), "track_buffer": (1, 10_000), "min_box_w": (1, 4096), "min_box_h": (1, 4096), "crop_pad": (0.0, 1.0), "hog_scale": (1.01, 2.0), "hog_max_width": (64, 4096)}
+    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {
+        "imgsz": (32, 4096),
+        "conf": (0.0, 1.0),
+        "iou": (0.01, 1.0),
+        "track_buffer": (1, 10_000),
+        "min_box_w": (1, 4096),
+        "min_box_h": (1, 4096),
+        "crop_pad": (0.0, 1.0),
+        "hog_scale": (1.01, 2.0),
+        "hog_max_width": (64, 4096),
+    }
 
     backend: str = "auto"  # "yolo", "hog" or "auto" (YOLO if its weights load, else HOG)
     model: str = "yolo11n.pt"  # ultralytics .pt / .onnx / .engine path or name
@@ -65,8 +81,13 @@ class DetectorConfig:
 
     def validate(self) -> None:
         _check_ranges(self)
-        _check(self.backend in ("auto", "yolo", "hog"), f"detector.backend must be auto, yolo or hog, not {self.backend!r}")
-        _check(self.tracker in ("bytetrack", "botsort"), f"detector.tracker must be bytetrack or botsort, not {self.tracker!r}")
+        _check(
+            self.backend in ("auto", "yolo", "hog"), f"detector.backend must be auto, yolo or hog, not {self.backend!r}"
+        )
+        _check(
+            self.tracker in ("bytetrack", "botsort"),
+            f"detector.tracker must be bytetrack or botsort, not {self.tracker!r}",
+        )
         _check(0.0 <= self.conf <= 1.0, "detector.conf must be in [0, 1]")
         _check(0.0 < self.iou <= 1.0, "detector.iou must be in (0, 1]")
         _check(self.imgsz >= 32 and self.imgsz % 32 == 0, "detector.imgsz must be a multiple of 32, >= 32")
@@ -79,7 +100,13 @@ class DetectorConfig:
 class EncoderConfig:
     """The CLIP model: image tower in the embedder, text tower in the query node."""
 
-    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {"image_height": (32, 2048), "image_width": (32, 2048), "batch_size": (1, 1024), "threads": (0, 256), "max_crops_per_track_s": (0.0, 1000.0)}
+    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {
+        "image_height": (32, 2048),
+        "image_width": (32, 2048),
+        "batch_size": (1, 1024),
+        "threads": (0, 256),
+        "max_crops_per_track_s": (0.0, 1000.0),
+    }
 
     arch: str = "ViT-B-16"  # open_clip architecture name
     weights: str = ""  # local checkpoint path, an open_clip pretrained tag (e.g. "openai"), or "" = random init
@@ -100,8 +127,10 @@ class EncoderConfig:
         _check(self.precision in ("fp32", "fp16"), "encoder.precision must be fp32 or fp16")
         _check(self.batch_size >= 1, "encoder.batch_size must be >= 1")
         _check(self.attention in ("sdpa", "eager"), "encoder.attention must be sdpa or eager")
-        _check(self.backend in ENCODER_BACKENDS,
-               f"encoder.backend must be one of {', '.join(ENCODER_BACKENDS)}, not {self.backend!r}")
+        _check(
+            self.backend in ENCODER_BACKENDS,
+            f"encoder.backend must be one of {', '.join(ENCODER_BACKENDS)}, not {self.backend!r}",
+        )
         _check(self.max_crops_per_track_s >= 0, "encoder.max_crops_per_track_s must be >= 0")
 
 
@@ -109,7 +138,14 @@ class EncoderConfig:
 class GalleryConfig:
     """The rolling gallery of everyone seen."""
 
-    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {"window_s": (0.001, 1e9), "capacity": (1, 1_000_000_000), "max_per_track": (1, 10_000), "diversity": (0.001, 1.0), "thumb_budget_bytes": (0, 1 << 40), "snapshot_interval_s": (0.01, 1e6)}
+    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {
+        "window_s": (0.001, 1e9),
+        "capacity": (1, 1_000_000_000),
+        "max_per_track": (1, 10_000),
+        "diversity": (0.001, 1.0),
+        "thumb_budget_bytes": (0, 1 << 40),
+        "snapshot_interval_s": (0.01, 1e6),
+    }
 
     window_s: float = 600.0  # embeddings older than this are evicted
     capacity: int = 100_000  # most embeddings kept; the oldest go first
@@ -133,7 +169,11 @@ class GalleryConfig:
 class QueryConfig:
     """Text queries."""
 
-    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {"max_chars": (1, 100_000), "default_top_k": (1, 10_000), "max_top_k": (1, 10_000)}
+    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {
+        "max_chars": (1, 100_000),
+        "default_top_k": (1, 10_000),
+        "max_top_k": (1, 10_000),
+    }
 
     templates: List[str] = field(default_factory=lambda: ["a photo of {}."])  # prompt templates; embeddings averaged
     max_chars: int = 1000  # longer descriptions are refused
@@ -142,7 +182,9 @@ class QueryConfig:
 
     def validate(self) -> None:
         _check_ranges(self)
-        _check(len(self.templates) >= 1 and all("{}" in t for t in self.templates), "query.templates must each contain {}")
+        _check(
+            len(self.templates) >= 1 and all("{}" in t for t in self.templates), "query.templates must each contain {}"
+        )
         _check(self.max_chars >= 1, "query.max_chars must be >= 1")
         _check(1 <= self.default_top_k <= self.max_top_k, "query.default_top_k must be in [1, max_top_k]")
 
@@ -168,8 +210,13 @@ SECTIONS = {f.name: f.type for f in dataclasses.fields(PipelineConfig)}
 
 ENCODER_BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
 
-SECTION_OF = {"VideoConfig": "video", "DetectorConfig": "detector", "EncoderConfig": "encoder",
-              "GalleryConfig": "gallery", "QueryConfig": "query"}
+SECTION_OF = {
+    "VideoConfig": "video",
+    "DetectorConfig": "detector",
+    "EncoderConfig": "encoder",
+    "GalleryConfig": "gallery",
+    "QueryConfig": "query",
+}
 
 
 def _check_ranges(cfg) -> None:

@@ -44,7 +44,6 @@ HOG_SCORE_SCALE = 1.0  # HOG SVM margin w maps to conf = 1 - exp(-w / HOG_SCORE_
 HOG_INSET = (0.10, 0.04)  # HOG windows include margin: shrink boxes by this fraction (x, y) each side
 
 
-
 class DetectorWeightsError(RuntimeError):
     """The detector weights are missing or cannot be loaded (shared by the encoders too)."""
 
@@ -64,7 +63,7 @@ def check_image(image: Any) -> np.ndarray:
 
 
 def resolve_weights(model: str) -> Optional[Path]:
-    """The local weights for ``model`` (a file, or an exported model folder), or None.
+    """Return the local weights for ``model`` (a file, or an exported model folder), or None.
 
     Looks at the path as given (absolute or relative to the CWD), then in
     ``person_search.core.paths.model_dirs()`` ($PERSON_SEARCH_MODELS, models/, the colcon
@@ -95,8 +94,11 @@ def _weights_missing_message(model: str) -> str:
 
 
 def crop_box(image: np.ndarray, box: Sequence[float], pad: float) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
-    """The crop of ``box`` (x1, y1, x2, y2) padded by ``pad`` x its width/height on each side
-    and clipped to the image. Returns (crop copy, (x1, y1, x2, y2) of the crop in ints)."""
+    """Crop ``box`` (x1, y1, x2, y2) padded by ``pad`` x its width/height on each side.
+
+    The crop is clipped to the image. Returns (crop copy, (x1, y1, x2, y2) of the crop
+    in ints).
+    """
     h, w = image.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
     bw, bh = max(0.0, x2 - x1), max(0.0, y2 - y1)
@@ -129,7 +131,7 @@ def crop_quality(crop: np.ndarray, box_h: float, score: float) -> float:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression of (N, 4) xyxy boxes."""
+    """Return the indices kept by greedy non-maximum suppression of (N, 4) xyxy boxes."""
     if len(boxes) == 0:
         return np.zeros(0, dtype=int)
     x1, y1, x2, y2 = boxes.T
@@ -309,7 +311,7 @@ class PersonTracker:
 
     @property
     def backend_name(self) -> str:
-        """"yolo" or "hog"."""
+        """Return the detector backend's name: "yolo" or "hog"."""
         return self.detector.name
 
     @property
@@ -366,8 +368,11 @@ class PersonTracker:
         return np.asarray(tracks, dtype=np.float32).reshape(-1, 8) if len(tracks) else np.zeros((0, 8), np.float32)
 
     def reset(self) -> None:
-        """Forget all tracks (e.g. the source jumped). New ids continue above the old ones,
-        so an id never names two people within this tracker's life."""
+        """Forget all tracks (e.g. the source jumped).
+
+        New ids continue above the old ones, so an id never names two people within
+        this tracker's life.
+        """
         self._tracker.reset()
         self._id_offset = self._max_id
         self.frames = 0

@@ -286,7 +286,7 @@ def model_search_dirs() -> List[Path]:
 
 
 def _find_local_pretrained(open_clip, arch: str, tag: str, pcfg: Dict) -> Optional[str]:
-    """A local file for (arch, tag): models dirs, then open_clip / Hugging Face caches."""
+    """Find a local file for (arch, tag): models dirs, then open_clip / Hugging Face caches."""
     names = [f"{arch}_{tag}", f"{arch}-{tag}", f"{arch}/{tag}/open_clip_model", f"{arch}/{tag}/open_clip_pytorch_model"]
     for d in model_search_dirs():
         for n in names:

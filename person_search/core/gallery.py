@@ -127,7 +127,21 @@ class TrackInfo:
 class _Block:
     """Rows [lo, hi) of preallocated arrays; ids ascending."""
 
-    __slots__ = ("base_id", "vecs", "ids", "stamps", "tidx", "boxes", "alive", "lo", "hi", "dead", "min_stamp", "max_stamp", "sealed")
+    __slots__ = (
+        "base_id",
+        "vecs",
+        "ids",
+        "stamps",
+        "tidx",
+        "boxes",
+        "alive",
+        "lo",
+        "hi",
+        "dead",
+        "min_stamp",
+        "max_stamp",
+        "sealed",
+    )
 
     def __init__(self, base_id: int, dim: int, cap: int):
         self.base_id = base_id
@@ -157,7 +171,14 @@ class _Block:
         return self.hi - self.lo - self.dead
 
     def nbytes(self) -> int:
-        return self.vecs.nbytes + self.ids.nbytes + self.stamps.nbytes + self.tidx.nbytes + self.boxes.nbytes + self.alive.nbytes
+        return (
+            self.vecs.nbytes
+            + self.ids.nbytes
+            + self.stamps.nbytes
+            + self.tidx.nbytes
+            + self.boxes.nbytes
+            + self.alive.nbytes
+        )
 
     def realloc(self, cap: int, keep: Optional[np.ndarray] = None) -> None:
         """Copy rows [lo, hi) (only those where ``keep``, if given) into arrays of ``cap`` rows."""
@@ -187,7 +208,18 @@ class _Block:
 
 
 class _Track:
-    __slots__ = ("tidx", "source_id", "track_id", "first_seen_ns", "last_seen_ns", "last_box", "best_quality", "crop_jpeg", "frame_jpeg", "ids")
+    __slots__ = (
+        "tidx",
+        "source_id",
+        "track_id",
+        "first_seen_ns",
+        "last_seen_ns",
+        "last_box",
+        "best_quality",
+        "crop_jpeg",
+        "frame_jpeg",
+        "ids",
+    )
 
     def __init__(self, tidx: int, source_id: str, track_id: int, stamp_ns: int):
         self.tidx = tidx
@@ -267,7 +299,8 @@ class RollingGallery:
             return False
 
     def __repr__(self) -> str:
-        return f"RollingGallery(model_id={self.model_id!r}, dim={self.dim}, vectors={self._count}, tracks={len(self._tracks)})"
+        return (f"RollingGallery(model_id={self.model_id!r}, dim={self.dim}, vectors={self._count}, "
+                f"tracks={len(self._tracks)})")
 
     def tracks(self) -> List[TrackInfo]:
         """All tracks, oldest first (a copy: safe to iterate while adding)."""
@@ -278,7 +311,7 @@ class RollingGallery:
         return iter(self.tracks())
 
     def track(self, source_id: str, track_id: int) -> Optional[TrackInfo]:
-        """The track ``(source_id, track_id)``, or None."""
+        """Return the track ``(source_id, track_id)``, or None."""
         with self._lock:
             tidx = self._keys.get((source_id, int(track_id)))
             return None if tidx is None else self._info(self._tracks[tidx])
@@ -338,7 +371,9 @@ class RollingGallery:
             self._newest_ns = newest
             added = 0
             for i in range(n):
-                added += self._observe(source_id, int(track_ids[i]), vecs[i], boxes[i], float(quals[i]), crops[i], frame, stamp)
+                added += self._observe(
+                    source_id, int(track_ids[i]), vecs[i], boxes[i], float(quals[i]), crops[i], frame, stamp
+                )
             self._n_added += added
             self._evict_locked(self._newest_ns)
             self._enforce_thumb_budget()
@@ -355,7 +390,8 @@ class RollingGallery:
             raise ValueError(f"batch.vectors must be 2-D (N, D), got shape {v.shape}")
         if v.shape[1] != self.dim:
             raise GalleryMismatchError(
-                f"embedding dimension mismatch: batch vectors have dim {v.shape[1]} but the gallery holds dim {self.dim} "
+                "embedding dimension mismatch: batch vectors have dim "
+                f"{v.shape[1]} but the gallery holds dim {self.dim} "
                 f"(model {self.model_id!r})"
             )
         n = v.shape[0]
@@ -375,14 +411,27 @@ class RollingGallery:
         v = v.astype(np.float32, copy=True)
         finite = np.isfinite(v).all(axis=1)
         if not finite.all():
-            raise ValueError(f"batch has {int((~finite).sum())} non-finite embedding row(s) (rows {np.flatnonzero(~finite)[:10].tolist()}); batch refused")
+            raise ValueError(
+                f"batch has {int((~finite).sum())} non-finite embedding row(s) "
+                f"(rows {np.flatnonzero(~finite)[:10].tolist()}); batch refused"
+            )
         norms = np.linalg.norm(v, axis=1)
         if not (norms > 1e-12).all():
             raise ValueError("batch has all-zero embedding row(s); batch refused")
         v /= norms[:, None]
         return v
 
-    def _observe(self, source_id: str, track_id: int, vec: np.ndarray, box: np.ndarray, quality: float, crop: bytes, frame: bytes, stamp: int) -> int:
+    def _observe(
+        self,
+        source_id: str,
+        track_id: int,
+        vec: np.ndarray,
+        box: np.ndarray,
+        quality: float,
+        crop: bytes,
+        frame: bytes,
+        stamp: int,
+    ) -> int:
         key = (source_id, track_id)
         tidx = self._keys.get(key)
         if tidx is None:
@@ -496,7 +545,7 @@ class RollingGallery:
     def _locate(self, rid: int) -> Tuple[_Block, int]:
         b = bisect.bisect_right(self._bases, rid) - 1
         blk = self._blocks[b]
-        pos = blk.lo + int(np.searchsorted(blk.ids[blk.lo:blk.hi], rid))
+        pos = blk.lo + int(np.searchsorted(blk.ids[blk.lo : blk.hi], rid))
         if b < 0 or pos >= blk.hi or blk.ids[pos] != rid:  # pragma: no cover - internal invariant
             raise RuntimeError(f"gallery row {rid} not found")
         return blk, pos
@@ -521,7 +570,7 @@ class RollingGallery:
             del self._blocks[i]
             del self._bases[i]
         elif blk.dead * 4 > blk.rows and blk.rows >= 64:
-            keep = blk.alive[blk.lo:blk.hi]
+            keep = blk.alive[blk.lo : blk.hi]
             blk.realloc(int(np.count_nonzero(keep)) if blk.sealed else blk.cap, keep)
 
     # ------------------------------------------------------------------ eviction
@@ -556,7 +605,7 @@ class RollingGallery:
                     if k:
                         # cut at the head if the expired rows (with the dead ones) form a prefix
                         last = int(np.flatnonzero(old)[-1]) + 1
-                        if not blk.alive[blk.lo:blk.lo + last][~old[:last]].any():
+                        if not blk.alive[blk.lo : blk.lo + last][~old[:last]].any():
                             removed += self._drop_block_rows(blk, blk.lo + last)
                         else:  # out-of-order stamps: rebuild the block from its kept rows
                             self._remove_from_tracks(blk.ids[sl][old], blk.tidx[sl][old])
@@ -573,7 +622,7 @@ class RollingGallery:
             if blk.live <= excess:
                 n = self._drop_block_rows(blk, blk.hi)
             else:
-                alive_pos = np.flatnonzero(blk.alive[blk.lo:blk.hi])
+                alive_pos = np.flatnonzero(blk.alive[blk.lo : blk.hi])
                 n = self._drop_block_rows(blk, blk.lo + int(alive_pos[excess - 1]) + 1)
                 blk.refresh_bounds()
             removed += n
@@ -604,9 +653,9 @@ class RollingGallery:
             return False
         if blk.lo * 8 > blk.cap:
             if blk.sealed:
-                blk.realloc(blk.live, blk.alive[blk.lo:blk.hi])
+                blk.realloc(blk.live, blk.alive[blk.lo : blk.hi])
             else:
-                blk.realloc(max(_MIN_BLOCK_ALLOC, blk.rows), blk.alive[blk.lo:blk.hi])
+                blk.realloc(max(_MIN_BLOCK_ALLOC, blk.rows), blk.alive[blk.lo : blk.hi])
         return True
 
     def _remove_from_tracks(self, ids: np.ndarray, tidxs: np.ndarray) -> None:
@@ -684,7 +733,9 @@ class RollingGallery:
         if q.ndim != 1:
             raise ValueError(f"query must be a (D,) or (1, D) vector, got shape {q.shape}")
         if q.shape[0] != self.dim:
-            raise ValueError(f"query has dim {q.shape[0]} but the gallery holds dim {self.dim} (model {self.model_id!r})")
+            raise ValueError(
+                f"query has dim {q.shape[0]} but the gallery holds dim {self.dim} (model {self.model_id!r})"
+            )
         if q.dtype.kind not in "fiu":
             raise ValueError(f"query must be numbers, not {q.dtype}")
         q = np.array(q, dtype=np.float32)
@@ -697,8 +748,10 @@ class RollingGallery:
         return q.reshape(1, -1)
 
     def _topk_rows(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, ...]:
-        """The (at least) k best rows over all blocks, unordered, as parallel arrays
-        (scores, ids, track indices, alive, block index, position)."""
+        """Return the (at least) k best rows over all blocks, unordered, as parallel arrays.
+
+        The arrays are (scores, ids, track indices, alive, block index, position).
+        """
         blocks = [(b, blk) for b, blk in enumerate(self._blocks) if blk.rows]
         kk = min(k, max(blk.rows for _, blk in blocks))
         dist = np.full((len(blocks), kk), -np.inf, np.float32)
@@ -707,7 +760,16 @@ class RollingGallery:
         for j, (_, blk) in enumerate(blocks):
             # one FAISS exhaustive inner-product scan per block (what IndexFlatIP.search
             # runs), straight into a row of the preallocated result arrays
-            faiss.knn_inner_product(qp, faiss.swig_ptr(blk.vecs[blk.lo:blk.hi]), self.dim, 1, blk.rows, min(kk, blk.rows), faiss.swig_ptr(dist[j]), faiss.swig_ptr(lab[j]))
+            faiss.knn_inner_product(
+                qp,
+                faiss.swig_ptr(blk.vecs[blk.lo : blk.hi]),
+                self.dim,
+                1,
+                blk.rows,
+                min(kk, blk.rows),
+                faiss.swig_ptr(dist[j]),
+                faiss.swig_ptr(lab[j]),
+            )
         d = dist.ravel()
         sel = np.flatnonzero(lab.ravel() >= 0)
         if sel.shape[0] > k:
@@ -766,8 +828,11 @@ class RollingGallery:
         return tuple(np.concatenate(c) for c in zip(*parts))
 
     def _collect(self, cols, top_k, min_score, since_ns, until_ns, source_id) -> Tuple[List[TrackMatch], bool]:
-        """Best tracks among candidate rows. Returns (matches, complete): complete when
-        top_k were found or min_score ended the list (more candidates cannot help)."""
+        """Collect the best tracks among candidate rows.
+
+        Returns (matches, complete): complete when top_k were found or min_score ended
+        the list (more candidates cannot help).
+        """
         scores, ids, tidx, alive, bidx, pos = cols
         if scores.shape[0] == 0:
             return [], False
@@ -811,7 +876,16 @@ class RollingGallery:
     # ------------------------------------------------------------------ helpers
     def _info(self, tr: _Track) -> TrackInfo:
         box = tuple(float(x) for x in np.frombuffer(tr.last_box, np.float32))
-        return TrackInfo(tr.source_id, tr.track_id, tr.first_seen_ns, tr.last_seen_ns, box, len(tr.ids), len(tr.crop_jpeg), len(tr.frame_jpeg))
+        return TrackInfo(
+            tr.source_id,
+            tr.track_id,
+            tr.first_seen_ns,
+            tr.last_seen_ns,
+            box,
+            len(tr.ids),
+            len(tr.crop_jpeg),
+            len(tr.frame_jpeg),
+        )
 
     def _memory_locked(self) -> int:
         blocks = sum(b.nbytes() for b in self._blocks)
@@ -839,14 +913,19 @@ class RollingGallery:
             except OSError:
                 pass
             raise
-        log.debug("gallery snapshot saved to %s (%d vectors, %d tracks)", path, int(arrays["ids"].shape[0]), int(arrays["t_tidx"].shape[0]))
+        log.debug(
+            "gallery snapshot saved to %s (%d vectors, %d tracks)",
+            path,
+            int(arrays["ids"].shape[0]),
+            int(arrays["t_tidx"].shape[0]),
+        )
         return path
 
     def _export_locked(self) -> Dict[str, np.ndarray]:
-        parts = [(b, b.alive[b.lo:b.hi]) for b in self._blocks]
+        parts = [(b, b.alive[b.lo : b.hi]) for b in self._blocks]
 
         def cat(attr, shape, dtype):
-            chunks = [getattr(b, attr)[b.lo:b.hi][m] for b, m in parts]
+            chunks = [getattr(b, attr)[b.lo : b.hi][m] for b, m in parts]
             return np.concatenate(chunks) if chunks else np.zeros(shape, dtype)
 
         tracks = list(self._tracks.values())
@@ -926,16 +1005,24 @@ class RollingGallery:
             if not isinstance(meta, dict) or meta.get("format") != SNAPSHOT_FORMAT:
                 raise SnapshotError(f"{path} is not a person_search gallery snapshot")
             if meta.get("version") != SNAPSHOT_VERSION:
-                raise SnapshotError(f"gallery snapshot {path} has format version {meta.get('version')!r}; this build reads {SNAPSHOT_VERSION}")
+                raise SnapshotError(
+                    f"gallery snapshot {path} has format version "
+                    f"{meta.get('version')!r}; this build reads {SNAPSHOT_VERSION}"
+                )
             snap_model, snap_dim = str(meta["model_id"]), int(meta["dim"])
         except SnapshotError:
             raise
         except (KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
             raise SnapshotError(f"gallery snapshot {path} has corrupt metadata: {e}") from e
         if model_id is not None and model_id != snap_model:
-            raise GalleryMismatchError(f"gallery snapshot {path} holds embeddings of model {snap_model!r}, but the running model is {model_id!r}")
+            raise GalleryMismatchError(
+                f"gallery snapshot {path} holds embeddings of model "
+                f"{snap_model!r}, but the running model is {model_id!r}"
+            )
         if dim is not None and int(dim) != snap_dim:
-            raise GalleryMismatchError(f"gallery snapshot {path} holds dim {snap_dim} embeddings, but the running model has dim {dim}")
+            raise GalleryMismatchError(
+                f"gallery snapshot {path} holds dim {snap_dim} embeddings, but the running model has dim {dim}"
+            )
         try:
             if cfg is None:
                 known = {f.name for f in dataclasses.fields(GalleryConfig)}
@@ -979,15 +1066,17 @@ class RollingGallery:
             tr.last_seen_ns = int(a["t_last"][i])
             tr.last_box = np.ascontiguousarray(a["t_last_box"][i], np.float32).tobytes()
             tr.best_quality = float(a["t_best_quality"][i])
-            tr.crop_jpeg = crop_data[int(a["crop_off"][i]):int(a["crop_off"][i + 1])]
-            tr.frame_jpeg = frame_data[int(a["frame_off"][i]):int(a["frame_off"][i + 1])]
+            tr.crop_jpeg = crop_data[int(a["crop_off"][i]) : int(a["crop_off"][i + 1])]
+            tr.frame_jpeg = frame_data[int(a["frame_off"][i]) : int(a["frame_off"][i + 1])]
             self._thumb_bytes += len(tr.crop_jpeg) + len(tr.frame_jpeg)
             self._tracks[tidx] = tr
             self._keys[(tr.source_id, tr.track_id)] = tidx
         for name, lru in (("frame_lru", self._frame_lru), ("crop_lru", self._crop_lru)):
             for i in a[name].tolist():
                 lru[int(t[i])] = None
-        if any(not self._tracks[k].frame_jpeg for k in self._frame_lru) or any(not self._tracks[k].crop_jpeg for k in self._crop_lru):
+        if any(not self._tracks[k].frame_jpeg for k in self._frame_lru) or any(
+            not self._tracks[k].crop_jpeg for k in self._crop_lru
+        ):
             raise ValueError("thumbnail order malformed")
         self._next_id = int(meta["next_id"])
         self._next_tidx = int(meta["next_tidx"])

@@ -44,7 +44,7 @@ def resolve_model_path(name: str) -> Optional[Path]:
 
 
 def cache_dir(*parts: str) -> Path:
-    """A writable cache directory (exported ONNX files, TensorRT engines), created on demand."""
+    """Return a writable cache directory (exported ONNX files, TensorRT engines), created on demand."""
     root = Path(os.environ.get("PERSON_SEARCH_CACHE", Path.home() / ".cache" / "person_search"))
     d = root.joinpath(*parts)
     d.mkdir(parents=True, exist_ok=True)

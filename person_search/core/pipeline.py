@@ -75,7 +75,7 @@ class OfflinePipeline:
         return self.stats
 
     def text_engine(self, encoder=None):
-        """A QueryEngine on the same CLIP model (text tower built on first use)."""
+        """Return a QueryEngine on the same CLIP model (text tower built on first use)."""
         from person_search.core.encoders import ClipEncoder
         from person_search.core.query import QueryEngine
         if encoder is None:

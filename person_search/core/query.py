@@ -95,11 +95,11 @@ class QueryEngine:
         self.cache_misses = 0
 
     def prompts(self, description: str) -> List[str]:
-        """The prompt texts of a (validated) description, one per template."""
+        """Return the prompt texts of a (validated) description, one per template."""
         return [t.replace("{}", description) for t in self.cfg.templates]
 
     def encode(self, description: object) -> np.ndarray:
-        """Validated description -> (D,) float32 unit vector (templates averaged)."""
+        """Encode a validated description -> (D,) float32 unit vector (templates averaged)."""
         text = validate_description(description, max_chars=self.cfg.max_chars)
         with self._lock:
             hit = self._cache.get(text)
@@ -145,7 +145,9 @@ class QueryEngine:
         k = validate_top_k(top_k, default=self.cfg.default_top_k, max_top_k=self.cfg.max_top_k)
         g_model = getattr(gallery, "model_id", None)
         if g_model is not None and self.model_id and g_model != self.model_id:
-            raise QueryError(f"the gallery holds embeddings of model {g_model!r} but the text encoder is {self.model_id!r}")
+            raise QueryError(
+                f"the gallery holds embeddings of model {g_model!r} but the text encoder is {self.model_id!r}"
+            )
         g_dim = getattr(gallery, "dim", None)
         if g_dim is not None and int(g_dim) != self.dim:
             raise QueryError(f"the gallery holds dim {g_dim} embeddings but the text encoder gives dim {self.dim}")

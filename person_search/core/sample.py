@@ -36,7 +36,7 @@ def _assets_dir() -> Path:
 
 
 def sample_images() -> List[Path]:
-    """The real photos with people bundled with ultralytics: [bus.jpg, zidane.jpg].
+    """Return the real photos with people bundled with ultralytics: [bus.jpg, zidane.jpg].
 
     Raises:
         FileNotFoundError: ultralytics or its assets are missing (names what was looked for).
@@ -57,8 +57,11 @@ def _smooth(t: float) -> float:
 
 def render_view(photo: np.ndarray, center: Tuple[float, float], source_height: float,
                 size: Tuple[int, int]) -> np.ndarray:
-    """The (width, height) = size view of a virtual camera centred on ``center`` (photo
-    pixels) that sees ``source_height`` photo pixels vertically (sub-pixel, no jitter)."""
+    """Render the (width, height) = size view of a virtual camera centred on ``center``.
+
+    ``center`` is in photo pixels; the camera sees ``source_height`` photo pixels
+    vertically (sub-pixel, no jitter).
+    """
     w, h = size
     s = h / float(source_height)
     cx, cy = center

@@ -69,8 +69,10 @@ def _capture_target(source: str) -> CaptureTarget:
 
 
 def default_capture_factory(read_timeout_s: float = 5.0) -> CaptureFactory:
-    """``cv2.VideoCapture`` with open/read timeouts for network streams, so a dead
-    server does not hang the grabber for FFmpeg's default (minutes)."""
+    """Make ``cv2.VideoCapture`` factories with open/read timeouts for network streams.
+
+    A dead server then does not hang the grabber for FFmpeg's default (minutes).
+    """
     ms = int(max(read_timeout_s, 0.5) * 1000)
 
     def make(target: CaptureTarget):
@@ -83,11 +85,12 @@ def default_capture_factory(read_timeout_s: float = 5.0) -> CaptureFactory:
 
 
 def _valid_image(img: Any) -> bool:
-    return isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and img.size > 0 and img.dtype == np.uint8
+    return (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and img.size > 0
+            and img.dtype == np.uint8)
 
 
 def _to_bgr(img: Any) -> Optional[np.ndarray]:
-    """Decoded images as BGR uint8 (H, W, 3); None if they cannot be."""
+    """Convert decoded images to BGR uint8 (H, W, 3); None if they cannot be."""
     if not isinstance(img, np.ndarray) or img.size == 0:
         return None
     if img.dtype != np.uint8:
@@ -166,8 +169,11 @@ class VideoSource:
     # ------------------------------------------------------------------ public API
     @property
     def fps(self) -> float:
-        """The delivery rate: cfg.fps if set, else the source's own (30 for folders; 0 if a
-        live source does not report one)."""
+        """Return the delivery rate.
+
+        cfg.fps if set, else the source's own (30 for folders; 0 if a live source does
+        not report one).
+        """
         if self.cfg.fps > 0:
             return float(self.cfg.fps)
         if self.kind == "folder":
@@ -193,8 +199,11 @@ class VideoSource:
         return self.kind in ("device", "url")
 
     def stats(self) -> Dict[str, Any]:
-        """Counters: frames delivered, dropped (live: grabbed but never taken), corrupt
-        (undecodable frames skipped), reconnects (successful), reconnect_attempts, loops."""
+        """Return the counters.
+
+        Frames delivered, dropped (live: grabbed but never taken), corrupt (undecodable
+        frames skipped), reconnects (successful), reconnect_attempts, loops.
+        """
         with self._lock:
             return {
                 "frames": self._frames,
@@ -207,7 +216,7 @@ class VideoSource:
             }
 
     def read(self) -> Optional[Frame]:
-        """The next frame.
+        """Return the next frame.
 
         Returns:
             A `Frame`; None at the end of a non-looping file/folder (then ``ended`` is True),
@@ -558,8 +567,11 @@ class VideoSource:
         return self._make_frame(img, stamp, -1.0)
 
     def _declare_lost(self) -> None:
-        """No frame within read_timeout_s: if the grabber is (maybe stuck) reading, replace
-        it by a fresh one that reconnects; a stuck ``cap.read()`` is abandoned, not awaited."""
+        """Handle no frame within read_timeout_s.
+
+        If the grabber is (maybe stuck) reading, replace it by a fresh one that
+        reconnects; a stuck ``cap.read()`` is abandoned, not awaited.
+        """
         with self._lock:
             if self._state != "reading" or self._closed:
                 return

@@ -21,7 +21,19 @@ def unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def make_batch(vecs, track_ids, stamp_s, *, source="cam0", model=MODEL, qualities=None, scores=None, crops=None, frame=b"", boxes=None):
+def make_batch(
+    vecs,
+    track_ids,
+    stamp_s,
+    *,
+    source="cam0",
+    model=MODEL,
+    qualities=None,
+    scores=None,
+    crops=None,
+    frame=b"",
+    boxes=None,
+):
     vecs = np.atleast_2d(np.asarray(vecs, np.float32))
     n = vecs.shape[0]
     if boxes is None:
@@ -53,7 +65,9 @@ def live_rows(g):
     for blk in g._blocks:
         for p in range(blk.lo, blk.hi):
             if blk.alive[p]:
-                out.setdefault(keys[int(blk.tidx[p])], []).append((int(blk.ids[p]), blk.vecs[p].copy(), int(blk.stamps[p])))
+                out.setdefault(keys[int(blk.tidx[p])], []).append(
+                    (int(blk.ids[p]), blk.vecs[p].copy(), int(blk.stamps[p]))
+                )
     return out
 
 
@@ -61,13 +75,13 @@ def check_invariants(g):
     rows = live_rows(g)
     assert len(g) == sum(len(v) for v in rows.values())
     assert g.num_tracks == len(rows)  # no track without vectors, no vector without track
-    all_ids = [i for blk in g._blocks for i in blk.ids[blk.lo:blk.hi].tolist()]
+    all_ids = [i for blk in g._blocks for i in blk.ids[blk.lo : blk.hi].tolist()]
     assert all_ids == sorted(all_ids) and len(set(all_ids)) == len(all_ids)
     for tr in g._tracks.values():
         assert sorted(tr.ids) == sorted(r[0] for r in rows[(tr.source_id, tr.track_id)])
         assert len(tr.ids) <= g.cfg.max_per_track
     for blk in g._blocks:
-        assert blk.dead == int((~blk.alive[blk.lo:blk.hi]).sum())
+        assert blk.dead == int((~blk.alive[blk.lo : blk.hi]).sum())
         assert blk.live > 0 or blk is g._blocks[-1]
     assert g._thumb_bytes == sum(len(t.crop_jpeg) + len(t.frame_jpeg) for t in g._tracks.values())
     assert g._thumb_bytes <= g.cfg.thumb_budget_bytes
@@ -168,7 +182,9 @@ def test_camera_and_time_filters_return_exactly_top_k():
     res = g.search(q, 5, since_ns=20 * S, until_ns=29 * S, source_id="A")
     assert len(res) == 5
     assert all(20 * S <= m.last_seen_ns and m.first_seen_ns <= 29 * S for m in res)
-    assert [m.track_id for m in res] == [e[1][1] for e in brute_force(g, q, 5, source_id="A", since_ns=20 * S, until_ns=29 * S)]
+    assert [m.track_id for m in res] == [
+        e[1][1] for e in brute_force(g, q, 5, source_id="A", since_ns=20 * S, until_ns=29 * S)
+    ]
     assert len(g.search(q, 100, since_ns=20 * S, until_ns=29 * S)) == 10
     assert g.search(q, 5, source_id="nope") == []
     strong = g.search(q, 100, min_score=0.8)
@@ -199,9 +215,15 @@ def test_filtered_search_exact_when_tracks_hold_more_rows_than_max_per_track(tmp
     q = unit(rng.standard_normal(d))
     g = gallery(dim=d, diversity=0.9999)
     for t in range(25):
-        g.add(make_batch(np.stack([unit(q + 0.05 * rng.standard_normal(d)) for _ in range(8)]), [t] * 8, 1.0, source="A"))
+        g.add(
+            make_batch(np.stack([unit(q + 0.05 * rng.standard_normal(d)) for _ in range(8)]), [t] * 8, 1.0, source="A")
+        )
         base = unit(q + 0.3 * rng.standard_normal(d))  # B: each track's 8 rows clump together
-        g.add(make_batch(np.stack([unit(base + 0.01 * rng.standard_normal(d)) for _ in range(8)]), [t] * 8, 1.0, source="B"))
+        g.add(
+            make_batch(
+                np.stack([unit(base + 0.01 * rng.standard_normal(d)) for _ in range(8)]), [t] * 8, 1.0, source="B"
+            )
+        )
     g.save(tmp_path / "g.npz")
     cfg = GalleryConfig(window_s=1000.0, capacity=100_000, max_per_track=1, diversity=0.9999)
     h = RollingGallery.load(tmp_path / "g.npz", cfg)
@@ -302,7 +324,7 @@ def test_near_duplicate_refreshes_an_old_embedding_so_a_long_track_survives():
         assert len(g) == 1
     tr = g.track("cam0", 5)
     assert tr.first_seen_ns == 0 and tr.last_seen_ns == 30 * S
-    (rid, vec, stamp), = live_rows(g)[("cam0", 5)]
+    ((rid, vec, stamp),) = live_rows(g)[("cam0", 5)]
     assert stamp >= 20 * S  # refreshed at least once per half window
 
 
@@ -371,7 +393,7 @@ def test_memory_is_close_to_raw_vector_bytes():
     g = gallery(dim=d, block_rows=4096, thumb_budget_bytes=0)
     v = unit(rng.standard_normal((n, d)))
     for f in range(0, n, 8):
-        g.add(make_batch(v[f:f + 8], [f // 64 * 8 + i for i in range(8)], f * 0.001))
+        g.add(make_batch(v[f : f + 8], [f // 64 * 8 + i for i in range(8)], f * 0.001))
     assert len(g) == n
     raw = n * d * 4
     assert raw <= g.memory_bytes() <= 1.10 * raw
@@ -466,7 +488,17 @@ def _busy_gallery():
     for f in range(150):
         v = unit(rng.standard_normal((3, 8)))
         crops = [bytes(rng.integers(0, 256, rng.integers(10, 60), dtype=np.uint8)) for _ in range(3)]
-        g.add(make_batch(v, rng.integers(0, 25, 3), f * 0.2, source=f"cam{f % 3}", qualities=rng.random(3), crops=crops, frame=bytes([f % 256]) * 40))
+        g.add(
+            make_batch(
+                v,
+                rng.integers(0, 25, 3),
+                f * 0.2,
+                source=f"cam{f % 3}",
+                qualities=rng.random(3),
+                crops=crops,
+                frame=bytes([f % 256]) * 40,
+            )
+        )
     return g, rng
 
 
@@ -491,7 +523,17 @@ def test_snapshot_round_trip_answers_every_query_identically(tmp_path):
     for f in range(150, 190):
         v = unit(rng.standard_normal((2, 8)))
         for x in (g, h):
-            x.add(make_batch(v, [f % 7, 30], f * 0.2, source="cam0", qualities=[0.5, 0.7], crops=[b"a" * 30, b"b" * 30], frame=b"F" * 100))
+            x.add(
+                make_batch(
+                    v,
+                    [f % 7, 30],
+                    f * 0.2,
+                    source="cam0",
+                    qualities=[0.5, 0.7],
+                    crops=[b"a" * 30, b"b" * 30],
+                    frame=b"F" * 100,
+                )
+            )
     assert h.tracks() == g.tracks()
     for q in queries:
         assert g.search(q, 10) == h.search(q, 10)
@@ -538,7 +580,9 @@ def test_corrupt_or_missing_snapshot_refused_clearly(tmp_path):
     with np.load(good, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     bad_meta = dict(arrays, meta=np.frombuffer(b'{"format": "something-else"}', np.uint8))
-    bad_version = dict(arrays, meta=np.frombuffer(arrays["meta"].tobytes().replace(b'"version": 1', b'"version": 99'), np.uint8))
+    bad_version = dict(
+        arrays, meta=np.frombuffer(arrays["meta"].tobytes().replace(b'"version": 1', b'"version": 99'), np.uint8)
+    )
     bad_rows = dict(arrays, ids=arrays["ids"][:-1])
     bad_track = dict(arrays, row_tidx=arrays["row_tidx"] + 10_000)
     no_meta = {k: v for k, v in arrays.items() if k != "meta"}
@@ -586,12 +630,23 @@ def test_concurrent_add_and_search():
 
 def test_random_operations_keep_invariants_and_exact_search():
     rng = np.random.default_rng(13)
-    g = gallery(dim=6, window_s=3.0, capacity=120, max_per_track=4, diversity=0.8, block_rows=16, thumb_budget_bytes=500)
+    g = gallery(
+        dim=6, window_s=3.0, capacity=120, max_per_track=4, diversity=0.8, block_rows=16, thumb_budget_bytes=500
+    )
     t = 0.0
     for step in range(400):
         t += rng.uniform(0, 0.05)
         n = int(rng.integers(1, 4))
-        g.add(make_batch(unit(rng.standard_normal((n, 6))), rng.integers(0, 30, n), t - rng.uniform(0, 0.5), source=f"c{rng.integers(0, 2)}", crops=[b"z" * int(rng.integers(1, 40))] * n, qualities=rng.random(n)))
+        g.add(
+            make_batch(
+                unit(rng.standard_normal((n, 6))),
+                rng.integers(0, 30, n),
+                t - rng.uniform(0, 0.5),
+                source=f"c{rng.integers(0, 2)}",
+                crops=[b"z" * int(rng.integers(1, 40))] * n,
+                qualities=rng.random(n),
+            )
+        )
         if step % 37 == 0:
             g.evict(int((t + rng.uniform(0, 1)) * S))
         if step % 10 == 0:

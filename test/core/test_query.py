@@ -31,7 +31,9 @@ class FakeTextEncoder:
 
     def encode_text(self, texts):
         self.calls.append(list(texts))
-        out = np.stack([sum(word_vec(w) for w in t.lower().replace(".", " ").split()) for t in texts]).astype(np.float32)
+        out = np.stack([sum(word_vec(w) for w in t.lower().replace(".", " ").split()) for t in texts]).astype(
+            np.float32
+        )
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
@@ -93,7 +95,9 @@ def test_encode_fills_templates_averages_and_normalises():
     cfg = QueryConfig(templates=["a photo of {}.", "a blurry photo of {}.", "{}"])
     eng = QueryEngine(enc, cfg)
     v = eng.encode("  a man in a  red coat ")
-    assert enc.calls == [["a photo of a man in a red coat.", "a blurry photo of a man in a red coat.", "a man in a red coat"]]
+    assert enc.calls == [
+        ["a photo of a man in a red coat.", "a blurry photo of a man in a red coat.", "a man in a red coat"]
+    ]
     expected = enc.encode_text(enc.calls[0]).mean(axis=0)
     np.testing.assert_allclose(v, expected / np.linalg.norm(expected), atol=1e-6)
     assert v.shape == (DIM,) and v.dtype == np.float32

@@ -156,7 +156,7 @@ class OnnxImageTower:
 
 
 def expected_metadata(path: Path) -> Optional[Dict[str, str]]:
-    """The person_search metadata of an exported file (None if it has none)."""
+    """Return the person_search metadata of an exported file (None if it has none)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
