@@ -18,6 +18,9 @@ from person_search.nodes.convert import (ImageError, bgr_to_image, compressed_to
                                          image_to_bgr, time_to_ns)
 
 
+ID_EPOCH_S = 1_704_067_200  # 2024-01-01T00:00:00Z
+
+
 class DetectorNode(Node):
     """Runs the person tracker on the latest frame; publishes ``person_crops`` and ``overlay``."""
 
@@ -31,6 +34,11 @@ class DetectorNode(Node):
                                                   "waiting at most this long"))
         self.ros = ros
         self.tracker = PersonTracker(self.cfg)
+        # The tracker counts ids from 1 in every process: a restarted detector would hand out
+        # ids that the gallery already holds for other people of this camera. Ids therefore
+        # start at (seconds since 2024-01-01 at start) x 100, unique across restarts unless
+        # a run created more than 100 tracks per second on average.
+        self.id_base = max(0, int(time.time()) - ID_EPOCH_S) * 100
         from person_search_interfaces.msg import PersonCrops, QueryResult
         self.pub = self.create_publisher(PersonCrops, "person_crops", RELIABLE_QOS)
         self.pub_overlay = (self.create_publisher(Image, "overlay", sensor_qos(False))
@@ -46,7 +54,8 @@ class DetectorNode(Node):
         self.last_query = ""
         self.index = 0
         self.stats = StageStats(self, "detector")
-        self.get_logger().info(f"detector: backend={self.tracker.backend_name} tracker={self.cfg.tracker}")
+        self.get_logger().info(f"detector: backend={self.tracker.backend_name} tracker={self.cfg.tracker} "
+                               f"track ids from {self.id_base + 1}")
 
     def on_image(self, msg: Image) -> None:
         try:
@@ -78,6 +87,8 @@ class DetectorNode(Node):
         except ValueError as exc:
             self._bad(exc)
             return
+        for p in det.people:
+            p.track_id += self.id_base
         thumb = encode_jpeg(img, max_side=int(self.ros["thumbnail_side"]), quality=75) if det.people else b""
         self.pub.publish(detections_to_msg(det, frame_jpeg=thumb))
         if self.pub_overlay is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
@@ -10,6 +11,9 @@ from rclpy.node import Node
 from person_search.core.config import EncoderConfig, QueryConfig
 from person_search.core.query import QueryEngine, QueryError, validate_top_k
 from person_search.nodes.common import LATCHED_QOS, StageStats, declare_ros, declare_section, run_node
+
+
+ATTEMPT_S = 2.0  # one search_gallery attempt; a lost request is sent again after this
 
 
 class QueryNode(Node):
@@ -55,14 +59,10 @@ class QueryNode(Node):
         sreq.since, sreq.until = req.since, req.until
         sreq.camera = req.camera
         sreq.return_frames = req.return_frames
-        done = threading.Event()
-        future = self.client.call_async(sreq)
-        future.add_done_callback(lambda _f: done.set())
-        if not done.wait(self.ros["search_timeout_s"]):
-            self.client.remove_pending_request(future)
+        result = self._call_index(sreq)
+        if result is None:
             resp.message = f"the index node did not answer within {self.ros['search_timeout_s']} s"
             return resp
-        result = future.result()
         resp.success, resp.message, resp.matches = result.success, result.message, result.matches
         self.stats.tick()
         if result.success:
@@ -72,6 +72,20 @@ class QueryNode(Node):
             out.matches = [self._light(m) for m in result.matches]
             self.pub.publish(out)
         return resp
+
+    def _call_index(self, sreq):
+        """Call search_gallery; retry a request lost while the index (re)started (it is idempotent)."""
+        deadline = time.monotonic() + self.ros["search_timeout_s"]
+        while time.monotonic() < deadline:
+            done = threading.Event()
+            future = self.client.call_async(sreq)
+            future.add_done_callback(lambda _f: done.set())
+            if done.wait(min(ATTEMPT_S, max(0.05, deadline - time.monotonic()))):
+                return future.result()
+            self.client.remove_pending_request(future)
+            self.stats.drops += 1
+            self.get_logger().warning("search_gallery did not answer; retrying", throttle_duration_sec=5.0)
+        return None
 
     @staticmethod
     def _light(m):

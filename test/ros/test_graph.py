@@ -120,3 +120,15 @@ def test_overlay_highlights_the_last_query(graph, probe):
     # matched tracks are drawn in pure red (0, 0, 255)
     probe.wait_for(lambda: np.all(image_to_bgr(probe.overlays[-1]) == (0, 0, 255), axis=2).sum() > 100, 20,
                    "a highlighted match in the overlay")
+
+
+def test_detector_restart_never_reuses_track_ids(graph, probe):
+    before = {t for cam, t in probe.published_tracks() if cam == "cam1"}
+    graph.stop("/cam1/detector", sig=signal.SIGKILL)
+    time.sleep(1.1)  # ids are based on the start second
+    n0 = len(probe.crops)
+    graph.start(only=["/cam1/detector"])
+    probe.wait_for(lambda: any(cam == "cam1" and ids for cam, _, ids in probe.crops[n0:]), 90,
+                   "crops from the restarted detector", graph=graph)
+    after = {t for cam, _, ids in probe.crops[n0:] if cam == "cam1" for t in ids}
+    assert after and min(after) > max(before), (sorted(before)[-3:], sorted(after)[:3])
