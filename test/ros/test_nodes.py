@@ -69,7 +69,23 @@ def test_detector_survives_bad_frames_and_keeps_publishing(probe):
         probe.wait_for(lambda: any(cam == "camx" for cam, _, _ in probe.crops[n0:]), 30,
                        "crops after the bad frames", graph=g)
         assert not g.dead(), g.dead()
+        # CompressedImage input (JPEG) is tracked the same way; a garbage JPEG is dropped
+        from sensor_msgs.msg import CompressedImage
+        from person_search.core.imaging import encode_jpeg
+        cpub = probe.node.create_publisher(CompressedImage, "/camx/image_compressed", sensor_qos(True))
+        probe.wait_for(lambda: cpub.get_subscription_count() > 0, 30, "the compressed subscription", graph=g)
+        stamp = time.time_ns()
+        cpub.publish(convert.jpeg_msg(b"garbage", stamp_ns=stamp - 1, frame_id="camx"))
+        time.sleep(0.3)
+        for i in range(3):
+            cpub.publish(convert.jpeg_msg(encode_jpeg(bus), stamp_ns=stamp + i, frame_id="camx"))
+            time.sleep(0.5)
+        probe.wait_for(lambda: any(cam == "camx" and st >= stamp and ids for cam, st, ids in probe.crops), 30,
+                       "crops from compressed frames", graph=g)
+        assert not any(st == stamp - 1 for _, st, _ in probe.crops)
+        assert not g.dead(), g.dead()
         probe.node.destroy_publisher(pub)
+        probe.node.destroy_publisher(cpub)
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "bgra8", "rgba8", "mono8"])
