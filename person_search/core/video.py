@@ -332,11 +332,7 @@ class VideoSource:
             log.debug("capture factory failed for %r: %s", self.source, e)
             return None
         if cap is None or not cap.isOpened():
-            if cap is not None:
-                try:
-                    cap.release()
-                except Exception:
-                    pass
+            self._drop_cap(cap)
             return None
         return cap
 
@@ -490,9 +486,8 @@ class VideoSource:
         if cap is not None:
             try:
                 cap.release()
-            except Exception:
+            except Exception:  # noqa: BLE001 - a broken capture may fail to release too
                 pass
-        return None
 
     def _reconnect(self, gen: int) -> Any:
         """Reopen the stream with exponential backoff. None when told to stop or out of attempts."""

@@ -58,16 +58,14 @@ class DetectorNode(Node):
                                f"track ids from {self.id_base + 1}")
 
     def on_image(self, msg: Image) -> None:
-        try:
-            img = image_to_bgr(msg)
-        except ImageError as exc:
-            self._bad(exc)
-            return
-        self._process(img, msg.header)
+        self._decode_and_process(image_to_bgr, msg)
 
     def on_compressed(self, msg: CompressedImage) -> None:
+        self._decode_and_process(compressed_to_bgr, msg)
+
+    def _decode_and_process(self, decode, msg) -> None:
         try:
-            img = compressed_to_bgr(msg)
+            img = decode(msg)
         except ImageError as exc:
             self._bad(exc)
             return
