@@ -82,11 +82,27 @@ def cmd_run(a) -> int:
 
 
 def cmd_gallery(a) -> int:
-    from person_search.core.gallery import RollingGallery
+    """``gallery save SNAP --video V`` / ``load SNAP`` / ``query SNAP DESC...``."""
+    from person_search.core.gallery import RollingGallery, SnapshotError
+    if a.action == "save":
+        if not a.video:
+            print("error: gallery save needs --video VIDEO to build the gallery from", file=sys.stderr)
+            return 2
+        a.query, a.save = [], a.snapshot
+        return cmd_run(a)
     cfg = _load_cfg(a)
-    g = RollingGallery.load(a.snapshot, cfg.gallery)
+    try:
+        g = RollingGallery.load(a.snapshot, cfg.gallery)
+    except SnapshotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"{a.snapshot}: {len(g)} embeddings, {g.num_tracks} tracks, model {g.model_id}, dim {g.dim}")
-    if a.action == "info":
+    if a.action == "load":
+        from person_search.cli import print_matches
+        tracks = sorted(g.tracks(), key=lambda t: t.last_seen_ns, reverse=True)
+        print_matches([dict(track_id=t.track_id, camera=t.source_id, score=float("nan"),
+                            first_seen_ns=t.first_seen_ns, last_seen_ns=t.last_seen_ns, box=list(t.last_box))
+                       for t in tracks[:a.top_k]])
         return 0
     from person_search.core.encoders import ClipEncoder
     from person_search.core.query import QueryEngine
@@ -114,9 +130,11 @@ def add_offline_commands(sub) -> None:
     common(sp)
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("gallery", help="inspect or query a saved gallery snapshot")
-    sp.add_argument("action", choices=["info", "query"])
+    sp = sub.add_parser("gallery", help="save a video's gallery, load (inspect) or query a snapshot")
+    sp.add_argument("action", choices=["save", "load", "query"])
     sp.add_argument("snapshot")
     sp.add_argument("query", nargs="*", help="descriptions (for query)")
+    sp.add_argument("--video", help="the video to build the gallery from (for save)")
+    sp.add_argument("--max-frames", type=int, default=0)
     common(sp)
     sp.set_defaults(func=cmd_gallery)

@@ -80,3 +80,21 @@ def test_gallery_query_refuses_another_model(video, tmp_path, capsys):
                      "--set", "encoder.arch=TinyCLIP-ViT-8M-16-Text-3M"])
     assert code == 2
     assert "snapshot holds" in capsys.readouterr().err
+
+
+def test_gallery_save_load_query_commands(video, tmp_path, capsys):
+    snap = tmp_path / "saved.npz"
+    args = ["gallery", "save", str(snap), "--video", str(video), "--config", "test", "--max-frames", "25"]
+    assert cli_main(args) == 0
+    assert snap.is_file()
+    capsys.readouterr()
+    assert cli_main(["gallery", "load", str(snap), "--config", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "embeddings" in out and "tracks" in out and "rank" in out
+    assert cli_main(["gallery", "query", str(snap), "a person", "--config", "test", "--top-k", "2"]) == 0
+    assert "rank" in capsys.readouterr().out
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a snapshot")
+    assert cli_main(["gallery", "load", str(bad), "--config", "test"]) == 2
+    assert "bad.npz" in capsys.readouterr().err
+    assert cli_main(["gallery", "save", str(tmp_path / "x.npz"), "--config", "test"]) == 2
