@@ -98,13 +98,16 @@ def main() -> int:
 
     print(f"\nCPU graph, config {a.config}, {a.seconds:.0f} s on the looping {a.video_seconds:.0f} s sample video "
           f"(15 fps):")
-    print(f"{'stage':<28} {'rate Hz':>8} {'count':>7} {'drops':>6} {'p50 ms':>8} {'p95 ms':>8}")
+    print("work = the stage's own processing time; age = how old the frame is when the stage's output leaves")
+    print(f"{'stage':<28} {'rate Hz':>8} {'count':>7} {'drops':>6} {'work p50':>9} {'work p95':>9} "
+          f"{'age p50':>8} {'age p95':>8}  (ms)")
     for name in sorted(final):
         v = final[name]
         c0 = int(first.get(name, {}).get("count", 0))
         n = int(v.get("count", 0)) - c0
         print(f"{name:<28} {n / a.seconds:>8.2f} {n:>7} {v.get('drops', '0'):>6} "
-              f"{float(v.get('latency_p50_ms', 0)):>8.1f} {float(v.get('latency_p95_ms', 0)):>8.1f}")
+              f"{float(v.get('latency_p50_ms', 0)):>9.1f} {float(v.get('latency_p95_ms', 0)):>9.1f} "
+              f"{float(v.get('age_p50_ms', 0)):>8.1f} {float(v.get('age_p95_ms', 0)):>8.1f}")
     det = next((v for k, v in final.items() if k.endswith("detector: detector")), {})
     cam = next((v for k, v in final.items() if k.endswith("camera: camera")), {})
     idx = next((v for k, v in final.items() if k.endswith("index: index")), {})
@@ -117,8 +120,8 @@ def main() -> int:
     print(f"\nsustained: camera {cam_n / a.seconds:.2f} fps, detector {det_n / a.seconds:.2f} fps "
           f"({100 * det_n / max(1, cam_n):.0f} % of frames), vs baseline {base.fps:.2f} fps unpaced "
           f"(ratio detector/baseline {det_n / a.seconds / max(base.fps, 1e-9):.2f})")
-    print(f"frame -> searchable latency (index node): p50 {idx.get('latency_p50_ms', '?')} ms, "
-          f"p95 {idx.get('latency_p95_ms', '?')} ms; gallery {idx.get('gallery_size', '?')} embeddings, "
+    print(f"frame -> searchable latency (age at the index node): p50 {idx.get('age_p50_ms', '?')} ms, "
+          f"p95 {idx.get('age_p95_ms', '?')} ms; gallery {idx.get('gallery_size', '?')} embeddings, "
           f"{idx.get('tracks', '?')} tracks")
     return 0
 

@@ -14,7 +14,7 @@ from person_search.core.imaging import encode_jpeg
 from person_search.core.video import SourceError, open_source
 from person_search.nodes.common import (StageStats, declare_ros, declare_section, run_node, sensor_qos,
                                         when_downstream_ready)
-from person_search.nodes.convert import bgr_to_image, jpeg_msg
+from person_search.nodes.convert import bgr_to_image, jpeg_msg, ns_to_time
 
 
 class CameraNode(Node):
@@ -66,7 +66,7 @@ class CameraNode(Node):
                 if not rclpy.ok(context=self.context) or self._stop.is_set():
                     break
                 raise
-            self.stats.tick(time.monotonic() - t0)
+            self.stats.tick(time.monotonic() - t0, ns_to_time(frame.stamp_ns))
             self.stats.extra.update(self.source.stats())
 
     def close(self) -> None:

@@ -88,13 +88,19 @@ def declare_ros(node: Node, **defaults: Any) -> Dict[str, Any]:
 
 
 class StageStats:
-    """Rate, latency and drops of one stage, published on /diagnostics."""
+    """Rate, latency and drops of one stage, published on /diagnostics.
+
+    ``latency`` is the stage's own processing time; ``age`` is how old the source frame
+    is when the stage's output leaves (now - header stamp), so that the hop where
+    end-to-end latency piles up can be read off /diagnostics.
+    """
 
     def __init__(self, node: Node, name: str, period_s: float = 2.0):
         self._node = node
         self._name = f"{node.get_namespace().rstrip('/')}/{node.get_name()}: {name}"
         self._times = deque(maxlen=200)
         self._lat = deque(maxlen=200)
+        self._age = deque(maxlen=200)
         self.count = 0
         self.drops = 0
         self.errors = 0
@@ -102,11 +108,15 @@ class StageStats:
         self._pub = node.create_publisher(DiagnosticArray, "diagnostics", 10)
         node.create_timer(period_s, self.publish)
 
-    def tick(self, latency_s: Optional[float] = None) -> None:
+    def tick(self, latency_s: Optional[float] = None, stamp=None) -> None:
+        """Count one output; ``stamp`` (builtin_interfaces/Time of the source frame) gives its age."""
         self.count += 1
         self._times.append(time.monotonic())
         if latency_s is not None:
             self._lat.append(latency_s)
+        if stamp is not None:
+            now = self._node.get_clock().now().nanoseconds
+            self._age.append(max(0.0, (now - stamp.sec * 1_000_000_000 - stamp.nanosec) / 1e9))
 
     def rate(self) -> float:
         if len(self._times) < 2:
@@ -115,12 +125,12 @@ class StageStats:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
     def publish(self) -> None:
-        lat = sorted(self._lat)
-        p50 = lat[len(lat) // 2] if lat else 0.0
-        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0
         values = {"rate_hz": f"{self.rate():.2f}", "count": str(self.count), "drops": str(self.drops),
-                  "errors": str(self.errors), "latency_p50_ms": f"{1e3 * p50:.1f}",
-                  "latency_p95_ms": f"{1e3 * p95:.1f}"}
+                  "errors": str(self.errors)}
+        for key, data in (("latency", self._lat), ("age", self._age)):
+            q = sorted(data)
+            values[f"{key}_p50_ms"] = f"{1e3 * q[len(q) // 2]:.1f}" if q else "0.0"
+            values[f"{key}_p95_ms"] = f"{1e3 * q[min(len(q) - 1, int(0.95 * len(q)))]:.1f}" if q else "0.0"
         values.update({k: str(v) for k, v in self.extra.items()})
         st = DiagnosticStatus(level=DiagnosticStatus.OK if not self.errors else DiagnosticStatus.WARN,
                               name=self._name, message="running", hardware_id=self._node.get_name(),

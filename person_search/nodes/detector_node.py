@@ -92,7 +92,7 @@ class DetectorNode(Node):
         if self.pub_overlay is not None:
             over = draw_overlay(img, det, self.highlights.get(frame.source_id), self.last_query)
             self.pub_overlay.publish(bgr_to_image(over, stamp_ns=frame.stamp_ns, frame_id=frame.source_id))
-        self.stats.tick(time.monotonic() - t0)
+        self.stats.tick(time.monotonic() - t0, header.stamp)
         self.stats.extra["people"] = len(det.people)
 
     def on_matches(self, msg) -> None:

@@ -43,7 +43,7 @@ class EmbedderNode(Node):
         if batch is None:
             return
         self.pub.publish(batch_to_msg(batch))
-        self.stats.tick(time.monotonic() - t0)
+        self.stats.tick(time.monotonic() - t0, msg.header.stamp)
 
 
 def main(args=None) -> int:

@@ -108,7 +108,7 @@ def test_diagnostics_report_every_stage(graph, probe):
         return (all(w in d for w in want) and float(d["/cam0/camera: camera"]["rate_hz"]) > 0
                 and int(d["/cam0/detector: detector"]["count"]) > 0
                 and int(d["/index: index"]["gallery_size"]) > 0
-                and float(d["/index: index"]["latency_p95_ms"]) > 0)  # frame -> searchable
+                and float(d["/index: index"]["age_p95_ms"]) > 0)  # frame -> searchable
 
     probe.wait_for(reported, 30, "diagnostics of every node with rates, counts and latency")
     assert probe.diagnostics["/embedder: embedder"]["model_id"].startswith("PS-Tiny-ViT@")
