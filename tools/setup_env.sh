@@ -75,7 +75,9 @@ if [ ! -f install/.ps_stamp ] || [ "$(cat install/.ps_stamp)" != "$want_build" ]
     export AMENT_PREFIX_PATH="$VENV:${AMENT_PREFIX_PATH:-}"
   fi
   mkdir -p log
-  if ! "$VENV/bin/colcon" --log-base log build --base-paths "$ROOT" "$ROOT/person_search_interfaces" \
+  COLCON="$VENV/bin/colcon"
+  [ -x "$COLCON" ] || COLCON=$(command -v colcon) || { log "colcon not found: install python3-colcon-common-extensions"; exit 1; }
+  if ! "$COLCON" --log-base log build --base-paths "$ROOT" "$ROOT/person_search_interfaces" \
        --build-base build --install-base install \
        --cmake-args -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF > log/colcon_build.txt 2>&1; then
     tail -n 40 log/colcon_build.txt >&2
