@@ -138,7 +138,7 @@ class ClipAttention(nn.Module):
 
     def forward(self, query, key=None, value=None, need_weights: bool = False, attn_mask=None, **_):
         if key is not None and key is not query:
-            raise NotImplementedError("ClipAttention supports self-attention only")
+            raise ValueError("ClipAttention supports self-attention only (key and value must be the query)")
         x = query if self.batch_first else query.transpose(0, 1)
         n, length, c = x.shape
         if self.qkv is not None:
