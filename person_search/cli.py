@@ -50,12 +50,12 @@ def print_matches(matches, *, out=None) -> None:
     if not matches:
         print("no matches", file=out)
         return
-    print(f"{'rank':>4}  {'track':>6}  {'camera':<10} {'score':>7}  {'first seen':>12}  {'last seen':>12}  box",
+    print(f"{'rank':>4}  {'track':>11}  {'camera':<10} {'score':>7}  {'first seen':>12}  {'last seen':>12}  box",
           file=out)
     for i, m in enumerate(matches, 1):
         first, last = _fmt_time(m["first_seen_ns"]), _fmt_time(m["last_seen_ns"])
         box = ",".join(f"{v:.0f}" for v in m["box"])
-        print(f"{i:>4}  {m['track_id']:>6}  {m['camera']:<10} {m['score']:>7.4f}  {first:>12}  {last:>12}  {box}",
+        print(f"{i:>4}  {m['track_id']:>11}  {m['camera']:<10} {m['score']:>7.4f}  {first:>12}  {last:>12}  {box}",
               file=out)
 
 
