@@ -170,12 +170,10 @@ def cmd_up(a) -> int:
 
 
 def _check_clip_weights(cfg) -> Optional[str]:
-    """None if the configured CLIP weights load here, else the one-line reason."""
-    from person_search.core.encoders import ClipEncoder, WeightsError
-    if not cfg.encoder.weights:
-        return None
+    """Return None if the configured CLIP weights can be had here, else the one-line reason."""
+    from person_search.core.encoders import WeightsError, resolve_weights
     try:
-        ClipEncoder(cfg.encoder, towers=("text",))
+        resolve_weights(cfg.encoder.arch, cfg.encoder.weights)  # finds or fetches the file; builds no model
         return None
     except WeightsError as exc:
         return str(exc).splitlines()[0]

@@ -73,10 +73,6 @@ class Graph:
                                                     start_new_session=True)
         return self
 
-    def restart(self, fqn: str) -> None:
-        self.stop(fqn, sig=signal.SIGKILL)
-        self.start(only=[fqn])
-
     def stop(self, fqn: Optional[str] = None, *, sig: int = signal.SIGINT, timeout: float = 10.0) -> Dict[str, int]:
         """Stop one process (or all): SIGINT, then SIGKILL after ``timeout``. Returns exit codes."""
         names = [fqn] if fqn else list(self.procs)

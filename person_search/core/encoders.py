@@ -44,13 +44,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from person_search.core.config import ConfigError, EncoderConfig
+from person_search.core.config import ENCODER_BACKENDS, ConfigError, EncoderConfig
+from person_search.core.paths import MODELS_DIR, model_dirs, resolve_model_path
+from person_search.core.paths import cache_dir as paths_cache_dir
 
 logger = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 RANDOM_SEED = 0
-BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
+BACKENDS = ENCODER_BACKENDS
 RESIZE_MODES = ("squash", "letterbox")
 MODELS_README = "models/README.md"
 
@@ -270,25 +272,10 @@ def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def model_search_dirs() -> List[Path]:
-    """Folders searched for pretrained checkpoints before open_clip's caches."""
-    dirs = []
-    env = os.environ.get("PERSON_SEARCH_MODELS_DIR", "")
-    dirs += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
-    dirs.append(Path.cwd() / "models")
-    dirs.append(Path(__file__).resolve().parents[2] / "models")
-    dirs.append(Path.home() / ".cache" / "person_search" / "models")
-    out: List[Path] = []
-    for d in dirs:
-        if d not in out:
-            out.append(d)
-    return out
-
-
 def _find_local_pretrained(open_clip, arch: str, tag: str, pcfg: Dict) -> Optional[str]:
     """Find a local file for (arch, tag): models dirs, then open_clip / Hugging Face caches."""
     names = [f"{arch}_{tag}", f"{arch}-{tag}", f"{arch}/{tag}/open_clip_model", f"{arch}/{tag}/open_clip_pytorch_model"]
-    for d in model_search_dirs():
+    for d in model_dirs():
         for n in names:
             for ext in (".safetensors", ".bin", ".pt", ".pth"):
                 p = d / (n + ext)
@@ -334,9 +321,10 @@ def resolve_weights(arch: str, weights: str) -> Tuple[str, Optional[str], Dict]:
     if not weights:
         return f"random-seed{RANDOM_SEED}", None, {}
     if _looks_like_path(weights) or os.path.exists(weights):
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"encoder weights file not found: {path} (encoder.weights); put the open_clip "
+        path = resolve_model_path(weights)  # as given, else in the model folders
+        if path is None:
+            raise WeightsError(f"encoder weights file not found: {Path(weights).expanduser()} (encoder.weights; "
+                               f"also looked in {', '.join(str(d) for d in model_dirs())}); put the open_clip "
                                f"checkpoint there or set encoder.weights to a pretrained tag or \"\" "
                                f"(random), see {MODELS_README}")
         return f"sha256-{file_digest(path)[:12]}", str(path), {}
@@ -349,7 +337,7 @@ def resolve_weights(arch: str, weights: str) -> Tuple[str, Optional[str], Dict]:
     local = _find_local_pretrained(open_clip, arch, weights, pcfg)
     if local:
         return weights, local, pre
-    where = (f"{model_search_dirs()[1] / (arch + '_' + weights + '.safetensors')} "
+    where = (f"{MODELS_DIR / (arch + '_' + weights + '.safetensors')} "
              f"(or the Hugging Face cache: {pcfg.get('hf_hub') or pcfg.get('url')})")
     if _is_offline():
         raise WeightsError(f"pretrained weights {arch}/{weights} are not cached and downloads are off "
@@ -499,11 +487,10 @@ class ClipEncoder:
         cfg: the encoder section of the pipeline config.
         towers: which towers to keep, ("image",), ("text",) or both; the other tower's
             modules are deleted after loading to save memory.
-        backend: image-tower backend, one of BACKENDS; None = ``getattr(cfg, "backend",
-            "torch")``.
+        backend: image-tower backend, one of BACKENDS; None = ``cfg.backend``.
         resize_mode: "squash" (default, direct resize) or "letterbox".
-        cache_dir: where exported ONNX files are kept; None = ``getattr(cfg, "cache_dir",
-            "")`` or $PERSON_SEARCH_CACHE or ~/.cache/person_search.
+        cache_dir: where exported ONNX files are kept; None = $PERSON_SEARCH_CACHE or
+            ~/.cache/person_search (``paths.cache_dir``), under ``onnx/``.
 
     Attributes:
         model_id: "<arch>@<random-seed0 | tag | sha256-xxxxxxxxxxxx>".
@@ -520,7 +507,7 @@ class ClipEncoder:
         towers = tuple(towers)
         if not towers or any(t not in ("image", "text") for t in towers):
             raise ConfigError(f"towers must be a non-empty subset of ('image', 'text'), not {towers!r}")
-        backend = backend or getattr(cfg, "backend", "torch") or "torch"
+        backend = backend or cfg.backend
         if backend not in BACKENDS:
             raise ConfigError(f"encoder.backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         if resize_mode not in RESIZE_MODES:
@@ -663,9 +650,9 @@ class ClipEncoder:
 
             self._visual = quantize_dynamic(self._visual, {nn.Linear}, dtype=torch.qint8)
 
-    def _cache_dir(self, cache_dir: Optional[str]) -> Path:
-        d = cache_dir or getattr(self.cfg, "cache_dir", "") or os.environ.get("PERSON_SEARCH_CACHE", "")
-        return Path(d).expanduser() / "onnx" if d else Path.home() / ".cache" / "person_search" / "onnx"
+    @staticmethod
+    def _cache_dir(cache_dir: Optional[str]) -> Path:
+        return Path(cache_dir).expanduser() / "onnx" if cache_dir else paths_cache_dir("onnx")
 
     # -- public API ------------------------------------------------------------------------
 

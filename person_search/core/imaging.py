@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -63,11 +63,6 @@ def draw_overlay(image: np.ndarray, det: FrameDetections,
         cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
     return out
-
-
-def highlight_map(matches, source_id: str) -> Dict[int, float]:
-    """Track id -> score of the matches seen by one camera."""
-    return {int(m.track_id): float(m.score) for m in matches if m.source_id == source_id}
 
 
 def contact_sheet(rows, *, cell=(96, 192), title: str = "") -> np.ndarray:

@@ -7,25 +7,25 @@ from pathlib import Path
 from typing import List, Optional
 
 _PKG_ROOT = Path(__file__).resolve().parents[2]
+MODELS_DIR = _PKG_ROOT / "models"  # the repository's models/ (where models/README.md says to put files)
 
 
 def model_dirs() -> List[Path]:
-    """Directories searched for a relative model name, in order.
+    """Return the directories searched for a model file, in order, without duplicates.
 
-    ``$PERSON_SEARCH_MODELS`` (colon-separated), the repository's ``models/``, the installed
-    ``share/person_search/models`` of a colcon workspace, and ``~/.cache/person_search``.
+    ``$PERSON_SEARCH_MODELS`` (os.pathsep-separated), the repository's ``models/``, the
+    installed ``share/person_search/models`` of a colcon workspace, and
+    ``~/.cache/person_search/models``.
     """
-    dirs: List[Path] = []
-    env = os.environ.get("PERSON_SEARCH_MODELS", "")
-    dirs += [Path(p) for p in env.split(":") if p]
-    dirs.append(_PKG_ROOT / "models")
+    dirs: List[Path] = [Path(p).expanduser() for p in os.environ.get("PERSON_SEARCH_MODELS", "").split(os.pathsep) if p]
+    dirs.append(MODELS_DIR)
     try:
         from ament_index_python.packages import get_package_share_directory
         dirs.append(Path(get_package_share_directory("person_search")) / "models")
     except Exception:  # noqa: BLE001 - not in a ROS workspace
         pass
-    dirs.append(Path.home() / ".cache" / "person_search")
-    return dirs
+    dirs.append(Path.home() / ".cache" / "person_search" / "models")
+    return list(dict.fromkeys(dirs))
 
 
 def resolve_model_path(name: str) -> Optional[Path]:

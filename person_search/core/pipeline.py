@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 from person_search.core.config import PipelineConfig
-from person_search.core.imaging import encode_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,7 @@ class OfflinePipeline:
         self.stats.tracks.update((det.source_id, p.track_id) for p in det.people)
         if not det.people:
             return 0
-        thumb = encode_jpeg(frame.image, max_side=480, quality=75)
-        batch = self.embedder.embed(det, frame_jpeg=thumb)
+        batch = self.embedder.embed(det, frame=frame.image)  # thumbnail encoded only if a crop passes
         if batch is None:
             return 0
         self.gallery.add(batch)

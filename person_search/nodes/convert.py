@@ -13,7 +13,8 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
 
-from person_search.core.types import EmbeddingBatch, Frame, FrameDetections, PersonDetection, TrackMatch
+from person_search.core.imaging import decode_jpeg
+from person_search.core.types import EmbeddingBatch, FrameDetections, PersonDetection, TrackMatch
 
 try:  # cv_bridge exists on a ROS 2 distribution, not among the PyPI wheels
     from cv_bridge import CvBridge as _CvBridge
@@ -93,7 +94,7 @@ def compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage (jpeg/png) to BGR."""
     if not msg.data:
         raise ImageError("empty compressed image")
-    img = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+    img = decode_jpeg(bytes(msg.data))
     if img is None:
         raise ImageError(f"compressed image ({msg.format!r}, {len(msg.data)} bytes) could not be decoded")
     return img
@@ -114,15 +115,10 @@ def jpeg_to_image(data: bytes, *, stamp_ns: int = 0, frame_id: str = "") -> Imag
         msg = Image()
         msg.header.frame_id = frame_id
         return msg
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    img = decode_jpeg(data)
     if img is None:
         raise ImageError("stored JPEG could not be decoded")
     return bgr_to_image(img, stamp_ns=stamp_ns, frame_id=frame_id)
-
-
-def frame_from_image(msg: Image, index: int) -> Frame:
-    return Frame(image=image_to_bgr(msg), stamp_ns=time_to_ns(msg.header.stamp),
-                 source_id=msg.header.frame_id or "camera", index=index)
 
 
 def detections_to_msg(det: FrameDetections, *, frame_jpeg: bytes = b""):
