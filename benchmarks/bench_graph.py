@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def offline_baseline(cfg_name: str, sets, video: Path, max_frames: int):
-    from person_search.cli import _sets_to_overrides
+    from person_search.cli.common import sets_to_overrides
     from person_search.core.config import load_config
     from person_search.core.pipeline import OfflinePipeline
     from person_search.launcher import config_path
-    cfg = load_config(config_path(cfg_name), _sets_to_overrides(sets))
+    cfg = load_config(config_path(cfg_name), sets_to_overrides(sets))
     pipe = OfflinePipeline(cfg)
     stats = pipe.process_video(str(video), max_frames=max_frames)
     return stats
@@ -43,12 +43,12 @@ def main() -> int:
 
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from person_search.cli import _parse_sets
+    from person_search.cli.common import parse_sets
     from person_search.core.sample import make_sample_video
     from person_search.graph import CameraSpec
     from person_search.launcher import make_graph
 
-    sets = _parse_sets(a.set)
+    sets = parse_sets(a.set)
     sets.setdefault("encoder.weights", "")  # speed does not depend on the weights
     work = Path(tempfile.mkdtemp(prefix="bench_graph_"))
     video = make_sample_video(work / "sample.mp4", seconds=a.video_seconds)

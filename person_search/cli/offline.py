@@ -1,21 +1,14 @@
-"""ROS-free commands of ``person-search``: ``run`` a video and ``gallery`` build/info/query."""
+"""ROS-free commands of ``person-search``: ``run`` a video, ``gallery`` save/load/query, ``sample-video``."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import List
 
 import cv2
 
-
-def _load_cfg(a):
-    from person_search.cli import _parse_sets, _sets_to_overrides
-    from person_search.core.config import load_config
-    from person_search.launcher import config_path
-    sets = _parse_sets(a.set)
-    if a.random_weights:
-        sets["encoder.weights"] = ""
-    return load_config(config_path(a.config), _sets_to_overrides(sets))
+from person_search.cli.common import load_config_args, match_row, print_matches
 
 
 def _progress():
@@ -34,12 +27,11 @@ def _progress():
 
 
 def _rows(matches) -> List[dict]:
-    return [dict(track_id=m.track_id, camera=m.source_id, score=m.score, first_seen_ns=m.first_seen_ns,
-                 last_seen_ns=m.last_seen_ns, box=list(m.box)) for m in matches]
+    return [match_row(track_id=m.track_id, camera=m.source_id, score=m.score, first_seen_ns=m.first_seen_ns,
+                      last_seen_ns=m.last_seen_ns, box=m.box) for m in matches]
 
 
 def _answer(engine, gallery, queries, top_k, sheet_path):
-    from person_search.cli import print_matches
     from person_search.core.imaging import contact_sheet
     from person_search.core.query import QueryError
     sheet_rows = []
@@ -63,7 +55,7 @@ def _answer(engine, gallery, queries, top_k, sheet_path):
 
 def cmd_run(a) -> int:
     from person_search.core.pipeline import OfflinePipeline
-    cfg = _load_cfg(a)
+    cfg = load_config_args(a)
     pipe = OfflinePipeline(cfg)
     update, close = _progress()
     try:
@@ -90,7 +82,7 @@ def cmd_gallery(a) -> int:
             return 2
         a.query, a.save = [], a.snapshot
         return cmd_run(a)
-    cfg = _load_cfg(a)
+    cfg = load_config_args(a)
     try:
         g = RollingGallery.load(a.snapshot, cfg.gallery)
     except SnapshotError as exc:
@@ -98,10 +90,9 @@ def cmd_gallery(a) -> int:
         return 2
     print(f"{a.snapshot}: {len(g)} embeddings, {g.num_tracks} tracks, model {g.model_id}, dim {g.dim}")
     if a.action == "load":
-        from person_search.cli import print_matches
         tracks = sorted(g.tracks(), key=lambda t: t.last_seen_ns, reverse=True)
-        print_matches([dict(track_id=t.track_id, camera=t.source_id, score=float("nan"),
-                            first_seen_ns=t.first_seen_ns, last_seen_ns=t.last_seen_ns, box=list(t.last_box))
+        print_matches([match_row(track_id=t.track_id, camera=t.source_id, score=float("nan"),
+                                 first_seen_ns=t.first_seen_ns, last_seen_ns=t.last_seen_ns, box=t.last_box)
                        for t in tracks[:a.top_k]])
         return 0
     from person_search.core.encoders import ClipEncoder
@@ -114,7 +105,15 @@ def cmd_gallery(a) -> int:
     return _answer(QueryEngine(enc, cfg.query), g, a.query, a.top_k, a.sheet)
 
 
-def add_offline_commands(sub) -> None:
+def cmd_sample(a) -> int:
+    """Write the generated sample video."""
+    from person_search.core.sample import make_sample_video
+    print(make_sample_video(Path(a.path), seconds=a.seconds))
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``run``, ``gallery`` and ``sample-video``."""
     def common(sp):
         sp.add_argument("--config", default="cpu", help="cpu, orin, test, or a YAML path")
         sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
@@ -138,3 +137,8 @@ def add_offline_commands(sub) -> None:
     sp.add_argument("--max-frames", type=int, default=0)
     common(sp)
     sp.set_defaults(func=cmd_gallery)
+
+    sp = sub.add_parser("sample-video", help="write the generated sample video")
+    sp.add_argument("path")
+    sp.add_argument("--seconds", type=float, default=6.0)
+    sp.set_defaults(func=cmd_sample)

@@ -1,72 +1,17 @@
-"""``person-search``: run the graph, ask it, process a video without ROS, manage snapshots.
-
-Usage::
-
-    person-search up [--config cpu] [--source VIDEO | --camera NAME=SRC ...] [--set sec.key=value ...]
-    person-search query "a person in a dark coat" [--top-k N] [--save-crops DIR]
-    person-search demo                 # sample video -> graph -> one query -> table
-    person-search run VIDEO --query "..." [--query ...]   # no ROS
-    person-search gallery {info,query} SNAPSHOT ...
-    person-search sample-video PATH
-"""
+"""ROS 2 commands of ``person-search``: ``up`` (start the graph), ``query``, ``demo``."""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
-log = logging.getLogger("person_search")
-
-
-# ---------------------------------------------------------------------------- helpers
-def _parse_sets(items: Sequence[str]) -> Dict[str, object]:
-    import yaml
-    out: Dict[str, object] = {}
-    for item in items or []:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise SystemExit(f"--set expects section.key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k] = yaml.safe_load(v) if v != "" else ""
-    return out
+from person_search.cli.common import match_row, parse_sets, print_matches
 
 
-def _sets_to_overrides(sets: Dict[str, object]) -> Dict[str, Dict[str, object]]:
-    ov: Dict[str, Dict[str, object]] = {}
-    for k, v in sets.items():
-        sec, key = k.split(".", 1)
-        ov.setdefault(sec, {})[key] = v
-    return ov
-
-
-def print_matches(matches, *, out=None) -> None:
-    """Print a table of matches: rank, track, camera, score, first/last seen, box."""
-    out = out or sys.stdout
-    if not matches:
-        print("no matches", file=out)
-        return
-    print(f"{'rank':>4}  {'track':>11}  {'camera':<10} {'score':>7}  {'first seen':>12}  {'last seen':>12}  box",
-          file=out)
-    for i, m in enumerate(matches, 1):
-        first, last = _fmt_time(m["first_seen_ns"]), _fmt_time(m["last_seen_ns"])
-        box = ",".join(f"{v:.0f}" for v in m["box"])
-        print(f"{i:>4}  {m['track_id']:>11}  {m['camera']:<10} {m['score']:>7.4f}  {first:>12}  {last:>12}  {box}",
-              file=out)
-
-
-def _fmt_time(ns: int) -> str:
-    if ns <= 0:
-        return "-"
-    t = ns / 1e9
-    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int((t % 1) * 1000):03d}"
-
-
-# ---------------------------------------------------------------------------- ROS commands
 def query_service(description: str, *, top_k: int = 5, min_score: float = 0.0, camera: str = "",
                   return_frames: bool = False, timeout: float = 30.0, service: str = "/query_person"):
     """Call /query_person through rclpy; returns the response (raises TimeoutError)."""
@@ -97,13 +42,15 @@ def query_service(description: str, *, top_k: int = 5, min_score: float = 0.0, c
 
 
 def response_rows(resp) -> List[dict]:
+    """Turn a QueryPerson response into match rows (crop and frame messages ride along)."""
     from person_search.nodes.convert import time_to_ns
-    return [dict(track_id=int(m.track_id), camera=m.camera_frame_id, score=float(m.score),
-                 first_seen_ns=time_to_ns(m.first_seen), last_seen_ns=time_to_ns(m.last_seen),
-                 box=list(m.box), crop=m.crop, frame=m.frame) for m in resp.matches]
+    return [match_row(track_id=m.track_id, camera=m.camera_frame_id, score=m.score,
+                      first_seen_ns=time_to_ns(m.first_seen), last_seen_ns=time_to_ns(m.last_seen),
+                      box=m.box, crop=m.crop, frame=m.frame) for m in resp.matches]
 
 
 def save_match_images(rows: List[dict], out_dir: Path) -> List[Path]:
+    """Write the crop and frame of each row as JPEG under ``out_dir``."""
     import cv2
     from person_search.nodes.convert import image_to_bgr
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +66,7 @@ def save_match_images(rows: List[dict], out_dir: Path) -> List[Path]:
 
 
 def cmd_query(a) -> int:
+    """Ask /query_person and print the matches."""
     try:
         resp = query_service(a.description, top_k=a.top_k, min_score=a.min_score, camera=a.camera,
                              return_frames=a.frames, timeout=a.timeout)
@@ -141,7 +89,7 @@ def _graph_from_args(a, *, loop=None):
     from person_search.graph import CameraSpec, parse_cameras
     from person_search.launcher import make_graph
     cams = parse_cameras(a.camera) if a.camera else [CameraSpec("cam0", a.source or "")]
-    sets = _parse_sets(a.set)
+    sets = parse_sets(a.set)
     if getattr(a, "random_weights", False):
         sets["encoder.weights"] = ""
     if getattr(a, "snapshot", None):
@@ -151,6 +99,7 @@ def _graph_from_args(a, *, loop=None):
 
 
 def cmd_up(a) -> int:
+    """Start the graph and keep it up until Ctrl-C or a node fails."""
     graph = _graph_from_args(a)
     print(f"starting {len(graph.specs)} nodes with {graph.params_file}: "
           + ", ".join(s.fqn for s in graph.specs), flush=True)
@@ -193,7 +142,7 @@ def cmd_demo(a) -> int:
     print(f"[demo] sample video: {video}", flush=True)
     cfg_file = config_path(a.config)
     cfg = load_config(cfg_file)
-    sets: Dict[str, object] = _parse_sets(a.set)
+    sets: Dict[str, object] = parse_sets(a.set)
     reason = _check_clip_weights(cfg)
     if reason:
         print(f"[demo] no pretrained CLIP weights here ({reason}); using a randomly initialised "
@@ -252,18 +201,8 @@ def _wait_for_gallery(graph, t_end: float, want_quiet_s: float) -> Optional[int]
         rclpy.try_shutdown()
 
 
-# ---------------------------------------------------------------------------- ROS-free commands
-def cmd_sample(a) -> int:
-    from person_search.core.sample import make_sample_video
-    print(make_sample_video(Path(a.path), seconds=a.seconds))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="person-search", description="Find people in video by a text description.")
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
+def register(sub) -> None:
+    """Add ``up``, ``query`` and ``demo``."""
     def graph_args(sp):
         sp.add_argument("--config", default="cpu", help="cpu, orin, test, or a YAML path (default cpu)")
         sp.add_argument("--source", help="video file / device / URL / folder for camera cam0")
@@ -299,27 +238,3 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workdir")
     sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     sp.set_defaults(func=cmd_demo)
-
-    sp = sub.add_parser("sample-video", help="write the generated sample video")
-    sp.add_argument("path")
-    sp.add_argument("--seconds", type=float, default=6.0)
-    sp.set_defaults(func=cmd_sample)
-
-    try:
-        from person_search.offline import add_offline_commands
-        add_offline_commands(sub)
-    except ImportError as exc:  # the offline commands need the whole core
-        log.debug("offline commands unavailable: %s", exc)
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
-                        format="[%(name)s] %(levelname)s %(message)s")
-    return int(a.func(a) or 0)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
