@@ -40,8 +40,37 @@ def _share_config() -> Optional[Path]:
         return None
 
 
+def _parent_death_hook():
+    """Return a ``preexec_fn`` that ties a child to this process (Linux), or None elsewhere.
+
+    The child gets SIGTERM when its parent dies, however it dies (SIGKILL, a closed
+    terminal), so no node outlives the ``up`` that started it. A parent that died between
+    fork and prctl is caught by comparing the parent pid.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+    return hook
+
+
 class Graph:
-    """The running processes of a node set; a context manager that always cleans up."""
+    """The running processes of a node set; a context manager that always cleans up.
+
+    Each node runs in its own session (a terminal's Ctrl-C reaches ``up`` alone, which then
+    stops the nodes in order) and is tied to this process by a parent-death signal.
+    """
 
     def __init__(self, specs: Sequence[NodeSpec], params_file: Path, *,
                  extra_params: Optional[Dict[str, object]] = None,
@@ -70,7 +99,7 @@ class Graph:
                 out = open(self.log_dir / (spec.fqn.strip("/").replace("/", "_") + ".log"), "ab")
             self.procs[spec.fqn] = subprocess.Popen(self.command(spec), env=self.env, stdout=out,
                                                     stderr=subprocess.STDOUT if out else None,
-                                                    start_new_session=True)
+                                                    start_new_session=True, preexec_fn=_parent_death_hook())
         return self
 
     def stop(self, fqn: Optional[str] = None, *, sig: int = signal.SIGINT, timeout: float = 10.0) -> Dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import signal
 import sys
 import time
 from collections import deque
@@ -13,6 +14,7 @@ from typing import Any, Callable, Dict, Optional, Type
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
@@ -141,9 +143,27 @@ class StageStats:
         self._pub.publish(msg)
 
 
+def _stop_on_signals() -> None:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt, also while a model is still loading.
+
+    rclpy's own handlers only wake the executor; a node busy loading a model ignored both
+    signals for over 10 s. A Python handler runs as soon as the current C call returns.
+    """
+    def handler(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
 def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, args=None) -> int:
-    """Entry point of every node: init, build, spin, shut down cleanly (Humble compatible)."""
-    rclpy.init(args=args)
+    """Entry point of every node: init, build, spin, shut down cleanly (Humble compatible).
+
+    Exits 0 on SIGINT / SIGTERM (within ~0.25 s while spinning), 2 when the node cannot start.
+    """
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    _stop_on_signals()
     node = None
     code = 0
     try:
@@ -160,10 +180,11 @@ def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, args=N
             from rclpy.executors import SingleThreadedExecutor
             executor = SingleThreadedExecutor()
         executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-            pass
+        # short waits so that the Python signal handler runs promptly
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.25)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
     finally:
         if node is not None:
             close = getattr(node, "close", None)

@@ -1,0 +1,84 @@
+"""No node outlives the `person-search up` that started it; nodes stop promptly on signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> set:
+    """Return the pids of the direct children of ``pid`` (Linux /proc)."""
+    out = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out.update(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait(pred, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return pred()
+
+
+def test_sigkill_of_up_leaves_no_node(sample_video, tmp_path):
+    up = subprocess.Popen([sys.executable, "-m", "person_search", "up", "--config", "test", "--source",
+                           str(sample_video), "--loop", "--log-dir", str(tmp_path / "logs")],
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait(lambda: len(_children(up.pid)) >= 5, 60), "up never started its 5 nodes"
+        nodes = _children(up.pid)
+        time.sleep(2.0)  # let them get into model loading / spinning
+        assert all(_alive(p) for p in nodes), "a node died on its own"
+        up.send_signal(signal.SIGKILL)
+        up.wait(10)
+        assert _wait(lambda: not any(_alive(p) for p in nodes), 15), \
+            f"nodes outlived a killed `up`: {[p for p in nodes if _alive(p)]}"
+    finally:
+        if up.poll() is None:
+            up.kill()
+        for p in _children(up.pid):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_node_stops_on_sigterm_while_loading_its_model(tmp_path):
+    # a full-size ViT-B-16 takes seconds to build on 2 cores: the signal arrives mid-load
+    cmd = [sys.executable, "-m", "person_search.nodes.embedder_node", "--ros-args",
+           "-p", "encoder.arch:=ViT-B-16", "-p", "encoder.weights:=''", "-p", "encoder.threads:=1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(3.0)
+        assert proc.poll() is None, f"the embedder exited early: {proc.communicate()[0][-2000:]}"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        took = time.monotonic() - t0
+        out = proc.stdout.read()
+        assert code == 0, f"exit code {code} after SIGTERM: {out[-2000:]}"
+        assert "Traceback" not in out, out[-2000:]
+        assert took < 8.0, f"took {took:.1f} s to stop on SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
