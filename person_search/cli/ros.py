@@ -22,7 +22,8 @@ def query_service(description: str, *, top_k: int = 5, min_score: float = 0.0, c
         rclpy.init()
     node = rclpy.create_node(f"person_search_cli_{os.getpid()}")
     try:
-        client = node.create_client(QueryPerson, service)
+        from person_search.nodes.common import SERVICE_QOS
+        client = node.create_client(QueryPerson, service, qos_profile=SERVICE_QOS)
         deadline = time.monotonic() + timeout
         while not client.wait_for_service(timeout_sec=0.5):
             if time.monotonic() > deadline:

@@ -30,6 +30,9 @@ def sensor_qos(reliable: bool = False) -> QoSProfile:
 
 
 RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# services: many clients at once (a depth-10 history, the rclpy default, loses requests and
+# responses when more than 10 calls are in flight: measured with benchmarks/bench_load.py)
+SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 

@@ -14,7 +14,7 @@ from std_msgs.msg import Int64
 
 from person_search.core.config import GalleryConfig
 from person_search.core.gallery import GalleryMismatchError, RollingGallery, SnapshotError
-from person_search.nodes.common import RELIABLE_QOS, StageStats, declare_section, run_node
+from person_search.nodes.common import RELIABLE_QOS, SERVICE_QOS, StageStats, declare_section, run_node
 from person_search.nodes.convert import match_to_msg, msg_to_batch, time_to_ns
 
 
@@ -37,7 +37,7 @@ class IndexNode(Node):
         from person_search_interfaces.msg import PersonEmbeddings
         from person_search_interfaces.srv import SearchGallery
         self.create_subscription(PersonEmbeddings, "person_embeddings", self.on_embeddings, RELIABLE_QOS)
-        self.create_service(SearchGallery, "search_gallery", self.on_search,
+        self.create_service(SearchGallery, "search_gallery", self.on_search, qos_profile=SERVICE_QOS,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.pub_size = self.create_publisher(Int64, "gallery_size", RELIABLE_QOS)
         self.stats = StageStats(self, "index")

@@ -10,7 +10,7 @@ from rclpy.node import Node
 
 from person_search.core.config import EncoderConfig, QueryConfig
 from person_search.core.query import QueryEngine, QueryError, validate_top_k
-from person_search.nodes.common import LATCHED_QOS, StageStats, declare_ros, declare_section, run_node
+from person_search.nodes.common import LATCHED_QOS, SERVICE_QOS, StageStats, declare_ros, declare_section, run_node
 
 
 ATTEMPT_S = 2.0  # one search_gallery attempt; a lost request is sent again after this
@@ -31,8 +31,9 @@ class QueryNode(Node):
         from person_search_interfaces.srv import QueryPerson, SearchGallery
         self._QueryResult = QueryResult
         self._SearchGallery = SearchGallery
-        self.client = self.create_client(SearchGallery, "search_gallery", callback_group=ReentrantCallbackGroup())
-        self.create_service(QueryPerson, "query_person", self.on_query,
+        self.client = self.create_client(SearchGallery, "search_gallery", qos_profile=SERVICE_QOS,
+                                         callback_group=ReentrantCallbackGroup())
+        self.create_service(QueryPerson, "query_person", self.on_query, qos_profile=SERVICE_QOS,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.pub = self.create_publisher(QueryResult, "query_matches", LATCHED_QOS)
         self.stats = StageStats(self, "query")

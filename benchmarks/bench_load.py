@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Load: many concurrent /query_person clients while the graph ingests a looping video.
+
+    tools/env.sh python benchmarks/bench_load.py [--clients 20] [--seconds 60] [--config test]
+
+Phase 1 measures the ingest rate (embeddings/s into the index) with no queries; phase 2
+runs ``--clients`` client threads, each asking a different description back to back, for
+``--seconds``. Prints the errors (failed or timed-out calls, or success=false; must be 0),
+p50/p95/p99 query latency, queries/s, and the ingest rate held (phase 2 / phase 1, same
+run). Clients use person_search's service QoS (``--default-client-qos``: rclpy's depth 10,
+which loses responses once more than ~10 calls are in flight: every client's reader
+receives every reply). Random CLIP weights: speed does not depend on them. Traffic stays on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from graph_probe import DiagnosticsProbe  # noqa: E402
+
+COLOURS = ["red", "blue", "black", "white", "green", "yellow", "grey", "brown", "pink", "orange"]
+THINGS = ["jacket", "shirt", "coat", "dress", "hoodie", "sweater", "t-shirt", "suit"]
+EXTRAS = ["a black cap", "a backpack", "jeans", "white shoes", "a handbag", "glasses", "shorts", "a skirt"]
+
+
+def description(rng: random.Random) -> str:
+    """Return a random description (few repeats, so the query cache rarely answers)."""
+    return (f"a person in a {rng.choice(COLOURS)} {rng.choice(THINGS)} with "
+            f"{rng.choice(EXTRAS)} and {rng.choice(EXTRAS)}")
+
+
+def ingest_rate(probe: DiagnosticsProbe, seconds: float) -> float:
+    """Return embeddings batches/s reaching the index over ``seconds``."""
+    c0, t0 = probe.count("index: index"), time.monotonic()
+    time.sleep(seconds)
+    return (probe.count("index: index") - c0) / (time.monotonic() - t0)
+
+
+def client_loop(node, idx: int, stop: threading.Event, out: list, lock: threading.Lock, timeout: float,
+                qos) -> None:
+    """Ask descriptions back to back until ``stop``; append (latency_s, ok, why, call number) rows."""
+    from person_search_interfaces.srv import QueryPerson
+
+    rng = random.Random(idx)
+    n = 0
+    client = node.create_client(QueryPerson, "/query_person", qos_profile=qos)
+    if not client.wait_for_service(timeout_sec=30):
+        with lock:
+            out.append((0.0, False, "service not available", -1))
+        return
+    while not stop.is_set():
+        req = QueryPerson.Request(description=description(rng), top_k=5)
+        done = threading.Event()
+        t0 = time.monotonic()
+        fut = client.call_async(req)
+        fut.add_done_callback(lambda _f: done.set())
+        ok = done.wait(timeout)
+        dt = time.monotonic() - t0
+        why = "" if ok else "timeout"
+        if ok and not fut.result().success:
+            ok, why = False, fut.result().message
+        with lock:
+            out.append((dt, ok, why, n))
+        n += 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="test", help="graph config (default test: tiny CLIP, HOG)")
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=60.0, help="duration of the query phase")
+    ap.add_argument("--baseline-seconds", type=float, default=20.0, help="duration of the no-query phase")
+    ap.add_argument("--timeout", type=float, default=10.0, help="a call slower than this counts as an error")
+    ap.add_argument("--default-client-qos", action="store_true",
+                    help="clients with rclpy's default service QoS (depth 10) instead of person_search's")
+    a = ap.parse_args()
+
+    import numpy as np
+    from rclpy.qos import qos_profile_services_default
+    from person_search.core.sample import make_sample_video
+    from person_search.graph import CameraSpec
+    from person_search.launcher import make_graph
+    from person_search.nodes.common import SERVICE_QOS
+
+    work = Path(tempfile.mkdtemp(prefix="bench_load_"))
+    video = make_sample_video(work / "sample.mp4", seconds=6.0)
+    graph = make_graph(a.config, [CameraSpec("cam0", str(video))], loop=True,
+                       extra_params={"encoder.weights": ""}, log_dir=work / "logs")
+    probe = DiagnosticsProbe("bench_load")
+    rows: list = []
+    qos = qos_profile_services_default if a.default_client_qos else SERVICE_QOS
+    with graph:
+        deadline = time.monotonic() + 240
+        while probe.count("index: index") == 0:
+            if graph.dead() or time.monotonic() > deadline:
+                print(f"the graph did not start ingesting: {graph.dead()}; logs in {work / 'logs'}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        print(f"ingesting; measuring {a.baseline_seconds:.0f} s without queries", flush=True)
+        base = ingest_rate(probe, a.baseline_seconds)
+        print(f"starting {a.clients} clients for {a.seconds:.0f} s", flush=True)
+        stop, lock = threading.Event(), threading.Lock()
+        threads = [threading.Thread(target=client_loop, args=(probe.node, i, stop, rows, lock, a.timeout, qos))
+                   for i in range(a.clients)]
+        for t in threads:
+            t.start()
+        loaded = ingest_rate(probe, a.seconds)
+        stop.set()
+        for t in threads:
+            t.join(a.timeout + 5)
+        dead = graph.dead()
+    probe.close()
+
+    lat = np.array([r[0] for r in rows if r[1]]) * 1e3
+    errors = [r for r in rows if not r[1]]
+    print(f"\nload: {a.clients} concurrent /query_person clients for {a.seconds:.0f} s, config {a.config}, "
+          f"looping 6 s sample video (random weights), client QoS depth {qos.depth}")
+    print(f"queries answered: {len(lat)} ({len(lat) / a.seconds:.1f}/s), errors: {len(errors)}"
+          + (f" (first: {errors[0][2]!r}; call numbers {sorted({r[3] for r in errors})[:5]})" if errors else ""))
+    if len(lat):
+        p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+        print(f"latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  max {lat.max():.1f}")
+    print(f"ingest: {base:.2f} batches/s without queries, {loaded:.2f} with (held {loaded / max(base, 1e-9):.2f})")
+    if dead:
+        print(f"node(s) died during the run: {dead}", file=sys.stderr)
+        return 1
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

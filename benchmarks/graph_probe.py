@@ -1,0 +1,68 @@
+"""What the graph benchmarks share: a node that keeps the latest /diagnostics of every stage.
+
+Also the process-tree RSS reader of the soak benchmark. Not a test helper: benchmarks only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Dict, Optional
+
+
+class DiagnosticsProbe:
+    """Subscribe to /diagnostics on a background executor; ``latest()`` returns a copy."""
+
+    def __init__(self, name: str = "bench_probe"):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import MultiThreadedExecutor
+
+        if not rclpy.ok():
+            rclpy.init()
+        self.node = rclpy.create_node(f"{name}_{os.getpid()}")
+        self._lock = threading.Lock()
+        self._last: Dict[str, Dict[str, str]] = {}
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _on_diag(self, msg) -> None:
+        with self._lock:
+            for st in msg.status:
+                self._last[st.name] = {kv.key: kv.value for kv in st.values}
+
+    def latest(self) -> Dict[str, Dict[str, str]]:
+        """Return the last diagnostics of every stage seen so far."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._last.items()}
+
+    def stage(self, suffix: str) -> Dict[str, str]:
+        """Return the last diagnostics of the stage whose name ends with ``suffix`` ({} if none)."""
+        return next((v for k, v in self.latest().items() if k.endswith(suffix)), {})
+
+    def count(self, suffix: str) -> int:
+        """Return the output count a stage reported last (0 if none)."""
+        return int(self.stage(suffix).get("count", 0))
+
+    def close(self) -> None:
+        """Stop the executor and the node."""
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def rss_bytes(pid: int) -> Optional[int]:
+    """Return the resident set size of a process (Linux /proc), None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
