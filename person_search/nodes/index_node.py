@@ -93,7 +93,9 @@ class IndexNode(Node):
         with self.lock:
             n = len(self.gallery) if self.gallery is not None else 0
             if self.gallery is not None:
-                self.stats.extra["tracks"] = self.gallery.num_tracks
+                st = self.gallery.stats()
+                for key in ("tracks", "memory_bytes", "thumb_bytes", "evicted_total"):
+                    self.stats.extra[key] = st[key]
         self.stats.extra["gallery_size"] = n
         self.pub_size.publish(Int64(data=n))
 
