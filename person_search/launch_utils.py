@@ -14,6 +14,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from person_search.core.video import source_kind
 from person_search.graph import CameraSpec, node_set, parse_cameras
 
 
@@ -23,6 +24,14 @@ def _share() -> str:
         return get_package_share_directory("person_search")
     except Exception:  # noqa: BLE001 - running from a source checkout
         return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _respawn(spec) -> bool:
+    """Respawn a crashed node; not a camera playing a file, whose end is a normal exit."""
+    if spec.executable != "camera_node":
+        return True
+    source = str(spec.parameters.get("video.source", ""))
+    return bool(source) and source_kind(source) not in ("file", "folder")
 
 
 def _nodes(context, *args, **kwargs):
@@ -36,7 +45,8 @@ def _nodes(context, *args, **kwargs):
     for spec in specs:
         actions.append(Node(package="person_search", executable=spec.executable, name=spec.name,
                             namespace=spec.namespace or None, parameters=[config, dict(spec.parameters)],
-                            remappings=list(spec.remappings), output="screen", emulate_tty=True))
+                            remappings=list(spec.remappings), output="screen", emulate_tty=True,
+                            respawn=_respawn(spec), respawn_delay=2.0))
     return actions
 
 

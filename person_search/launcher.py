@@ -82,6 +82,7 @@ class Graph:
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.procs: Dict[str, subprocess.Popen] = {}
+        self.started: Dict[str, float] = {}
 
     def command(self, spec: NodeSpec) -> List[str]:
         params = dict(spec.parameters)
@@ -100,6 +101,7 @@ class Graph:
             self.procs[spec.fqn] = subprocess.Popen(self.command(spec), env=self.env, stdout=out,
                                                     stderr=subprocess.STDOUT if out else None,
                                                     start_new_session=True, preexec_fn=_parent_death_hook())
+            self.started[spec.fqn] = time.monotonic()
         return self
 
     def stop(self, fqn: Optional[str] = None, *, sig: int = signal.SIGINT, timeout: float = 10.0) -> Dict[str, int]:
@@ -136,6 +138,47 @@ class Graph:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Respawner:
+    """Restart the nodes of a running graph that die, with exponential backoff.
+
+    A camera that ends its file with exit code 0 stays down; a node that cannot start (exit
+    code 2: bad parameters, missing weights) or dies more than ``max_restarts`` times in a
+    row stops the whole graph. A node that ran for ``stable_s`` has its backoff reset.
+    """
+
+    def __init__(self, graph: Graph, *, max_restarts: int = 10, initial_s: float = 1.0, max_s: float = 30.0,
+                 stable_s: float = 60.0, log=print):
+        self.graph = graph
+        self.max_restarts = max_restarts
+        self.initial_s, self.max_s, self.stable_s = initial_s, max_s, stable_s
+        self.log = log
+        self.restarts: Dict[str, int] = {}
+        self.due: Dict[str, float] = {}
+
+    def step(self, now: Optional[float] = None) -> Optional[str]:
+        """Schedule and perform restarts; return why the graph must stop, or None."""
+        now = time.monotonic() if now is None else now
+        for name, code in self.graph.dead().items():
+            if name.endswith("/camera") and code == 0:
+                continue  # a file source that ended
+            if code == 2:
+                return f"node {name} cannot start (exit code 2, see its log)"
+            if name not in self.due:
+                if now - self.graph.started.get(name, now) >= self.stable_s:
+                    self.restarts[name] = 0
+                n = self.restarts.get(name, 0) + 1
+                if n > self.max_restarts:
+                    return f"node {name} died {n - 1} times in a row (last exit code {code})"
+                self.restarts[name] = n
+                delay = min(self.max_s, self.initial_s * 2 ** (n - 1))
+                self.due[name] = now + delay
+                self.log(f"node {name} exited with code {code}; restarting it in {delay:.1f} s (restart {n})")
+            elif now >= self.due[name]:
+                del self.due[name]
+                self.graph.start(only=[name])
+        return None
 
 
 def make_graph(config: str, cameras: Sequence[CameraSpec], *, loop: Optional[bool] = None,

@@ -13,7 +13,8 @@ from person_search.cli.common import match_row, parse_sets, print_matches
 
 
 def query_service(description: str, *, top_k: int = 5, min_score: float = 0.0, camera: str = "",
-                  return_frames: bool = False, timeout: float = 30.0, service: str = "/query_person"):
+                  return_frames: bool = False, timeout: float = 30.0, service: str = "/query_person",
+                  resend_s: float = 5.0):
     """Call /query_person through rclpy; returns the response (raises TimeoutError)."""
     import rclpy
     from person_search_interfaces.srv import QueryPerson
@@ -31,11 +32,17 @@ def query_service(description: str, *, top_k: int = 5, min_score: float = 0.0, c
                                    f"(person-search up) and ROS_DOMAIN_ID the same?")
         req = QueryPerson.Request(description=description, top_k=int(top_k), min_score=float(min_score),
                                   camera=camera, return_frames=bool(return_frames))
-        fut = client.call_async(req)
-        rclpy.spin_until_future_complete(node, fut, timeout_sec=max(0.1, deadline - time.monotonic()))
-        if not fut.done():
-            raise TimeoutError(f"no answer from {service} within {timeout:.0f} s")
-        return fut.result()
+        # a request sent while DDS is still matching the reply path (the service just came up)
+        # can get no answer: ask again every `resend_s` (a query has no side effects)
+        while True:
+            fut = client.call_async(req)
+            wait = max(0.1, min(resend_s, deadline - time.monotonic()))
+            rclpy.spin_until_future_complete(node, fut, timeout_sec=wait)
+            if fut.done():
+                return fut.result()
+            client.remove_pending_request(fut)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no answer from {service} within {timeout:.0f} s")
     finally:
         node.destroy_node()
         if own:
@@ -100,20 +107,22 @@ def _graph_from_args(a, *, loop=None):
 
 
 def cmd_up(a) -> int:
-    """Start the graph and keep it up until Ctrl-C or a node fails."""
+    """Start the graph and keep it up until Ctrl-C; nodes that die are restarted with backoff."""
+    from person_search.launcher import Respawner
     graph = _graph_from_args(a)
     print(f"starting {len(graph.specs)} nodes with {graph.params_file}: "
           + ", ".join(s.fqn for s in graph.specs), flush=True)
     print("ask with: person-search query \"a person in a dark coat\"   (Ctrl-C stops the graph)", flush=True)
     with graph:
+        respawner = Respawner(graph, max_restarts=a.max_restarts,
+                              log=lambda line: print(line, file=sys.stderr, flush=True))
         try:
             while True:
-                dead = graph.dead()
-                bad = {n: c for n, c in dead.items() if c != 0 and not n.endswith("/camera")}
-                if bad:
-                    print(f"node(s) exited: {bad}; stopping the graph", file=sys.stderr)
+                why = respawner.step()
+                if why:
+                    print(f"{why}; stopping the graph", file=sys.stderr)
                     return 1
-                time.sleep(0.5)
+                time.sleep(0.2)
         except KeyboardInterrupt:
             print("stopping", flush=True)
     return 0
@@ -218,6 +227,8 @@ def register(sub) -> None:
 
     sp = sub.add_parser("up", help="start the ROS 2 graph, one process per node")
     graph_args(sp)
+    sp.add_argument("--max-restarts", type=int, default=10,
+                    help="restart a node that dies at most this many times in a row (0 = never)")
     sp.set_defaults(func=cmd_up)
 
     sp = sub.add_parser("query", help="ask /query_person and print the matches")

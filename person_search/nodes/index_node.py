@@ -33,7 +33,9 @@ class IndexNode(Node):
                 self.get_logger().info(f"gallery restored from {self.cfg.snapshot_path}: {len(self.gallery)} "
                                        f"embeddings, {self.gallery.num_tracks} tracks, model {self.gallery.model_id}")
             except SnapshotError as exc:
-                self.get_logger().error(f"snapshot not loaded, starting empty: {exc}")
+                aside = f"{self.cfg.snapshot_path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+                os.replace(self.cfg.snapshot_path, aside)
+                self.get_logger().error(f"snapshot unreadable, moved aside to {aside}; starting empty: {exc}")
         from person_search_interfaces.msg import PersonEmbeddings
         from person_search_interfaces.srv import SearchGallery
         self.create_subscription(PersonEmbeddings, "person_embeddings", self.on_embeddings, RELIABLE_QOS)
@@ -106,8 +108,11 @@ class IndexNode(Node):
             try:
                 self.gallery.save(self.cfg.snapshot_path)
                 self._dirty = False
-            except OSError as exc:
-                self.get_logger().error(f"snapshot to {self.cfg.snapshot_path} failed: {exc}")
+            except OSError as exc:  # disk full, read-only: the previous snapshot stays as it was
+                self.stats.errors += 1
+                self.stats.extra["snapshot_failures"] = int(self.stats.extra.get("snapshot_failures", 0)) + 1
+                self.get_logger().error(f"snapshot to {self.cfg.snapshot_path} failed: {exc}",
+                                        throttle_duration_sec=30.0)
 
     def close(self) -> None:
         if self.cfg.snapshot_path:
