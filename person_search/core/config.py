@@ -314,7 +314,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[Dict[str,
     Returns:
         The validated config.
     """
-    data: Dict[str, Any] = param({}, "")
+    data: Dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -336,7 +336,7 @@ def unwrap_ros_params(loaded: Dict[str, Any]) -> Dict[str, Any]:
     as the plain form. The ``ros`` section holds node-only settings (QoS, rates) and is
     not part of the core config.
     """
-    params: Dict[str, Any] = param({}, "")
+    params: Dict[str, Any] = {}
     wrapped = [v for v in loaded.values() if isinstance(v, dict) and "ros__parameters" in v]
     if wrapped:
         for block in wrapped:  # wildcard first, then node-specific blocks, in file order

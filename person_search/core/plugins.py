@@ -31,6 +31,10 @@ class Registry:
             raise ValueError(f"{self.what}: empty name")
         self._entries[name] = target
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plug-in registered at run time, e.g. by a test)."""
+        self._entries.pop(name, None)
+
     def names(self) -> Tuple[str, ...]:
         """Return the registered names in registration order."""
         return tuple(self._entries)
