@@ -11,14 +11,7 @@ import ast
 from pathlib import Path
 from typing import Dict, List, Set
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
-
-# Known cycle, tracked by the CLI issue ("turn cli.py into a person_search/cli/ package"):
-# cli.py imports offline.py for its commands and offline.py imports cli.print_matches back.
-# Remove this entry (and the xfail test below) once that branch is merged.
-KNOWN_CYCLES = {frozenset({"person_search.cli", "person_search.offline"})}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -121,11 +114,5 @@ def test_cycle_finder_sees_relative_and_function_level_imports(tmp_path):
 
 
 def test_no_import_cycles():
-    found = [c for c in cycles(import_graph(ROOT)) if frozenset(c) not in KNOWN_CYCLES]
+    found = cycles(import_graph(ROOT))
     assert not found, "import cycles: " + "; ".join(" -> ".join(c) for c in found)
-
-
-@pytest.mark.xfail(strict=True, reason="cli.py <-> offline.py: fixed by the CLI package issue; then drop "
-                                       "KNOWN_CYCLES and this test")
-def test_known_cli_offline_cycle_is_gone():
-    assert not [c for c in cycles(import_graph(ROOT)) if frozenset(c) in KNOWN_CYCLES]

@@ -62,7 +62,7 @@ def _fused_flag(attn: nn.Module) -> Optional[str]:
 
 
 def _plain_in_proj(attn: nn.Module) -> bool:
-    """True for a self-attention whose whole function is in_proj -> softmax attention -> out_proj."""
+    """Return True for a self-attention whose whole function is in_proj -> softmax attention -> out_proj."""
     w = getattr(attn, "in_proj_weight", None)
     if not isinstance(w, nn.Parameter) or w.ndim != 2 or w.shape[0] != 3 * w.shape[1]:
         return False
