@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from person_search.core.attention.kernels import AttentionKernel, EagerKernel
+from person_search.core.attention.kernels import AttentionKernel, EagerKernel, SdpaKernel
 from person_search.core.attention.module import ClipAttention
 from person_search.core.attention.patch import AttentionPatchError, apply_attention, find_sites, split_qkv
 from person_search.core.attention.registry import KERNELS
@@ -159,3 +159,36 @@ def test_model_id_changes_only_with_a_kernel_that_changes_the_function(scaled_ke
     assert [(k.ctx.tower, k.ctx.layer, k.ctx.num_layers, k.ctx.grid, k.ctx.prefix_tokens) for k in kernels] == [
         ("image", 0, 2, (4, 4), 1), ("image", 1, 2, (4, 4), 1)]
     assert "transformer.resblocks.0.attn.kernel.temperature" in scaled.backend.module.state_dict()
+
+
+class _DropKernel(SdpaKernel):
+    """Test-only token-reducing kernel: after image layer 0, the last 4 patch tokens are dropped."""
+
+    name = "test-drop"
+    changes_function = True
+    reduces_tokens = True
+    flag_value = None
+
+    def reduce_tokens(self, x):
+        return x[:, :-4] if self.ctx.tower == "image" and self.ctx.layer == 0 else x
+
+
+def test_a_token_reducing_kernel_changes_the_token_count_between_blocks():
+    KERNELS.register(_DropKernel.name, _DropKernel)
+    try:
+        built = build_clip(cfg(attention=AttentionConfig(kind="test-drop")), towers=("image",))
+        assert built.facts.model_id == f"{ARCH}@random-seed0+test-drop"
+        blocks = built.model.transformer.resblocks
+        seen = []
+        blocks[1].register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[1]))
+        with torch.no_grad():
+            out = built.model(torch.randn(2, 3, 64, 64))
+        assert out.shape == (2, 64) and seen == [1 + 16 - 4]
+        ctx = blocks[0].attn.kernel.ctx
+        assert (ctx.grid, ctx.prefix_tokens, ctx.seq_len) == ((4, 4), 1, 17)
+        apply_attention(built.model, AttentionConfig(kind="test-drop"))  # re-applied: still one hook per block
+        assert [len(b._forward_hooks) for b in blocks] == [1, 1]
+        apply_attention(built.model, AttentionConfig(kind="sdpa"))
+        assert [len(b._forward_hooks) for b in blocks] == [0, 0]
+    finally:
+        KERNELS.unregister(_DropKernel.name)

@@ -37,6 +37,7 @@ class LayerContext:
     num_heads: int
     grid: Optional[Tuple[int, int]] = None  # (rows, cols) of image patches; None for text
     prefix_tokens: int = 0  # tokens before the grid (the class token)
+    seq_len: Optional[int] = None  # tokens entering the tower (image: prefix + grid; text: context length)
 
     @property
     def head_dim(self) -> int:

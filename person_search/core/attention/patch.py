@@ -120,9 +120,16 @@ def _context(model: nn.Module, site: Site) -> LayerContext:
         w = site.attn.qkv.weight
     dim = int(w.shape[1]) if w is not None else int(getattr(site.attn, "qkv").in_features)
     heads = int(getattr(site.attn, "num_heads", 1))
+    if image:
+        prefix = 1 if grid is not None else 0
+        seq_len = prefix + grid[0] * grid[1] if grid is not None else None
+    else:
+        prefix = 0
+        text = getattr(model, "text", model)  # CustomTextCLIP keeps its text tower in .text
+        seq_len = getattr(text, "context_length", None)
     return LayerContext(tower="image" if image else "text", layer=layer, num_layers=count, embed_dim=dim,
                         num_heads=heads, grid=tuple(grid) if grid is not None else None,
-                        prefix_tokens=1 if image and grid is not None else 0)
+                        prefix_tokens=prefix, seq_len=seq_len)
 
 
 def _has_attention(block: nn.Module) -> bool:
@@ -148,8 +155,17 @@ def _check_coverage(model: nn.Module, sites: List[Site]) -> None:
                     f"person_search/core/attention/patch.py must learn this structure")
 
 
-def _reduce_hook(block: nn.Module, args: Any, output: Any) -> Any:
-    return block.attn.kernel.reduce_tokens(output)
+HOOK_ATTR = "_person_search_reduce_hook"
+
+
+def _hook_block(block: nn.Module, attn: ClipAttention) -> None:
+    """Let ``attn``'s kernel drop or merge tokens after ``block`` (one hook per block, replaced on re-apply)."""
+    old = getattr(block, HOOK_ATTR, None)
+    if old is not None:
+        old.remove()
+        delattr(block, HOOK_ATTR)
+    if attn.kernel.reduces_tokens:
+        setattr(block, HOOK_ATTR, block.register_forward_hook(lambda _m, _a, out: attn.kernel.reduce_tokens(out)))
 
 
 def apply_attention(model: nn.Module, cfg: Any) -> int:
@@ -183,8 +199,7 @@ def apply_attention(model: nn.Module, cfg: Any) -> int:
             mha = isinstance(site.attn, nn.MultiheadAttention)
             setattr(site.parent, site.name, ClipAttention.wrap(
                 site.attn, kernel, batch_first=getattr(site.attn, "batch_first", True), return_tuple=mha))
-        if kernel_cls.reduces_tokens and site.name == "attn":
-            site.parent.register_forward_hook(_reduce_hook)
+        _hook_block(site.parent, getattr(site.parent, site.name))
     return len(sites)
 
 

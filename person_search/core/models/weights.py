@@ -184,6 +184,11 @@ def load_checkpoint(model, path: str, target_grid: Optional[Tuple[int, int]] = N
     A ViT positional embedding saved at another grid (square, or ``target_grid``, e.g. a
     checkpoint fine-tuned at 384x128) is resized to the model's grid first.
 
+    Args:
+        model: the open_clip model, built at its native size.
+        path: the checkpoint file (open_clip / OpenAI state dict, .pt/.bin/.safetensors).
+        target_grid: the patch grid of the configured input size, for non-square checkpoints.
+
     Raises:
         WeightsError: unreadable file, unknown grid, or a checkpoint of another architecture.
     """
