@@ -40,8 +40,8 @@ class ClipEncoder:
         towers: which towers to keep, ("image",), ("text",) or both.
         backend: image-tower backend name (``backends/registry.py``); None = ``cfg.backend``.
         resize_mode: "squash" (default, direct resize) or "letterbox".
-        cache_dir: where exported files are kept; None = $PERSON_SEARCH_CACHE or
-            ~/.cache/person_search (``paths.cache_dir``), under ``onnx/``.
+        cache_dir: the root of exported files (a backend keeps its own under it, e.g.
+            ``onnx/``); None = $PERSON_SEARCH_CACHE or ~/.cache/person_search (``paths.cache_dir``).
 
     Attributes:
         model_id: "<arch>@<random-seed0 | tag | sha256-xxxxxxxxxxxx>[+<attention variant>]".
@@ -80,7 +80,7 @@ class ClipEncoder:
         self.std = facts.std
         self.backend = None
         if built.image_tower is not None:
-            root = Path(cache_dir).expanduser() / "onnx" if cache_dir else paths_cache_dir("onnx")
+            root = Path(cache_dir).expanduser() if cache_dir else paths_cache_dir()
             ctx = BackendContext(device=built.device, dtype=built.dtype, threads=cfg.threads,
                                  max_batch=cfg.batch_size, cache_dir=root)
             self.backend = backend_cls(built.image_tower, facts, ctx)

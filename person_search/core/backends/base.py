@@ -21,7 +21,7 @@ class BackendContext:
     dtype: torch.dtype  # of the torch tower (fp32, or fp16 on CUDA)
     threads: int  # CPU threads; 0 = the runtime's default
     max_batch: int  # largest batch run() gets (encoder.batch_size): a TensorRT profile's max
-    cache_dir: Path  # where exported files (ONNX, engines) are kept
+    cache_dir: Path  # root of exported files; each backend keeps its own sub-folder (onnx/, tensorrt/)
 
 
 class ImageBackend:

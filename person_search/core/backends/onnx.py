@@ -4,7 +4,7 @@ The torch image tower (already resized to the input shape and with its weights l
 exported once to ONNX (opset 17, dynamic batch, attention kernels in their plain export
 form), optionally quantised to int8 (dynamic quantisation of the MatMul/Gemm weights,
 activations quantised per call), and cached under
-``<cache_dir>/<model_id>_<H>x<W>_<fp32|int8>_<fingerprint>.onnx``. The file carries
+``<cache_dir>/onnx/<model_id>_<H>x<W>_<fp32|int8>_<fingerprint>.onnx``. The file carries
 metadata (arch, model_id, input H/W, mean/std, dim, weights fingerprint, precision) that is
 checked on load; a file that does not match is exported again.
 """
@@ -148,7 +148,8 @@ class OnnxBackend(ImageBackend):
         fingerprint = module_fingerprint(tower)
         meta = metadata_for(facts, self.int8, fingerprint)
         h, w = facts.image_size
-        self.path = Path(ctx.cache_dir) / f"{_safe(facts.model_id)}_{h}x{w}_{meta['precision']}_{fingerprint[:8]}.onnx"
+        name = f"{_safe(facts.model_id)}_{h}x{w}_{meta['precision']}_{fingerprint[:8]}.onnx"
+        self.path = Path(ctx.cache_dir) / "onnx" / name
         self.session = None
         if self.path.is_file():
             try:
