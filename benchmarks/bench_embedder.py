@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from person_search.core.attention.registry import KERNELS  # noqa: E402
 from person_search.core.backends.registry import BACKENDS  # noqa: E402
 from person_search.core.config import AttentionConfig, EncoderConfig  # noqa: E402
 from person_search.core.encoder import ClipEncoder  # noqa: E402
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement (at least 1 call)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    ap.add_argument("--attention", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--attention", default="sdpa", choices=KERNELS.names())
     ap.add_argument("--cache-dir", default="", help="ONNX cache (default: a temporary folder)")
     args = ap.parse_args(argv)
 

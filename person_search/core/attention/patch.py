@@ -115,11 +115,9 @@ def _context(model: nn.Module, site: Site) -> LayerContext:
     visual = getattr(model, "visual", model)
     grid = getattr(visual, "grid_size", None) if image else None
     layer, count = _layer_of(model, site.path)
-    w = getattr(site.attn, "in_proj_weight", None)
-    if w is None and isinstance(site.attn, ClipAttention) and site.attn.qkv is not None:
-        w = site.attn.qkv.weight
-    dim = int(w.shape[1]) if w is not None else int(getattr(site.attn, "qkv").in_features)
-    heads = int(getattr(site.attn, "num_heads", 1))
+    attn = site.attn  # a ClipAttention or a plain in_proj attention about to become one
+    dim = attn.embed_dim if isinstance(attn, ClipAttention) else int(attn.in_proj_weight.shape[1])
+    heads = int(attn.num_heads)
     if image:
         prefix = 1 if grid is not None else 0
         seq_len = prefix + grid[0] * grid[1] if grid is not None else None
