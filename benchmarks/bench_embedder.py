@@ -32,10 +32,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from person_search.core.config import EncoderConfig  # noqa: E402
-from person_search.core.encoders import ClipEncoder, _import_open_clip  # noqa: E402
+from person_search.core.attention.registry import KERNELS  # noqa: E402
+from person_search.core.backends.registry import BACKENDS  # noqa: E402
+from person_search.core.config import AttentionConfig, EncoderConfig  # noqa: E402
+from person_search.core.encoder import ClipEncoder  # noqa: E402
+from person_search.core.models.registry import native_image_size, open_clip_registered  # noqa: E402
 
-VARIANTS = ("torch", "torch-int8", "onnx", "onnx-int8")
+VARIANTS = BACKENDS.names()
 
 
 def rss_mb() -> float:
@@ -56,12 +59,6 @@ def timed(fn, n_items: int, seconds: float, min_iters: int = 1, max_iters: int =
     return n_items * k / (time.perf_counter() - t0)
 
 
-def native_size(arch: str):
-    open_clip = _import_open_clip()
-    size = open_clip.get_model_config(arch)["vision_cfg"].get("image_size", 224)
-    return (size, size) if isinstance(size, int) else tuple(size)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", nargs="+", default=["ViT-B-16", "ViT-B-32", "MobileCLIP-S1"])
@@ -69,14 +66,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement (at least 1 call)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    ap.add_argument("--attention", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--attention", default="sdpa", choices=KERNELS.names())
     ap.add_argument("--cache-dir", default="", help="ONNX cache (default: a temporary folder)")
     args = ap.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().setLevel(logging.ERROR)  # open_clip's "initialized randomly" warnings
     torch.set_num_threads(args.threads)
-    open_clip = _import_open_clip()
+    open_clip = open_clip_registered()
     cache = args.cache_dir or tempfile.mkdtemp(prefix="ps_bench_")
     rng = np.random.default_rng(0)
     print(f"torch {torch.__version__}, open_clip {open_clip.__version__}, threads {args.threads}, "
@@ -90,7 +87,7 @@ def main(argv=None) -> int:
         print(line, flush=True)
 
     for arch in args.archs:
-        h, w = native_size(arch)
+        h, w = native_image_size(arch)
         crops = [rng.integers(0, 256, (int(rng.integers(120, 320)), int(rng.integers(50, 140)), 3), dtype=np.uint8)
                  for _ in range(max(args.batches))]
         torch.manual_seed(0)
@@ -99,7 +96,8 @@ def main(argv=None) -> int:
         encs = {}
         for variant in args.variants:
             cfg = EncoderConfig(arch=arch, image_height=h, image_width=w, batch_size=max(args.batches),
-                                threads=args.threads, attention=args.attention)
+                                threads=args.threads,
+                                attention=AttentionConfig(kind=args.attention))
             t0 = time.perf_counter()
             before = rss_mb()
             encs[variant] = ClipEncoder(cfg, towers=("image",), backend=variant, cache_dir=cache)

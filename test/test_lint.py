@@ -77,6 +77,12 @@ def test_readme_documents_every_parameter():
     import dataclasses
     from person_search.core.config import PipelineConfig
     readme = (ROOT / "README.md").read_text()
-    missing = [f"{sec.name}.{f.name}" for sec in dataclasses.fields(PipelineConfig)
-               for f in dataclasses.fields(sec.default_factory()) if f"`{sec.name}.{f.name}`" not in readme]
+
+    def names(prefix, obj):  # parameter names as the nodes declare them (nested: section.sub.field)
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            yield from names(f"{prefix}.{f.name}", value) if dataclasses.is_dataclass(value) else [f"{prefix}.{f.name}"]
+
+    missing = [n for sec in dataclasses.fields(PipelineConfig) for n in names(sec.name, sec.default_factory())
+               if f"`{n}`" not in readme]
     assert not missing, f"README.md does not document {missing}"

@@ -95,7 +95,7 @@ def cmd_gallery(a) -> int:
                                  first_seen_ns=t.first_seen_ns, last_seen_ns=t.last_seen_ns, box=t.last_box)
                        for t in tracks[:a.top_k]])
         return 0
-    from person_search.core.encoders import ClipEncoder
+    from person_search.core.encoder import ClipEncoder
     from person_search.core.query import QueryEngine
     enc = ClipEncoder(cfg.encoder, towers=("text",))
     if enc.model_id != g.model_id:

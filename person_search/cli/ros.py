@@ -130,7 +130,7 @@ def cmd_up(a) -> int:
 
 def _check_clip_weights(cfg) -> Optional[str]:
     """Return None if the configured CLIP weights can be had here, else the one-line reason."""
-    from person_search.core.encoders import WeightsError, resolve_weights
+    from person_search.core.models.weights import WeightsError, resolve_weights
     try:
         resolve_weights(cfg.encoder.arch, cfg.encoder.weights)  # finds or fetches the file; builds no model
         return None

@@ -1,7 +1,8 @@
 """Typed configuration of every stage: the one source of truth for each parameter.
 
-The ROS nodes declare these fields as parameters (with the docstrings below as
-descriptions); the YAML files under config/ set them; the CLI reads the same YAML.
+The ROS nodes declare these fields as parameters (``section.field``, nested sections as
+``section.sub.field``) with the description and range given to :func:`param`; the YAML
+files under config/ set them; the CLI reads the same YAML.
 """
 
 from __future__ import annotations
@@ -9,36 +10,46 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from person_search.core.attention.registry import KERNELS
+from person_search.core.backends.registry import BACKENDS
+from person_search.core.errors import ConfigError  # noqa: F401 - re-exported: the config's error
 
-class ConfigError(ValueError):
-    """A configuration value is missing, of the wrong type or out of range."""
+
+def param(default: Any, description: str = "", *, range: Optional[Tuple[float, float]] = None):
+    """Return a dataclass field with its parameter description and inclusive range as metadata.
+
+    Args:
+        default: the default value (a list is copied per instance).
+        description: what ``ros2 param describe`` shows.
+        range: (lo, hi), checked by ``validate()`` and declared on the ROS parameter.
+
+    Returns:
+        A ``dataclasses.field``.
+    """
+    meta = {"description": description, "range": range}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class VideoConfig:
     """Where frames come from."""
 
-    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {
-        "fps": (0.0, 240.0),
-        "read_timeout_s": (0.01, 3600.0),
-        "reconnect_initial_s": (0.001, 3600.0),
-        "reconnect_max_s": (0.001, 3600.0),
-        "max_reconnects": (-1, 1_000_000),
-    }
-
-    source: str = ""  # file path, V4L2 index ("0") or /dev/videoN, rtsp:// or http:// URL, or an image folder
-    source_id: str = "camera"  # camera name; becomes the frame_id of every message
-    loop: bool = False  # restart a file source at its end
-    fps: float = 0.0  # target rate; 0 = the source's own rate for files, as fast as frames come for live
-    realtime: bool = True  # files: pace frames at the file's own rate (live-like); False = as fast as possible
-    read_timeout_s: float = 5.0  # a read that takes longer is treated as a lost stream
-    reconnect_initial_s: float = 0.5  # first backoff after a lost stream
-    reconnect_max_s: float = 10.0  # backoff cap
-    max_reconnects: int = -1  # -1 = forever
+    source: str = param("", 'file path, V4L2 index ("0") or /dev/videoN, rtsp:// or http:// URL, or an image folder')
+    source_id: str = param("camera", "camera name; becomes the frame_id of every message")
+    loop: bool = param(False, "restart a file source at its end")
+    fps: float = param(0.0, "target rate; 0 = the source's own rate for files, as fast as frames come for live",
+                       range=(0.0, 240.0))
+    realtime: bool = param(True, "files: pace frames at the file's own rate (live-like); False = as fast as possible")
+    read_timeout_s: float = param(5.0, "a read that takes longer is treated as a lost stream", range=(0.01, 3600.0))
+    reconnect_initial_s: float = param(0.5, "first backoff after a lost stream", range=(0.001, 3600.0))
+    reconnect_max_s: float = param(10.0, "backoff cap", range=(0.001, 3600.0))
+    max_reconnects: int = param(-1, "-1 = forever", range=(-1, 1_000_000))
 
     def validate(self) -> None:
         _check_ranges(self)
@@ -53,31 +64,19 @@ class VideoConfig:
 class DetectorConfig:
     """Person detection, tracking and crop policy."""
 
-    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {
-        "imgsz": (32, 4096),
-        "conf": (0.0, 1.0),
-        "iou": (0.01, 1.0),
-        "track_buffer": (1, 10_000),
-        "min_box_w": (1, 4096),
-        "min_box_h": (1, 4096),
-        "crop_pad": (0.0, 1.0),
-        "hog_scale": (1.01, 2.0),
-        "hog_max_width": (64, 4096),
-    }
-
-    backend: str = "auto"  # "yolo", "hog" or "auto" (YOLO if its weights load, else HOG)
-    model: str = "yolo11n.pt"  # ultralytics .pt / .onnx / .engine path or name
-    device: str = "cpu"  # "cpu", "cuda", "cuda:0", "0"
-    imgsz: int = 640  # inference size of the YOLO input
-    conf: float = 0.25  # minimum detector confidence
-    iou: float = 0.5  # NMS IoU threshold
-    tracker: str = "bytetrack"  # "bytetrack" or "botsort"
-    track_buffer: int = 30  # frames a lost track survives
-    min_box_w: int = 16  # boxes narrower than this (px) are dropped
-    min_box_h: int = 32  # boxes shorter than this (px) are dropped
-    crop_pad: float = 0.05  # padding added around each box, as a fraction of its size
-    hog_scale: float = 1.05  # HOG pyramid scale step
-    hog_max_width: int = 640  # frames are downscaled to this width for HOG
+    backend: str = param("auto", '"yolo", "hog" or "auto" (YOLO if its weights load, else HOG)')
+    model: str = param("yolo11n.pt", "ultralytics .pt / .onnx / .engine path or name")
+    device: str = param("cpu", '"cpu", "cuda", "cuda:0", "0"')
+    imgsz: int = param(640, "inference size of the YOLO input", range=(32, 4096))
+    conf: float = param(0.25, "minimum detector confidence", range=(0.0, 1.0))
+    iou: float = param(0.5, "NMS IoU threshold", range=(0.01, 1.0))
+    tracker: str = param("bytetrack", '"bytetrack" or "botsort"')
+    track_buffer: int = param(30, "frames a lost track survives", range=(1, 10_000))
+    min_box_w: int = param(16, "boxes narrower than this (px) are dropped", range=(1, 4096))
+    min_box_h: int = param(32, "boxes shorter than this (px) are dropped", range=(1, 4096))
+    crop_pad: float = param(0.05, "padding added around each box, as a fraction of its size", range=(0.0, 1.0))
+    hog_scale: float = param(1.05, "HOG pyramid scale step", range=(1.01, 2.0))
+    hog_max_width: int = param(640, "frames are downscaled to this width for HOG", range=(64, 4096))
 
     def validate(self) -> None:
         _check_ranges(self)
@@ -97,28 +96,39 @@ class DetectorConfig:
 
 
 @dataclass
+class AttentionConfig:
+    """The attention kernel of both towers (``attention/kernels.py``) and its settings."""
+
+    kind: str = param("sdpa", '"sdpa" (fused) or "eager" (explicit softmax); see person_search/core/attention')
+
+    def validate(self) -> None:
+        _check_ranges(self)
+        KERNELS.check(self.kind)
+
+
+@dataclass
 class EncoderConfig:
     """The CLIP model: image tower in the embedder, text tower in the query node."""
 
-    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {
-        "image_height": (32, 2048),
-        "image_width": (32, 2048),
-        "batch_size": (1, 1024),
-        "threads": (0, 256),
-        "max_crops_per_track_s": (0.0, 1000.0),
-    }
+    arch: str = param("ViT-B-16", "open_clip architecture name")
+    weights: str = param("", 'local checkpoint path, an open_clip pretrained tag (e.g. "openai"), '
+                             'or "" = random init')
+    image_height: int = param(224, "input height; person crops may use a tall shape such as 384x128",
+                              range=(32, 2048))
+    image_width: int = param(224, "", range=(32, 2048))
+    device: str = param("cpu", "")
+    precision: str = param("fp32", '"fp32" or "fp16" (GPU)')
+    batch_size: int = param(8, "crops per forward pass", range=(1, 1024))
+    threads: int = param(0, "torch CPU threads; 0 = leave torch's default", range=(0, 256))
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    backend: str = param("torch", 'image tower runtime: "torch" (CPU/GPU), "torch-int8", "onnx", "onnx-int8" '
+                                  '(CPU only)')
+    max_crops_per_track_s: float = param(0.0, "crop budget: at most this many crops of one track per second; "
+                                              "0 = all", range=(0.0, 1000.0))
 
-    arch: str = "ViT-B-16"  # open_clip architecture name
-    weights: str = ""  # local checkpoint path, an open_clip pretrained tag (e.g. "openai"), or "" = random init
-    image_height: int = 224  # input height; person crops may use a tall shape such as 384x128
-    image_width: int = 224
-    device: str = "cpu"
-    precision: str = "fp32"  # "fp32" or "fp16" (GPU)
-    batch_size: int = 8  # crops per forward pass
-    threads: int = 0  # torch CPU threads; 0 = leave torch's default
-    attention: str = "sdpa"  # "sdpa" (fused) or "eager"
-    backend: str = "torch"  # image tower runtime: "torch" (CPU/GPU), "torch-int8", "onnx", "onnx-int8" (CPU only)
-    max_crops_per_track_s: float = 0.0  # crop budget: at most this many crops of one track per second; 0 = all
+    def __post_init__(self) -> None:
+        if isinstance(self.attention, str):  # EncoderConfig(attention="eager"): the kind alone
+            self.attention = AttentionConfig(kind=self.attention)
 
     def validate(self) -> None:
         _check_ranges(self)
@@ -126,11 +136,8 @@ class EncoderConfig:
         _check(self.image_height >= 32 and self.image_width >= 32, "encoder.image_height/width must be >= 32")
         _check(self.precision in ("fp32", "fp16"), "encoder.precision must be fp32 or fp16")
         _check(self.batch_size >= 1, "encoder.batch_size must be >= 1")
-        _check(self.attention in ("sdpa", "eager"), "encoder.attention must be sdpa or eager")
-        _check(
-            self.backend in ENCODER_BACKENDS,
-            f"encoder.backend must be one of {', '.join(ENCODER_BACKENDS)}, not {self.backend!r}",
-        )
+        self.attention.validate()
+        BACKENDS.check(self.backend)
         _check(self.max_crops_per_track_s >= 0, "encoder.max_crops_per_track_s must be >= 0")
 
 
@@ -138,22 +145,14 @@ class EncoderConfig:
 class GalleryConfig:
     """The rolling gallery of everyone seen."""
 
-    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {
-        "window_s": (0.001, 1e9),
-        "capacity": (1, 1_000_000_000),
-        "max_per_track": (1, 10_000),
-        "diversity": (0.001, 1.0),
-        "thumb_budget_bytes": (0, 1 << 40),
-        "snapshot_interval_s": (0.01, 1e6),
-    }
-
-    window_s: float = 600.0  # embeddings older than this are evicted
-    capacity: int = 100_000  # most embeddings kept; the oldest go first
-    max_per_track: int = 8  # most embeddings kept per track (diverse ones)
-    diversity: float = 0.95  # a new embedding this similar (cosine) to a kept one of its track replaces nothing
-    thumb_budget_bytes: int = 64 * 1024 * 1024  # JPEG crops + frame thumbnails, all tracks
-    snapshot_path: str = ""  # where the index node saves / reloads the gallery; "" = no snapshot
-    snapshot_interval_s: float = 10.0  # seconds between snapshots
+    window_s: float = param(600.0, "embeddings older than this are evicted", range=(0.001, 1e9))
+    capacity: int = param(100_000, "most embeddings kept; the oldest go first", range=(1, 1_000_000_000))
+    max_per_track: int = param(8, "most embeddings kept per track (diverse ones)", range=(1, 10_000))
+    diversity: float = param(0.95, "a new embedding this similar (cosine) to a kept one of its track replaces "
+                                   "nothing", range=(0.001, 1.0))
+    thumb_budget_bytes: int = param(64 * 1024 * 1024, "JPEG crops + frame thumbnails, all tracks", range=(0, 1 << 40))
+    snapshot_path: str = param("", 'where the index node saves / reloads the gallery; "" = no snapshot')
+    snapshot_interval_s: float = param(10.0, "seconds between snapshots", range=(0.01, 1e6))
 
     def validate(self) -> None:
         _check_ranges(self)
@@ -169,16 +168,10 @@ class GalleryConfig:
 class QueryConfig:
     """Text queries."""
 
-    RANGES: ClassVar[Dict[str, Tuple[float, float]]] = {
-        "max_chars": (1, 100_000),
-        "default_top_k": (1, 10_000),
-        "max_top_k": (1, 10_000),
-    }
-
-    templates: List[str] = field(default_factory=lambda: ["a photo of {}."])  # prompt templates; embeddings averaged
-    max_chars: int = 1000  # longer descriptions are refused
-    default_top_k: int = 10
-    max_top_k: int = 100
+    templates: List[str] = param(["a photo of {}."], "prompt templates; embeddings averaged")
+    max_chars: int = param(1000, "longer descriptions are refused", range=(1, 100_000))
+    default_top_k: int = param(10, "", range=(1, 10_000))
+    max_top_k: int = param(100, "", range=(1, 10_000))
 
     def validate(self) -> None:
         _check_ranges(self)
@@ -207,22 +200,23 @@ class PipelineConfig:
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(PipelineConfig)}
 
-
-ENCODER_BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
-
 SECTION_OF = {
     "VideoConfig": "video",
     "DetectorConfig": "detector",
     "EncoderConfig": "encoder",
     "GalleryConfig": "gallery",
     "QueryConfig": "query",
+    "AttentionConfig": "encoder.attention",
 }
 
 
 def _check_ranges(cfg) -> None:
-    """Check every field named in the class's RANGES (inclusive bounds; also the ROS descriptor ranges)."""
+    """Check every field that :func:`param` gave a range (inclusive bounds; also the ROS descriptor ranges)."""
     section = SECTION_OF.get(type(cfg).__name__, type(cfg).__name__)
-    for name, (lo, hi) in type(cfg).RANGES.items():
+    for f in dataclasses.fields(cfg):
+        if not f.metadata.get("range"):
+            continue
+        name, (lo, hi) = f.name, f.metadata["range"]
         v = getattr(cfg, name)
         if not (lo <= v <= hi):
             raise ConfigError(f"{section}.{name} must be in [{lo:g}, {hi:g}], got {v!r}")
@@ -234,8 +228,20 @@ def _check(ok: bool, message: str) -> None:
 
 
 def section_from_dict(cls, data: Optional[Dict[str, Any]], where: str = ""):
-    """Build one config dataclass from a dict, refusing unknown keys and wrong types."""
+    """Build one config dataclass from a dict, refusing unknown keys and wrong types.
+
+    A nested section (``encoder.attention``) is a mapping, dotted keys (``"attention.kind"``,
+    as ROS parameters and ``--set`` give them), or a plain string that sets its first field
+    (``attention: eager`` is ``attention: {kind: eager}``).
+    """
     data = dict(data or {})
+    for key in [k for k in data if "." in k]:  # "attention.kind": v -> {"attention": {"kind": v}}
+        head, rest = key.split(".", 1)
+        if not dataclasses.is_dataclass(getattr(cls(), head, None)):
+            continue  # reported as unknown below
+        sub = data.get(head)
+        data[head] = dict(sub) if isinstance(sub, dict) else _shorthand(cls, head, sub)
+        data[head][rest] = data.pop(key)
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -243,8 +249,21 @@ def section_from_dict(cls, data: Optional[Dict[str, Any]], where: str = ""):
     obj = cls()
     for name, value in data.items():
         default = getattr(obj, name)
-        setattr(obj, name, _coerce(value, default, f"{where}.{name}" if where else name))
+        path = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(default):
+            value = _shorthand(cls, name, value) if not isinstance(value, dict) else value
+            setattr(obj, name, section_from_dict(type(default), value, path))
+        else:
+            setattr(obj, name, _coerce(value, default, path))
     return obj
+
+
+def _shorthand(cls, name: str, value: Any) -> Dict[str, Any]:
+    """Return the mapping a plain value stands for in nested section ``name``: its first field."""
+    if value is None:
+        return {}
+    first = dataclasses.fields(type(getattr(cls(), name)))[0].name
+    return {first: value}
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

@@ -32,6 +32,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .config import DetectorConfig  # noqa: E402
+from .models.weights import WeightsError  # noqa: E402
 from .types import Frame, FrameDetections, PersonDetection  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,8 @@ HOG_SCORE_SCALE = 1.0  # HOG SVM margin w maps to conf = 1 - exp(-w / HOG_SCORE_
 HOG_INSET = (0.10, 0.04)  # HOG windows include margin: shrink boxes by this fraction (x, y) each side
 
 
-class DetectorWeightsError(RuntimeError):
-    """The detector weights are missing or cannot be loaded (shared by the encoders too)."""
-
-
-WeightsError = DetectorWeightsError
+# the package's one weights error; the detector's name for it is kept for its callers
+DetectorWeightsError = WeightsError
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -50,7 +50,7 @@ class Embedder:
     def __init__(self, cfg: EncoderConfig, encoder=None, *, crop_jpeg_max_side: int = 256,
                  frame_jpeg_max_side: int = 480):
         if encoder is None:
-            from person_search.core.encoders import ClipEncoder
+            from person_search.core.encoder import ClipEncoder
             encoder = ClipEncoder(cfg, towers=("image",))
         self.encoder = encoder
         self.budget = CropBudget(cfg.max_crops_per_track_s)

@@ -74,7 +74,7 @@ class OfflinePipeline:
 
     def text_engine(self, encoder=None):
         """Return a QueryEngine on the same CLIP model (text tower built on first use)."""
-        from person_search.core.encoders import ClipEncoder
+        from person_search.core.encoder import ClipEncoder
         from person_search.core.query import QueryEngine
         if encoder is None:
             encoder = ClipEncoder(self.cfg.encoder, towers=("text",))

@@ -27,7 +27,7 @@ class QueryError(ValueError):
 
 
 class TextEncoder(Protocol):
-    """What the engine needs of a text encoder (e.g. encoders.ClipEncoder)."""
+    """What the engine needs of a text encoder (e.g. encoder.ClipEncoder)."""
 
     model_id: str
     dim: int

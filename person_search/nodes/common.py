@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import re
 import signal
 import sys
 import time
@@ -37,47 +35,42 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def _field_help(cls: Type) -> Dict[str, str]:
-    """Return the ``# comment`` after each field of a config dataclass: its parameter description."""
-    out: Dict[str, str] = {}
-    try:
-        src = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return out
-    for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", src, re.M):
-        out[m.group(1)] = m.group(2).strip()
-    return out
-
-
-def declare_section(node: Node, section: str, cls: Type) -> Any:
-    """Declare every field of a config dataclass as ``section.field`` and build it back.
-
-    Values come from the parameter file / command line; defaults from the dataclass (the one
-    source of truth). Parameters are read-only after start; bad values raise ConfigError.
-    """
-    helps = _field_help(cls)
+def _declare_fields(node: Node, prefix: str, cls: Type, values: Dict[str, Any], key: str = "") -> None:
+    """Declare the fields of ``cls`` as ``prefix.field`` (nested sections as ``prefix.sub.field``)."""
     default = cls()
-    values: Dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         value = getattr(default, f.name)
+        name, sub_key = f"{prefix}.{f.name}", f"{key}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _declare_fields(node, name, type(value), values, sub_key + ".")
+            continue
         # dynamic typing: YAML writes 1 for 1.0 and 0 for the V4L2 source "0"; the dataclass
-        # coercion below checks the type and names the parameter when it is wrong
-        desc = ParameterDescriptor(description=helps.get(f.name, f.name), read_only=True,
+        # coercion checks the type and names the parameter when it is wrong
+        desc = ParameterDescriptor(description=f.metadata.get("description") or f.name, read_only=True,
                                    dynamic_typing=True)
-        rng = getattr(cls, "RANGES", {}).get(f.name)
-        if rng is not None:  # shown by `ros2 param describe`; checked by validate() below
+        rng = f.metadata.get("range")
+        if rng is not None:  # shown by `ros2 param describe`; checked by validate()
             desc.additional_constraints = f"range [{rng[0]:g}, {rng[1]:g}]"
             if isinstance(value, float):
                 desc.floating_point_range = [FloatingPointRange(from_value=float(rng[0]), to_value=float(rng[1]))]
             elif isinstance(value, int):
                 desc.integer_range = [IntegerRange(from_value=int(rng[0]), to_value=int(rng[1]), step=1)]
-        name = f"{section}.{f.name}"
         try:
             node.declare_parameter(name, value, desc)
         except Exception as exc:  # noqa: BLE001 - rclpy's parameter exceptions are not ValueErrors
             raise ConfigError(f"parameter {name}: {exc}") from exc
-        got = node.get_parameter(name).value
-        values[f.name] = got
+        values[sub_key] = node.get_parameter(name).value
+
+
+def declare_section(node: Node, section: str, cls: Type) -> Any:
+    """Declare every field of a config dataclass as ``section.field`` and build it back.
+
+    Values come from the parameter file / command line; defaults, descriptions and ranges
+    from the dataclass fields (``config.param``: the one source of truth). Parameters are
+    read-only after start; bad values raise ConfigError.
+    """
+    values: Dict[str, Any] = {}
+    _declare_fields(node, section, cls, values)
     cfg = section_from_dict(cls, values, section)
     cfg.validate()
     return cfg

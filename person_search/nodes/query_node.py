@@ -24,7 +24,7 @@ class QueryNode(Node):
         enc_cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig)
         self.cfg: QueryConfig = declare_section(self, "query", QueryConfig)
         self.ros = declare_ros(self, search_timeout_s=(10.0, "how long to wait for the index node's answer"))
-        from person_search.core.encoders import ClipEncoder
+        from person_search.core.encoder import ClipEncoder
         self.encoder = ClipEncoder(enc_cfg, towers=("text",))
         self.engine = QueryEngine(self.encoder, self.cfg)
         from person_search_interfaces.msg import QueryResult

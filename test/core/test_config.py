@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from person_search.core.config import ConfigError, DetectorConfig, PipelineConfig, load_config
+from person_search.core.config import (AttentionConfig, ConfigError, DetectorConfig, EncoderConfig, PipelineConfig,
+                                       load_config)
 from person_search.graph import CameraSpec, node_set, parse_cameras
 from person_search.launcher import CONFIG_DIR
 
@@ -79,3 +82,42 @@ def test_parse_cameras():
     cams = parse_cameras(["front=/dev/video0", "rtsp://host/stream", "/data/v.mp4"])
     got = [(c.name, c.source) for c in cams]
     assert got == [("front", "/dev/video0"), ("cam1", "rtsp://host/stream"), ("cam2", "/data/v.mp4")]
+
+
+@pytest.mark.parametrize("text", [
+    "encoder: {attention: {kind: eager}}\n",  # the nested section
+    "encoder: {attention: eager}\n",  # the old flat string form
+    "/**:\n  ros__parameters:\n    encoder: {attention: {kind: eager}}\n",  # as ROS reads encoder.attention.kind
+])
+def test_attention_section_nested_and_flat_forms(tmp_path, text):
+    f = tmp_path / "a.yaml"
+    f.write_text(text)
+    cfg = load_config(f)
+    assert isinstance(cfg.encoder.attention, AttentionConfig) and cfg.encoder.attention.kind == "eager"
+
+
+def test_attention_dotted_overrides_as_set_and_ros_give_them():
+    assert load_config(None, {"encoder": {"attention.kind": "eager"}}).encoder.attention.kind == "eager"
+    assert load_config(None, {"encoder": {"attention": "eager"}}).encoder.attention.kind == "eager"
+    assert load_config(None).encoder.attention == AttentionConfig(kind="sdpa")
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"encoder": {"attention": {"kind": "flash"}}}, "encoder.attention.kind must be one of sdpa, eager, not 'flash'"),
+    ({"encoder": {"attention": {"size": 3}}}, "unknown encoder.attention key(s): size"),
+    ({"encoder": {"attention": {"kind": 3.5}}}, "encoder.attention.kind must be a string"),
+    ({"encoder": {"arch.kind": "x"}}, "unknown encoder key(s): arch.kind"),
+])
+def test_bad_attention_values_name_the_parameter(overrides, needle):
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, overrides)
+    assert needle in str(exc.value)
+
+
+def test_descriptions_and_ranges_live_in_field_metadata():
+    fields = {f.name: f for f in dataclasses.fields(EncoderConfig)}
+    assert fields["batch_size"].metadata == {"description": "crops per forward pass", "range": (1, 1024)}
+    assert "sdpa" in dataclasses.fields(AttentionConfig)[0].metadata["description"]
+    with pytest.raises(ConfigError, match=r"encoder.batch_size must be in \[1, 1024\], got 0"):
+        load_config(None, {"encoder": {"batch_size": 0}})
+    assert not hasattr(EncoderConfig, "RANGES")

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from person_search.core import paths
+from person_search.core.attention.module import ClipAttention
+from person_search.core.backends.onnx import expected_metadata
 from person_search.core.config import ConfigError, EncoderConfig
-from person_search.core.encoders import (
-    ClipAttention,
-    ClipEncoder,
-    WeightsError,
-    file_digest,
-    preprocess_crops,
-    resize_pos_embed_2d,
-)
+from person_search.core.encoder import ClipEncoder
+from person_search.core.models.pos_embed import resize_pos_embed_2d
+from person_search.core.models.registry import open_clip_registered, register_model_configs
+from person_search.core.models.weights import WeightsError, file_digest, resolve_weights
+from person_search.core.preprocess import preprocess_crops
 
 ARCH = "PS-Tiny-ViT"  # vision 64 wide x 2 layers, patch 16, native 64x64, embed 64
 
@@ -41,10 +41,8 @@ def enc():
 
 
 def _random_checkpoint(path, seed=123):
-    import open_clip
-
     torch.manual_seed(seed)
-    model = open_clip.create_model(ARCH)
+    model = open_clip_registered().create_model(ARCH)
     torch.save(model.state_dict(), path)
     return model.eval()
 
@@ -106,7 +104,7 @@ def test_checkpoint_loads_with_digest_model_id(tmp_path, crops):
     np.testing.assert_allclose(enc.encode_text(["a person"]), ref_t, atol=1e-5)
     # the native size keeps the checkpoint's positional embedding exactly
     sd = torch.load(path)
-    assert torch.equal(enc._visual.positional_embedding, sd["visual.positional_embedding"])
+    assert torch.equal(enc.backend.module.positional_embedding, sd["visual.positional_embedding"])
 
 
 def test_missing_weights_path_names_the_path(tmp_path):
@@ -117,12 +115,22 @@ def test_missing_weights_path_names_the_path(tmp_path):
     assert isinstance(ei.value, RuntimeError)
 
 
-def test_offline_pretrained_tag_fails_fast(tmp_path, monkeypatch):
+def _isolate_model_folders(tmp_path, monkeypatch):
+    """Point every model folder and weights cache of this process into ``tmp_path``."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # ~/.cache/person_search/models, ~/.cache/clip
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setenv("PERSON_SEARCH_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("PERSON_SEARCH_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "ament"))  # no installed share/person_search/models
+    monkeypatch.setattr(paths, "MODELS_DIR", tmp_path / "repo_models")
     monkeypatch.chdir(tmp_path)
+    dirs = paths.model_dirs()
+    assert dirs and all(tmp_path in d.parents for d in dirs), dirs  # nothing of this machine is searched
+
+
+def test_offline_pretrained_tag_fails_fast(tmp_path, monkeypatch):
+    _isolate_model_folders(tmp_path, monkeypatch)
     t0 = time.monotonic()
     with pytest.raises(WeightsError) as ei:
         ClipEncoder(cfg(arch="ViT-B-32", weights="openai", image_height=224, image_width=224))
@@ -130,6 +138,18 @@ def test_offline_pretrained_tag_fails_fast(tmp_path, monkeypatch):
     msg = str(ei.value)
     assert "ViT-B-32/openai" in msg and "HF_HUB_OFFLINE" in msg and "models/README.md" in msg
     assert "\n" not in msg
+
+
+def test_pretrained_tag_found_in_the_isolated_model_folder(tmp_path, monkeypatch):
+    """The isolation above is real: a file put in $PERSON_SEARCH_MODELS is what resolves the tag."""
+    _isolate_model_folders(tmp_path, monkeypatch)
+    with pytest.raises(WeightsError):
+        resolve_weights("ViT-B-32", "openai")
+    local = tmp_path / "models" / "ViT-B-32_openai.safetensors"
+    local.parent.mkdir(parents=True)
+    local.write_bytes(b"not read by resolve_weights")
+    got = resolve_weights("ViT-B-32", "openai")
+    assert got.weights_id == "openai" and got.path == str(local)
 
 
 def test_unknown_tag_is_weights_error():
@@ -142,7 +162,7 @@ def test_tall_crops_random_init(crops):
     out = enc.encode_images(crops)
     assert out.shape == (7, 64)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
-    assert enc._visual.positional_embedding.shape == (1 + 12 * 4, 64)
+    assert enc.backend.module.positional_embedding.shape == (1 + 12 * 4, 64)
     assert enc.model_id == f"{ARCH}@random-seed0"  # the embedding space is the same model
 
 
@@ -152,7 +172,7 @@ def test_tall_crops_checkpoint_pos_embed(tmp_path, crops):
     sd = torch.load(path)
     pe = sd["visual.positional_embedding"]
     enc = ClipEncoder(cfg(weights=str(path), image_height=192, image_width=64), towers=("image",))
-    new = enc._visual.positional_embedding
+    new = enc.backend.module.positional_embedding
     assert new.shape == (1 + 12 * 4, 64)
     assert torch.equal(new[0], pe[0])  # class token kept
     expected = resize_pos_embed_2d(pe, (4, 4), (12, 4))
@@ -176,8 +196,9 @@ def test_resize_pos_embed_identity_and_smoothness():
 def test_sdpa_and_eager_agree(crops):
     a = ClipEncoder(cfg(attention="sdpa"))
     b = ClipEncoder(cfg(attention="eager"))
-    assert any(isinstance(m, ClipAttention) and m.mode == "eager" for m in b._visual.modules())
-    assert any(isinstance(m, ClipAttention) and m.mode == "sdpa" for m in a._visual.modules())
+    assert any(isinstance(m, ClipAttention) and m.kind == "eager" for m in b.backend.module.modules())
+    assert any(isinstance(m, ClipAttention) and m.kind == "sdpa" for m in a.backend.module.modules())
+    assert a.model_id == b.model_id == f"{ARCH}@random-seed0"  # same function, same embedding space
     np.testing.assert_allclose(a.encode_images(crops), b.encode_images(crops), atol=1e-4)
     texts = ["a man in a red jacket", "child"]
     np.testing.assert_allclose(a.encode_text(texts), b.encode_text(texts), atol=1e-4)
@@ -259,14 +280,12 @@ def test_onnx_backend_matches_torch(tmp_path, crops, backend, tol, caplog):
         assert (out * ref).sum(1).min() > 0.99
     files = list((tmp_path / "onnx").glob("*.onnx"))
     assert len(files) == 1
-    from person_search.core.backends.onnx_image import expected_metadata
-
     meta = expected_metadata(files[0])
     assert meta["model_id"] == enc.model_id and meta["input_height"] == "192" and meta["input_width"] == "64"
     assert meta["dim"] == "64" and meta["arch"] == ARCH
     # second build reuses the cached export
     mtime = files[0].stat().st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="person_search.core.backends.onnx_image"):
+    with caplog.at_level(logging.INFO, logger="person_search.core.backends.onnx"):
         again = ClipEncoder(c, towers=("image",), backend=backend, cache_dir=str(tmp_path))
     assert files[0].stat().st_mtime_ns == mtime
     assert any("loaded from cache" in r.message for r in caplog.records)
@@ -285,8 +304,6 @@ def test_onnx_cache_with_wrong_metadata_is_reexported(tmp_path, crops):
             p.value = "999"
     onnx.save(m, str(path))
     b = ClipEncoder(c, towers=("image",), backend="onnx", cache_dir=str(tmp_path))
-    from person_search.core.backends.onnx_image import expected_metadata
-
     assert expected_metadata(path)["dim"] == "64"
     np.testing.assert_allclose(a.encode_images(crops), b.encode_images(crops), atol=1e-6)
 
@@ -300,9 +317,9 @@ def test_mobileclip_tall_input_builds_offline(crops):
 
 
 def test_shipped_configs_are_registered():
-    import open_clip
-
-    names = open_clip.list_models()
-    for name in ("PS-Tiny-ViT", "TinyCLIP-ViT-8M-16-Text-3M", "TinyCLIP-ViT-40M-32-Text-19M"):
-        assert name in names
+    names = register_model_configs()
+    assert names == ["PS-Tiny-ViT", "TinyCLIP-ViT-40M-32-Text-19M", "TinyCLIP-ViT-8M-16-Text-3M"]
+    open_clip = open_clip_registered()
+    for name in names:
+        assert name in open_clip.list_models()
     assert open_clip.get_model_config("TinyCLIP-ViT-8M-16-Text-3M")["vision_cfg"]["width"] == 256

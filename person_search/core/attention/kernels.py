@@ -1,0 +1,110 @@
+"""Attention kernels: what happens between the q/k/v projections and the output projection.
+
+A kernel is a small ``nn.Module`` built once per attention layer by
+:func:`person_search.core.attention.patch.apply_attention`, with the layer's
+:class:`LayerContext` (tower, layer index, heads, patch grid). It may own parameters (they
+appear in the state dict under ``<block>.attn.kernel.``). Class attributes tell the rest
+of the package what it does:
+
+* ``changes_function``: True when the kernel computes a different function than full
+  softmax attention (window, sparse, learned mask, token pruning): the model id then
+  carries the kind and its ``settings`` so embeddings of different variants are never mixed.
+* ``flag_value``: for attention modules that keep their own fused/unfused switch (timm,
+  open_clip ``Attention`` with extras) the value to set; None = the kernel needs
+  :class:`~person_search.core.attention.module.ClipAttention`.
+* ``reduces_tokens``: True when :meth:`AttentionKernel.reduce_tokens` drops or merges
+  tokens after its block (EViT-style pruning); patch.py then hooks the block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    """Where a kernel sits: tower, layer, width and the image patch grid."""
+
+    tower: str  # "image" or "text"
+    layer: int  # index of the block in its transformer
+    num_layers: int
+    embed_dim: int
+    num_heads: int
+    grid: Optional[Tuple[int, int]] = None  # (rows, cols) of image patches; None for text
+    prefix_tokens: int = 0  # tokens before the grid (the class token)
+    seq_len: Optional[int] = None  # tokens entering the tower (image: prefix + grid; text: context length)
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+
+class AttentionKernel(nn.Module):
+    """Base of every kernel: ``forward(q, k, v, attn_mask, x) -> (N, heads, L, head_dim)``.
+
+    Args:
+        cfg: the ``encoder.attention`` config (kind + settings).
+        ctx: the layer this kernel serves.
+    """
+
+    name: ClassVar[str] = ""
+    changes_function: ClassVar[bool] = False
+    settings: ClassVar[Tuple[str, ...]] = ()  # AttentionConfig fields that enter the model id
+    flag_value: ClassVar[Optional[bool]] = None
+    reduces_tokens: ClassVar[bool] = False
+
+    def __init__(self, cfg: Any, ctx: LayerContext):
+        super().__init__()
+        self.cfg = cfg
+        self.ctx = ctx
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Optional[torch.Tensor],
+                x: torch.Tensor) -> torch.Tensor:
+        """Attend: q, k, v (N, heads, L, head_dim), float additive mask or None, x (N, L, C) the input."""
+        raise NotImplementedError
+
+    def reduce_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the block output with tokens dropped or merged (only when ``reduces_tokens``)."""
+        return x
+
+    def for_export(self) -> "AttentionKernel":
+        """Return the kernel to trace for ONNX / TensorRT (plain ops); default: itself."""
+        return self
+
+    @classmethod
+    def function_id(cls, cfg: Any) -> str:
+        """Return the model-id suffix of this kernel with ``cfg``'s settings (e.g. ``window(size=7)``)."""
+        args = ",".join(f"{s}={getattr(cfg, s)}" for s in cls.settings)
+        return f"{cls.name}({args})" if args else cls.name
+
+
+class SdpaKernel(AttentionKernel):
+    """``F.scaled_dot_product_attention``: the fused kernel (flash / memory-efficient on GPU)."""
+
+    name = "sdpa"
+    flag_value = True
+
+    def forward(self, q, k, v, attn_mask, x):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+
+    def for_export(self) -> AttentionKernel:
+        # plain MatMul/Softmax: quantisable by ONNX Runtime, fused again by TensorRT
+        return EagerKernel(self.cfg, self.ctx)
+
+
+class EagerKernel(AttentionKernel):
+    """Explicit ``softmax(Q K^T / sqrt(d) + mask) V``, the scale applied to Q first."""
+
+    name = "eager"
+    flag_value = False
+
+    def forward(self, q, k, v, attn_mask, x):
+        attn = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-2, -1))
+        if attn_mask is not None:
+            attn = attn + attn_mask
+        return torch.matmul(attn.softmax(dim=-1), v)
