@@ -66,7 +66,7 @@ class DetectorConfig:
     }
 
     backend: str = "auto"  # "yolo", "hog" or "auto" (YOLO if its weights load, else HOG)
-    model: str = "yolo11n.pt"  # ultralytics .pt / .onnx / .engine path or name
+    model: str = "yolo11n.pt"  # ultralytics .pt / .onnx / .engine or *_openvino_model folder, path or name
     device: str = "cpu"  # "cpu", "cuda", "cuda:0", "0"
     imgsz: int = 640  # inference size of the YOLO input
     conf: float = 0.25  # minimum detector confidence
