@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import List
 
@@ -15,10 +16,14 @@ def _progress():
     from tqdm import tqdm
     bar = {"b": None}
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int, video_s: float) -> None:
         if bar["b"] is None:
             bar["b"] = tqdm(total=total or None, unit="frame", desc="processing", file=sys.stderr)
+            bar["t0"] = time.monotonic()
         bar["b"].update(done - bar["b"].n)
+        wall = time.monotonic() - bar["t0"]
+        if wall > 0:
+            bar["b"].set_postfix_str(f"video {video_s:.1f} s, {video_s / wall:.2f}x real time", refresh=False)
 
     def close():
         if bar["b"] is not None:
@@ -55,6 +60,11 @@ def _answer(engine, gallery, queries, top_k, sheet_path):
 
 def cmd_run(a) -> int:
     from person_search.core.pipeline import OfflinePipeline
+    if getattr(a, "fps", None) is not None:
+        if not 0 < a.fps <= 240:
+            print(f"error: --fps must be in (0, 240], got {a.fps:g}", file=sys.stderr)
+            return 2
+        a.set = list(a.set) + [f"video.fps={a.fps}"]
     cfg = load_config_args(a)
     pipe = OfflinePipeline(cfg)
     update, close = _progress()
@@ -62,7 +72,8 @@ def cmd_run(a) -> int:
         stats = pipe.process_video(a.video, max_frames=a.max_frames, progress=update)
     finally:
         close()
-    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps), {stats.detections} detections, "
+    print(f"{stats.frames} frames ({stats.video_seconds:.1f} s of video) in {stats.seconds:.1f} s "
+          f"({stats.fps:.1f} fps, {stats.realtime_factor:.2f}x real time), {stats.detections} detections, "
           f"{len(stats.tracks)} tracks, {len(pipe.gallery)} embeddings in the gallery "
           f"(model {pipe.embedder.model_id}, tracker {pipe.tracker.backend_name})")
     if a.save:
@@ -125,6 +136,7 @@ def register(sub) -> None:
     sp.add_argument("video")
     sp.add_argument("--query", action="append", default=[], help="a description (repeatable)")
     sp.add_argument("--max-frames", type=int, default=0)
+    sp.add_argument("--fps", type=float, help="keep at most N frames per video second (drop the rest)")
     sp.add_argument("--save", metavar="SNAPSHOT", help="save the gallery snapshot here")
     common(sp)
     sp.set_defaults(func=cmd_run)
