@@ -33,8 +33,8 @@ class VideoConfig:
     source: str = ""  # file path, V4L2 index ("0") or /dev/videoN, rtsp:// or http:// URL, or an image folder
     source_id: str = "camera"  # camera name; becomes the frame_id of every message
     loop: bool = False  # restart a file source at its end
-    fps: float = 0.0  # files: keep at most this many frames per video second (0 = all); folders: their rate (0 = 30); live: at most this rate
-    realtime: bool = True  # files: deliver each frame at start + its video time (live-like); False = as fast as possible
+    fps: float = 0.0  # files: keep <= this many frames per video s (0 = all); folders: their rate (0: 30); live: max
+    realtime: bool = True  # files: deliver each frame at start + its video time (live-like); False = at once
     read_timeout_s: float = 5.0  # a read that takes longer is treated as a lost stream
     reconnect_initial_s: float = 0.5  # first backoff after a lost stream
     reconnect_max_s: float = 10.0  # backoff cap
