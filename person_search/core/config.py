@@ -118,7 +118,8 @@ class EncoderConfig:
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     attention: str = "sdpa"  # "sdpa" (fused) or "eager"
     backend: str = "torch"  # image tower runtime: "torch" (CPU/GPU), "torch-int8", "onnx", "onnx-int8" (CPU only)
-    max_crops_per_track_s: float = 0.0  # crop budget: at most this many crops of one track per second; 0 = all
+    crop_budget: str = "auto"  # crops/s embedded overall: auto (0.8 x measured encoder throughput), all, or a number
+    max_crops_per_track_s: float = 0.0  # refreshes of a known track at most this often per second; 0 = no cap
 
     def validate(self) -> None:
         _check_ranges(self)
@@ -132,6 +133,11 @@ class EncoderConfig:
             f"encoder.backend must be one of {', '.join(ENCODER_BACKENDS)}, not {self.backend!r}",
         )
         _check(self.max_crops_per_track_s >= 0, "encoder.max_crops_per_track_s must be >= 0")
+        from person_search.core.budget import parse_crop_budget
+        try:
+            parse_crop_budget(self.crop_budget)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 @dataclass
@@ -261,7 +267,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a number, not {value!r}")
         return float(value)
     if isinstance(default, str):
-        if not isinstance(value, (str, int)) or isinstance(value, bool):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{where} must be a string, not {value!r}")
         return str(value)
     if isinstance(default, list):

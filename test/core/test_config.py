@@ -33,6 +33,8 @@ def test_ros_parameter_file_and_plain_form_agree(tmp_path):
     ("video: {loop: 1}\n", "video.loop must be true or false"),
     ("query: {templates: ['no placeholder']}\n", "must each contain {}"),
     ("- a\n- b\n", "top level must be a mapping"),
+    ("encoder: {crop_budget: lots}\n", "encoder.crop_budget must be auto, all or a number of crops/s > 0"),
+    ("encoder: {crop_budget: 0}\n", "encoder.crop_budget must be auto, all or a number"),
 ])
 def test_bad_values_are_refused_with_the_parameter_named(tmp_path, text, needle):
     f = tmp_path / "bad.yaml"
@@ -79,3 +81,12 @@ def test_parse_cameras():
     cams = parse_cameras(["front=/dev/video0", "rtsp://host/stream", "/data/v.mp4"])
     got = [(c.name, c.source) for c in cams]
     assert got == [("front", "/dev/video0"), ("cam1", "rtsp://host/stream"), ("cam2", "/data/v.mp4")]
+
+
+def test_crop_budget_values_and_shipped_choices(tmp_path):
+    f = tmp_path / "b.yaml"
+    f.write_text("encoder: {crop_budget: 12.5}\n")  # a YAML number is a rate in crops/s
+    assert load_config(f).encoder.crop_budget == "12.5"
+    assert load_config(None).encoder.crop_budget == "auto"
+    assert load_config(CONFIG_DIR / "cpu.yaml").encoder.crop_budget == "auto"
+    assert load_config(CONFIG_DIR / "test.yaml").encoder.crop_budget == "all"
