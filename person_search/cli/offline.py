@@ -117,7 +117,17 @@ def cmd_gallery(a) -> int:
 
 
 def cmd_sample(a) -> int:
-    """Write the generated sample video."""
+    """Write the generated sample video, or with ``--crowd N`` a street with N walkers."""
+    if a.crowd:
+        from person_search.core.crowd import make_crowd_video
+        try:
+            w, h = (int(v) for v in a.size.lower().split("x"))
+            print(make_crowd_video(Path(a.path), people=a.crowd, seconds=a.seconds, size=(w, h), fps=a.fps))
+        except ValueError as exc:
+            print(f"error: {exc} (--size is WIDTHxHEIGHT, e.g. 1920x1080)",
+                  file=sys.stderr)
+            return 2
+        return 0
     from person_search.core.sample import make_sample_video
     print(make_sample_video(Path(a.path), seconds=a.seconds))
     return 0
@@ -150,7 +160,10 @@ def register(sub) -> None:
     common(sp)
     sp.set_defaults(func=cmd_gallery)
 
-    sp = sub.add_parser("sample-video", help="write the generated sample video")
+    sp = sub.add_parser("sample-video", help="write the generated sample video (or a crowded street: --crowd N)")
     sp.add_argument("path")
     sp.add_argument("--seconds", type=float, default=6.0)
+    sp.add_argument("--crowd", type=int, default=0, metavar="N", help="N people walking across a street")
+    sp.add_argument("--size", default="1920x1080", help="crowd video size WIDTHxHEIGHT")
+    sp.add_argument("--fps", type=int, default=15, help="crowd video frame rate")
     sp.set_defaults(func=cmd_sample)

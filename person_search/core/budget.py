@@ -17,7 +17,13 @@ Who gets the tokens, per frame:
    at most ``per_track_s`` per track (0 = no per-track cap).
 
 Tiers 2 and 3 leave a reserve of tokens for tracks still waiting for their first embedding
-that are not in this frame, so refreshes never starve a newcomer.
+that are not in this frame, so refreshes never starve a newcomer. A frame that arrives
+more than ``late_s`` after its stamp (live only: the caller passes the time it arrived)
+means crops queue upstream: it gets new tracks only, so the stage drains at once.
+
+The measured throughput counts the time of every call, also those that admit nothing, so
+the per-frame overhead is paid out of the same budget: auto keeps the stage busy about
+``headroom`` of the time.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from person_search.core.types import PersonDetection
 
 NEVER = -1
 PENDING_WINDOW_NS = 1_000_000_000  # a not-yet-embedded track counts as waiting if seen this recently
+MIN_RATE = 0.5  # auto never admits less than this many crops/s (a starved measurement could not recover)
 
 
 def parse_crop_budget(value: str) -> Optional[float]:
@@ -74,11 +81,13 @@ class CropBudget:
         burst_s: the bucket holds at most this many seconds of budget (>= 1 crop).
         upgrade_ratio: a crop this many times better than the track's best is an upgrade.
         horizon_s: tracks not seen for this long (stamp time) are forgotten.
-        ewma: weight of a new throughput sample.
+        ewma: weight of a new throughput sample (per call).
+        late_s: a frame older than this on arrival gets new tracks only.
     """
 
     def __init__(self, rate: Optional[float] = None, *, per_track_s: float = 0.0, headroom: float = 0.8,
-                 burst_s: float = 0.5, upgrade_ratio: float = 1.5, horizon_s: float = 60.0, ewma: float = 0.3):
+                 burst_s: float = 0.5, upgrade_ratio: float = 1.5, horizon_s: float = 60.0, ewma: float = 0.1,
+                 late_s: float = 1.0):
         self.fixed_rate = rate
         self.per_track_s = float(per_track_s)
         self.headroom = float(headroom)
@@ -86,12 +95,15 @@ class CropBudget:
         self.upgrade_ratio = float(upgrade_ratio)
         self.horizon_ns = int(horizon_s * 1e9)
         self.ewma = float(ewma)
-        self.throughput: Optional[float] = None  # measured crops/s of the encoder (EWMA)
+        self.late_ns = int(late_s * 1e9)
+        self.throughput: Optional[float] = None  # measured crops per busy second (EWMA of crops / EWMA of time)
+        self._ewma_crops = 0.0
+        self._ewma_s = 0.0
         self.tokens = 0.0
         self.clock_ns: Optional[int] = None
         self._tracks: Dict[Tuple[str, int], _Track] = {}
         self.counts = {"crops_offered": 0, "crops_admitted": 0, "crops_dropped": 0, "new_tracks": 0, "upgrades": 0,
-                       "refreshes": 0}
+                       "refreshes": 0, "late_frames": 0}
 
     # ------------------------------------------------------------------ rate
     @property
@@ -99,19 +111,30 @@ class CropBudget:
         """Crops/s admitted now (inf: no budget, or auto before the first measurement)."""
         if self.fixed_rate is not None:
             return self.fixed_rate
-        return math.inf if self.throughput is None else self.headroom * self.throughput
+        return math.inf if self.throughput is None else max(MIN_RATE, self.headroom * self.throughput)
 
     def observe(self, crops: int, seconds: float) -> None:
-        """Record that the encoder took ``seconds`` for ``crops`` crops (feeds the auto rate)."""
-        if crops <= 0 or seconds <= 0:
+        """Record one call of the stage: ``crops`` embedded in ``seconds`` (0 crops: overhead only)."""
+        if seconds <= 0 or (self.throughput is None and crops <= 0):
             return
-        sample = crops / seconds
-        self.throughput = sample if self.throughput is None else (1 - self.ewma) * self.throughput + self.ewma * sample
+        if self.throughput is None:
+            self._ewma_crops, self._ewma_s = float(crops), float(seconds)
+        else:
+            a = self.ewma
+            self._ewma_crops = (1 - a) * self._ewma_crops + a * crops
+            self._ewma_s = (1 - a) * self._ewma_s + a * seconds
+        self.throughput = self._ewma_crops / self._ewma_s
 
     # ------------------------------------------------------------------ selection
-    def select(self, source_id: str, stamp_ns: int, people: Sequence[PersonDetection]) -> List[PersonDetection]:
-        """Return the people of one frame whose crops the budget admits (in input order)."""
+    def select(self, source_id: str, stamp_ns: int, people: Sequence[PersonDetection],
+               arrived_ns: Optional[int] = None) -> List[PersonDetection]:
+        """Return the people of one frame whose crops the budget admits (in input order).
+
+        ``arrived_ns``: when the frame reached the stage (wall clock, live graphs); None offline.
+        """
         self._advance(stamp_ns)
+        late = arrived_ns is not None and arrived_ns - stamp_ns > self.late_ns
+        self.counts["late_frames"] += int(late)
         now = self.clock_ns
         tracks = []
         for p in people:
@@ -135,7 +158,9 @@ class CropBudget:
                       and now - t.last_seen_ns <= PENDING_WINDOW_NS)
         reserve = min(reserve, self._capacity() - 1)
         chosen: Dict[int, str] = {}
-        tiers = (("new_tracks", new, 0), ("upgrades", upgrades, reserve), ("refreshes", refresh, reserve))
+        tiers = [("new_tracks", new, 0)]
+        if not late:
+            tiers += [("upgrades", upgrades, reserve), ("refreshes", refresh, reserve)]
         for tier, idx, keep in tiers:
             for i in idx:
                 if self.tokens - 1 < keep - 1e-9:

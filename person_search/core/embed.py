@@ -52,13 +52,18 @@ class Embedder:
     def dim(self) -> int:
         return self.encoder.dim
 
-    def embed(self, det: FrameDetections, *, frame: Optional[np.ndarray] = None,
-              frame_jpeg: bytes = b"") -> Optional[EmbeddingBatch]:
-        """Embed the people of one frame that the crop budget lets through (None if none)."""
-        people = self.budget.select(det.source_id, det.stamp_ns, det.people)
-        if not people:
-            return None
+    def embed(self, det: FrameDetections, *, frame: Optional[np.ndarray] = None, frame_jpeg: bytes = b"",
+              arrived_ns: Optional[int] = None) -> Optional[EmbeddingBatch]:
+        """Embed the people of one frame that the crop budget lets through (None if none).
+
+        ``arrived_ns`` (live graphs: the wall time the frame's crops arrived) lets the budget
+        see a backlog upstream; offline runs leave it None.
+        """
         t0 = self.clock()
+        people = self.budget.select(det.source_id, det.stamp_ns, det.people, arrived_ns)
+        if not people:
+            self.budget.observe(0, self.clock() - t0)
+            return None
         vectors = self.encoder.encode_images([p.crop for p in people])
         if not frame_jpeg and frame is not None:
             frame_jpeg = encode_jpeg(frame, max_side=self.frame_jpeg_max_side, quality=75)

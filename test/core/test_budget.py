@@ -134,3 +134,20 @@ def test_refreshes_leave_tokens_for_a_newcomer_seen_in_other_frames():
         if cam == "b" and got:
             admitted_b.append(k)
     assert admitted_b and admitted_b[0] <= 5  # without the reserve camera a's refreshes take every token
+
+
+def test_late_frames_get_new_tracks_only():
+    b = CropBudget(rate=math.inf)
+    b.select("cam", 0, people([1, 2]))
+    got = b.select("cam", S, people([1, 2, 3]), arrived_ns=S + 3 * S // 2)  # 1.5 s in the queue upstream
+    assert [p.track_id for p in got] == [3] and b.state()["late_frames"] == 1
+    assert len(b.select("cam", 2 * S, people([1, 2]), arrived_ns=2 * S + S // 10)) == 2  # fresh again: refreshes
+
+
+def test_overhead_of_calls_that_embed_nothing_counts_against_throughput():
+    b = CropBudget(rate=None, ewma=0.5)
+    b.observe(0, 0.5)  # before any crop: no measurement yet
+    assert b.throughput is None
+    b.observe(4, 1.0)
+    b.observe(0, 1.0)  # a second spent on a frame that embedded nothing
+    assert b.throughput == pytest.approx(2.0 / 1.0)  # (0.5 * 4) / (0.5 * 1 + 0.5 * 1)
