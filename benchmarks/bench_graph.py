@@ -169,6 +169,8 @@ def main() -> int:
     from person_search.graph import CameraSpec
     from person_search.launcher import make_graph
 
+    # a private DDS domain: other graphs on this machine (tests, other benchmarks) must not mix in
+    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
     sets = parse_sets(a.set)
     sets.setdefault("encoder.weights", "")  # speed does not depend on the weights
     work = Path(tempfile.mkdtemp(prefix="bench_graph_"))

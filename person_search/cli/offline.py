@@ -22,7 +22,7 @@ def _progress():
             bar["t0"] = time.monotonic()
         bar["b"].update(done - bar["b"].n)
         wall = time.monotonic() - bar["t0"]
-        if wall > 0:
+        if wall >= 1.0:  # a ratio over less than a second of work says nothing
             bar["b"].set_postfix_str(f"video {video_s:.1f} s, {video_s / wall:.2f}x real time", refresh=False)
 
     def close():
