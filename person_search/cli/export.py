@@ -49,7 +49,7 @@ def export_detector(a) -> int:
     out_dir = Path(a.out).expanduser() if a.out else weights.parent
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    from person_search.core.detect import DetectorWeightsError, YoloDetector  # noqa: F401 - sets offline env
+    import person_search.core.detect  # noqa: F401 - sets ultralytics' offline / no-pip-install defaults first
     from ultralytics import YOLO
     t0 = time.monotonic()
     print(f"[export] 1/3 loading {weights}", flush=True)
