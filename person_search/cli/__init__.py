@@ -5,6 +5,7 @@ return an exit code):
 
 * :mod:`.ros` -- ``up``, ``query``, ``demo``: the ROS 2 graph (needs rclpy).
 * :mod:`.offline` -- ``run``, ``gallery``, ``sample-video``: no ROS.
+* :mod:`.export` -- ``export``: the detector to OpenVINO / ONNX (ultralytics' exporter).
 
 A new group (train, eval, export, data, ...) is a new module listed in ``GROUPS``.
 Shared helpers (``--set`` parsing, the one match-table printer) live in :mod:`.common`.
@@ -19,7 +20,7 @@ from typing import Optional, Sequence
 
 log = logging.getLogger("person_search")
 
-GROUPS = ("ros", "offline")
+GROUPS = ("ros", "offline", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,9 +43,9 @@ class VideoConfig:
     source: str = param("", 'file path, V4L2 index ("0") or /dev/videoN, rtsp:// or http:// URL, or an image folder')
     source_id: str = param("camera", "camera name; becomes the frame_id of every message")
     loop: bool = param(False, "restart a file source at its end")
-    fps: float = param(0.0, "target rate; 0 = the source's own rate for files, as fast as frames come for live",
-                       range=(0.0, 240.0))
-    realtime: bool = param(True, "files: pace frames at the file's own rate (live-like); False = as fast as possible")
+    fps: float = param(0.0, "files: keep <= this many frames per video s (0 = all); folders: their rate (0: 30); "
+                            "live: max", range=(0.0, 240.0))
+    realtime: bool = param(True, "files: deliver each frame at start + its video time (live-like); False = at once")
     read_timeout_s: float = param(5.0, "a read that takes longer is treated as a lost stream", range=(0.01, 3600.0))
     reconnect_initial_s: float = param(0.5, "first backoff after a lost stream", range=(0.001, 3600.0))
     reconnect_max_s: float = param(10.0, "backoff cap", range=(0.001, 3600.0))
@@ -65,7 +65,7 @@ class DetectorConfig:
     """Person detection, tracking and crop policy."""
 
     backend: str = param("auto", '"yolo", "hog" or "auto" (YOLO if its weights load, else HOG)')
-    model: str = param("yolo11n.pt", "ultralytics .pt / .onnx / .engine path or name")
+    model: str = param("yolo11n.pt", "ultralytics .pt / .onnx / .engine or *_openvino_model folder, path or name")
     device: str = param("cpu", '"cpu", "cuda", "cuda:0", "0"')
     imgsz: int = param(640, "inference size of the YOLO input", range=(32, 4096))
     conf: float = param(0.25, "minimum detector confidence", range=(0.0, 1.0))
@@ -123,8 +123,10 @@ class EncoderConfig:
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     backend: str = param("torch", 'image tower runtime: "torch" (CPU/GPU), "torch-int8", "onnx", "onnx-int8" '
                                   '(CPU only)')
-    max_crops_per_track_s: float = param(0.0, "crop budget: at most this many crops of one track per second; "
-                                              "0 = all", range=(0.0, 1000.0))
+    crop_budget: str = param("auto", "crops/s embedded overall: auto (0.8 x measured encoder throughput), all, "
+                                     "or a number")
+    max_crops_per_track_s: float = param(0.0, "refreshes of a known track at most this often per second; "
+                                              "0 = no cap", range=(0.0, 1000.0))
 
     def __post_init__(self) -> None:
         if isinstance(self.attention, str):  # EncoderConfig(attention="eager"): the kind alone
@@ -139,6 +141,11 @@ class EncoderConfig:
         self.attention.validate()
         BACKENDS.check(self.backend)
         _check(self.max_crops_per_track_s >= 0, "encoder.max_crops_per_track_s must be >= 0")
+        from person_search.core.budget import parse_crop_budget
+        try:
+            parse_crop_budget(self.crop_budget)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 @dataclass
@@ -280,7 +287,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a number, not {value!r}")
         return float(value)
     if isinstance(default, str):
-        if not isinstance(value, (str, int)) or isinstance(value, bool):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{where} must be a string, not {value!r}")
         return str(value)
     if isinstance(default, list):

@@ -2,8 +2,10 @@
 
 Two detectors share one tracking path:
 
-* ``yolo``: an ultralytics model (``.pt`` / ``.onnx`` / ``.engine`` ...) run with
-  ``predict(classes=[0])`` (person only) and cfg conf / iou / imgsz / device;
+* ``yolo``: an ultralytics model (``.pt`` / ``.onnx`` / ``.engine``, or an exported
+  ``*_openvino_model/`` folder, the fast path on x86 CPUs) run with
+  ``predict(classes=[0])`` (person only) and cfg conf / iou / imgsz / device; an exported
+  model with a fixed input size runs at the size its ``metadata.yaml`` names;
 * ``hog``: OpenCV's pretrained HOG people detector (no download; weak but real), run on
   the frame downscaled to ``hog_max_width`` with pyramid step ``hog_scale``, then NMS.
 
@@ -203,6 +205,9 @@ class YoloDetector:
 
         self.cfg = cfg
         self.weights = weights
+        self.imgsz = _exported_imgsz(weights, cfg.imgsz)
+        if weights.is_dir() and weights.name.endswith("_openvino_model"):
+            _require_openvino(weights)
         try:
             self.model = YOLO(str(weights), task="detect")
         except Exception as e:  # noqa: BLE001 - corrupt file, wrong format, missing runtime
@@ -212,10 +217,10 @@ class YoloDetector:
         if names and str(names.get(PERSON_CLASS, "person")).lower() != "person":
             log.warning("detector model %s: class 0 is %r, not 'person' (COCO order expected)", weights,
                         names.get(PERSON_CLASS))
-        self.description = f"ultralytics YOLO {weights} (imgsz {cfg.imgsz}, device {cfg.device})"
+        self.description = f"ultralytics YOLO {weights} (imgsz {self.imgsz}, device {cfg.device})"
 
     def detect(self, image: np.ndarray, min_conf: float) -> np.ndarray:
-        res = self.model.predict(image, classes=[PERSON_CLASS], conf=min_conf, iou=self.cfg.iou, imgsz=self.cfg.imgsz,
+        res = self.model.predict(image, classes=[PERSON_CLASS], conf=min_conf, iou=self.cfg.iou, imgsz=self.imgsz,
                                  device=self.cfg.device, verbose=False)
         boxes = res[0].boxes
         if boxes is None or len(boxes) == 0:
@@ -227,6 +232,36 @@ class YoloDetector:
 
     def close(self) -> None:
         self.model = None
+
+
+def _exported_imgsz(weights: Path, imgsz: int) -> int:
+    """Return the input size to run ``weights`` at: its fixed exported size, else ``imgsz``."""
+    meta = weights / "metadata.yaml" if weights.is_dir() else None
+    if meta is None or not meta.is_file():
+        return int(imgsz)
+    import yaml
+
+    try:
+        data = yaml.safe_load(meta.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return int(imgsz)
+    size = data.get("imgsz")
+    dynamic = bool((data.get("args") or {}).get("dynamic", False))
+    if dynamic or not isinstance(size, (list, tuple)) or not size:
+        return int(imgsz)
+    fixed = int(max(size))
+    if fixed != int(imgsz):
+        log.warning("detector model %s was exported for a fixed %s input; running at %d, not detector.imgsz=%d",
+                    weights.name, "x".join(str(v) for v in size), fixed, imgsz)
+    return fixed
+
+
+def _require_openvino(weights: Path) -> None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError as e:
+        raise DetectorWeightsError(f"{weights.name} is an OpenVINO model but the openvino runtime is not "
+                                   f"installed (pip install -r requirements.txt, or pip install openvino)") from e
 
 
 def _quiet_ultralytics() -> None:

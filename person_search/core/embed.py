@@ -1,12 +1,14 @@
-"""The embedding stage: crop budget, batching through the CLIP image tower, JPEG crops."""
+"""The embedding stage: the global crop budget, batching through the CLIP image tower, JPEG crops."""
 
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional, Tuple
+import time
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from person_search.core.budget import CropBudget, parse_crop_budget
 from person_search.core.config import EncoderConfig
 from person_search.core.imaging import encode_jpeg
 from person_search.core.types import EmbeddingBatch, FrameDetections
@@ -14,49 +16,33 @@ from person_search.core.types import EmbeddingBatch, FrameDetections
 log = logging.getLogger(__name__)
 
 
-class CropBudget:
-    """At most ``per_track_s`` crops of one track per second (0 = no limit).
+class Embedder:
+    """FrameDetections -> EmbeddingBatch through a ClipEncoder's image tower.
 
-    On a CPU the image tower bounds the pipeline; a person standing still for a minute does
-    not need 900 embeddings. A crop that is clearly better (quality x1.5) than the last one
-    embedded for its track passes anyway.
+    Crops pass the global `CropBudget` first (``encoder.crop_budget``,
+    ``encoder.max_crops_per_track_s``); the time each embed call takes feeds the budget's
+    measured throughput. ``clock`` (seconds, monotonic) is injectable for tests.
     """
 
-    def __init__(self, per_track_s: float, horizon_s: float = 120.0):
-        self.per_track_s = float(per_track_s)
-        self._last: Dict[Tuple[str, int], Tuple[int, float]] = {}
-        self._horizon_ns = int(horizon_s * 1e9)
-
-    def allow(self, source_id: str, track_id: int, stamp_ns: int, quality: float) -> bool:
-        if self.per_track_s <= 0:
-            return True
-        key = (source_id, int(track_id))
-        last = self._last.get(key)
-        min_gap = int(1e9 / self.per_track_s)
-        if last is None or stamp_ns - last[0] >= min_gap or stamp_ns < last[0] or quality > 1.5 * last[1]:
-            self._last[key] = (stamp_ns, quality)
-            if len(self._last) > 10_000:
-                self._forget(stamp_ns)
-            return True
-        return False
-
-    def _forget(self, now_ns: int) -> None:
-        self._last = {k: v for k, v in self._last.items() if now_ns - v[0] < self._horizon_ns}
-
-
-class Embedder:
-    """FrameDetections -> EmbeddingBatch through a ClipEncoder's image tower."""
-
     def __init__(self, cfg: EncoderConfig, encoder=None, *, crop_jpeg_max_side: int = 256,
-                 frame_jpeg_max_side: int = 480):
+                 frame_jpeg_max_side: int = 480, clock: Callable[[], float] = time.perf_counter):
         if encoder is None:
             from person_search.core.encoder import ClipEncoder
             encoder = ClipEncoder(cfg, towers=("image",))
         self.encoder = encoder
-        self.budget = CropBudget(cfg.max_crops_per_track_s)
+        self.budget = CropBudget(parse_crop_budget(cfg.crop_budget), per_track_s=cfg.max_crops_per_track_s)
         self.crop_jpeg_max_side = crop_jpeg_max_side
         self.frame_jpeg_max_side = frame_jpeg_max_side
-        self.skipped = 0
+        self.clock = clock
+
+    @property
+    def skipped(self) -> int:
+        """Crops the budget dropped so far."""
+        return self.budget.counts["crops_dropped"]
+
+    def budget_state(self) -> Dict[str, object]:
+        """Return the crop budget's counters and rate (published on /diagnostics by the node)."""
+        return self.budget.state()
 
     @property
     def model_id(self) -> str:
@@ -66,16 +52,23 @@ class Embedder:
     def dim(self) -> int:
         return self.encoder.dim
 
-    def embed(self, det: FrameDetections, *, frame: Optional[np.ndarray] = None,
-              frame_jpeg: bytes = b"") -> Optional[EmbeddingBatch]:
-        """Embed the people of one frame that the crop budget lets through (None if none)."""
-        people = [p for p in det.people if self.budget.allow(det.source_id, p.track_id, det.stamp_ns, p.quality)]
-        self.skipped += len(det.people) - len(people)
+    def embed(self, det: FrameDetections, *, frame: Optional[np.ndarray] = None, frame_jpeg: bytes = b"",
+              arrived_ns: Optional[int] = None) -> Optional[EmbeddingBatch]:
+        """Embed the people of one frame that the crop budget lets through (None if none).
+
+        ``arrived_ns`` (live graphs: the wall time the frame's crops arrived) lets the budget
+        see a backlog upstream; offline runs leave it None.
+        """
+        t0 = self.clock()
+        people = self.budget.select(det.source_id, det.stamp_ns, det.people, arrived_ns)
         if not people:
+            self.budget.observe(0, self.clock() - t0)
             return None
         vectors = self.encoder.encode_images([p.crop for p in people])
         if not frame_jpeg and frame is not None:
             frame_jpeg = encode_jpeg(frame, max_side=self.frame_jpeg_max_side, quality=75)
+        crops_jpeg = [encode_jpeg(p.crop, max_side=self.crop_jpeg_max_side) for p in people]
+        self.budget.observe(len(people), self.clock() - t0)
         return EmbeddingBatch(
             model_id=self.encoder.model_id,
             vectors=np.asarray(vectors, np.float32),
@@ -84,7 +77,7 @@ class Embedder:
             scores=np.array([p.score for p in people], np.float32),
             stamp_ns=det.stamp_ns,
             source_id=det.source_id,
-            crops_jpeg=[encode_jpeg(p.crop, max_side=self.crop_jpeg_max_side) for p in people],
+            crops_jpeg=crops_jpeg,
             qualities=np.array([p.quality for p in people], np.float32),
             frame_jpeg=frame_jpeg,
         )

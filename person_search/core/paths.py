@@ -10,12 +10,23 @@ _PKG_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = _PKG_ROOT / "models"  # the repository's models/ (where models/README.md says to put files)
 
 
+def shared_models_dir() -> Path:
+    """Return the shared test-model folder: ``$PERSON_SEARCH_SHARED_MODELS`` or ``<repo>/../shared/models``.
+
+    It holds read-only pretrained models used as test data (e.g. the OpenVINO int8 YOLO11n);
+    it may not exist (a user's clone).
+    """
+    env = os.environ.get("PERSON_SEARCH_SHARED_MODELS", "")
+    return Path(env).expanduser() if env else _PKG_ROOT.parent / "shared" / "models"
+
+
 def model_dirs() -> List[Path]:
     """Return the directories searched for a model file, in order, without duplicates.
 
     ``$PERSON_SEARCH_MODELS`` (os.pathsep-separated), the repository's ``models/``, the
-    installed ``share/person_search/models`` of a colcon workspace, and
-    ``~/.cache/person_search/models``.
+    installed ``share/person_search/models`` of a colcon workspace,
+    ``~/.cache/person_search/models``, and last the shared test-model folder
+    (`shared_models_dir`) where it exists.
     """
     dirs: List[Path] = [Path(p).expanduser() for p in os.environ.get("PERSON_SEARCH_MODELS", "").split(os.pathsep) if p]
     dirs.append(MODELS_DIR)
@@ -25,6 +36,9 @@ def model_dirs() -> List[Path]:
     except Exception:  # noqa: BLE001 - not in a ROS workspace
         pass
     dirs.append(Path.home() / ".cache" / "person_search" / "models")
+    shared = shared_models_dir()
+    if shared.is_dir():
+        dirs.append(shared)
     return list(dict.fromkeys(dirs))
 
 

@@ -18,11 +18,17 @@ class RunStats:
     detections: int = 0
     embedded: int = 0
     seconds: float = 0.0
+    video_seconds: float = 0.0  # video time covered (first to last frame + one frame period)
     tracks: set = field(default_factory=set)
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def realtime_factor(self) -> float:
+        """Video seconds processed per wall second (>= 1: faster than real time)."""
+        return self.video_seconds / self.seconds if self.seconds > 0 else 0.0
 
 
 class OfflinePipeline:
@@ -53,23 +59,34 @@ class OfflinePipeline:
         return len(batch)
 
     def process_video(self, source: str, *, max_frames: int = 0,
-                      progress: Optional[Callable[[int, int], None]] = None) -> RunStats:
-        """Run every frame of a file (as fast as possible) through the pipeline."""
+                      progress: Optional[Callable[[int, int, float], None]] = None) -> RunStats:
+        """Run a file through the pipeline as fast as possible, on the video's own clock.
+
+        Frames are stamped start + position in the video (so budgets count video seconds);
+        ``video.fps`` > 0 keeps at most that many frames per video second. ``progress`` is
+        called with (frames done, frames expected or 0, video seconds done).
+        """
         from person_search.core.video import open_source
         vcfg = replace(self.cfg.video, source=str(source), loop=False, realtime=False)
         t0 = time.monotonic()
         with open_source(vcfg) as src:
-            total = int(getattr(src, "frame_count", 0) or 0)
+            total = int(src.duration_s * src.fps) if src.duration_s > 0 else 0
+            first_ns = last_ns = None
             while True:
                 frame = src.read()
                 if frame is None:
                     break
                 self.process_frame(frame)
+                first_ns = frame.stamp_ns if first_ns is None else first_ns
+                last_ns = frame.stamp_ns
+                video_s = (last_ns - first_ns) / 1e9 + 1.0 / max(src.fps, 1e-9)
                 if progress:
-                    progress(self.stats.frames, total)
+                    progress(self.stats.frames, total, video_s)
                 if max_frames and self.stats.frames >= max_frames:
                     break
         self.stats.seconds += time.monotonic() - t0
+        if first_ns is not None:
+            self.stats.video_seconds += video_s
         return self.stats
 
     def text_engine(self, encoder=None):

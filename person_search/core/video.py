@@ -2,10 +2,17 @@
 
 All sources go through OpenCV (``cv2.VideoCapture``; folders through ``cv2.imread``).
 
-* Files and folders are read on the caller's thread. ``realtime=True`` paces them at the
-  file's own rate (or ``fps`` when set) so that they behave like a camera; ``loop=True``
-  restarts them at the end. A frame that does not decode is skipped with a warning and
-  counted (``stats()["corrupt"]``).
+* Files and folders are read on the caller's thread and run on the video's own clock: a
+  frame is stamped ``start + its position in the video`` (``CAP_PROP_POS_MSEC``, or index /
+  fps where the container gives no usable time; a loop continues after the last frame),
+  where ``start`` is the wall time when the first frame is read. Results and time windows
+  then name times in the video, and every rate budget downstream counts video seconds,
+  whether the file is read as fast as possible or paced. ``fps`` (when below the file's
+  rate) samples a file: at most ``fps`` frames per video second are kept, the rest dropped
+  (an image folder plays at ``fps``, default 30). ``realtime=True`` paces frames so that
+  each is delivered at ``start + position`` (live-like); ``loop=True`` restarts them at
+  the end. A frame that does not decode is skipped with a warning and counted
+  (``stats()["corrupt"]``).
 * Live sources (cameras, URLs) are read by a background grabber thread that keeps only
   the latest frame (frames the caller did not take in time are dropped, never queued).
   ``read()`` waits at most ``read_timeout_s``; after that the stream is treated as lost
@@ -13,8 +20,8 @@ All sources go through OpenCV (``cv2.VideoCapture``; folders through ``cv2.imrea
   to ``reconnect_max_s``, at most ``max_reconnects`` attempts in a row; -1 = forever).
   The frame index keeps counting across reconnects.
 
-Every frame is stamped on a monotonic clock anchored to the wall clock at open:
-``wall_at_open_ns + (time.monotonic_ns() - mono_at_open_ns)``; stamps strictly increase.
+Live frames are stamped at capture on a monotonic clock anchored to the wall clock at open:
+``wall_at_open_ns + (time.monotonic_ns() - mono_at_open_ns)``. Stamps strictly increase.
 
 A source that cannot be opened (missing file, undecodable file, empty folder, camera or
 URL that does not answer) raises `SourceError` naming it, at open time.
@@ -142,8 +149,15 @@ class VideoSource:
         self._pending: Optional[tuple] = None  # first frame, read at open to validate the file
         self._files: List[Path] = []
         self._file_pos = 0
-        self._pace_t0 = 0.0
-        self._pace_n = 0
+        self._pace_t0 = 0.0  # monotonic time when video time _pace_v0_ms is due
+        self._pace_v0_ms = -1.0
+        self._start_ns: Optional[int] = None  # wall time of video time 0 (set at the first frame)
+        self._seen_loops = 0
+        self._loop_base_ms = 0.0  # video time where the current pass of a looping file starts
+        self._pass_last_ms = -1.0
+        self._last_t_ms = 0.0
+        self._last_bucket = -1  # fps sampling of files: the last (video second x fps) slot kept
+        self._sampled_out = 0
         # live state
         self._latest: Optional[tuple] = None  # (image, stamp_ns)
         self._latest_seq = 0
@@ -174,6 +188,8 @@ class VideoSource:
         cfg.fps if set, else the source's own (30 for folders; 0 if a live source does
         not report one).
         """
+        if self.kind == "file" and self.cfg.fps > 0 and self._native_fps > 0:
+            return min(float(self.cfg.fps), self._native_fps)
         if self.cfg.fps > 0:
             return float(self.cfg.fps)
         if self.kind == "folder":
@@ -190,6 +206,12 @@ class VideoSource:
         return 0
 
     @property
+    def duration_s(self) -> float:
+        """Length of a file (frame count / its rate) or folder (images / fps) in seconds; 0 if unknown or live."""
+        rate = self._native_fps if self.kind == "file" else self.fps
+        return self.frame_count / rate if rate > 0 and self.frame_count > 0 else 0.0
+
+    @property
     def ended(self) -> bool:
         """True once a non-looping file/folder is exhausted or the source is closed."""
         return self._ended or self._closed
@@ -201,13 +223,14 @@ class VideoSource:
     def stats(self) -> Dict[str, Any]:
         """Return the counters.
 
-        Frames delivered, dropped (live: grabbed but never taken), corrupt (undecodable
-        frames skipped), reconnects (successful), reconnect_attempts, loops.
+        Frames delivered, dropped (live: grabbed but never taken; files: sampled out by
+        ``fps``), corrupt (undecodable frames skipped), reconnects (successful),
+        reconnect_attempts, loops.
         """
         with self._lock:
             return {
                 "frames": self._frames,
-                "dropped": self._dropped,
+                "dropped": self._dropped + self._sampled_out,
                 "corrupt": self._corrupt,
                 "reconnects": self._reconnects,
                 "reconnect_attempts": self._reconnect_attempts,
@@ -403,27 +426,63 @@ class VideoSource:
         return None
 
     def _read_media(self) -> Optional[Frame]:
-        got = self._media_next()
-        if got is None:
-            self._ended = True
-            self._release_cap()
-            return None
-        img, pos_ms = got
-        if self.cfg.realtime and self.fps > 0:
-            self._pace()
-        return self._make_frame(img, self._stamp(), pos_ms)
+        while True:
+            got = self._media_next()
+            if got is None:
+                self._ended = True
+                self._release_cap()
+                return None
+            img, pos_ms = got
+            t_ms = self._video_time_ms(pos_ms)
+            if self._keep(t_ms):
+                break
+        if self.cfg.realtime:
+            self._pace(t_ms)
+        if self._start_ns is None:
+            self._start_ns = time.time_ns() - int(t_ms * 1e6)
+        stamp = max(self._start_ns + int(round(t_ms * 1e6)), self._last_stamp + 1)
+        self._last_stamp = stamp
+        return self._make_frame(img, stamp, pos_ms)
 
-    def _pace(self) -> None:
-        period = 1.0 / self.fps
+    def _frame_period_ms(self) -> float:
+        rate = self._native_fps if self.kind == "file" else self.fps
+        return 1000.0 / (rate if rate > 0 else FILE_DEFAULT_FPS)
+
+    def _video_time_ms(self, pos_ms: float) -> float:
+        """Video time of a file/folder frame: its position, continued across loops, strictly increasing."""
+        period = self._frame_period_ms()
+        if self._loops != self._seen_loops:  # restarted: the new pass follows the last frame
+            self._seen_loops = self._loops
+            self._loop_base_ms = self._last_t_ms + period
+            self._pass_last_ms = -1.0
+        if not np.isfinite(pos_ms) or pos_ms < 0 or (self._pass_last_ms >= 0 and pos_ms <= self._pass_last_ms):
+            pos_ms = self._pass_last_ms + period if self._pass_last_ms >= 0 else 0.0  # no usable container time
+        self._pass_last_ms = pos_ms
+        self._last_t_ms = self._loop_base_ms + pos_ms
+        return self._last_t_ms
+
+    def _keep(self, t_ms: float) -> bool:
+        """Sample a file to at most ``fps`` frames per video second (True = deliver)."""
+        if self.kind != "file" or self.cfg.fps <= 0:
+            return True
+        bucket = int(np.floor(t_ms * self.cfg.fps / 1000.0 + 1e-3))
+        if bucket <= self._last_bucket:
+            with self._lock:
+                self._sampled_out += 1
+            return False
+        self._last_bucket = bucket
+        return True
+
+    def _pace(self, t_ms: float) -> None:
+        """Sleep until video time ``t_ms`` is due (start + position); re-anchor when far behind."""
         now = time.monotonic()
-        if self._pace_n == 0:
-            self._pace_t0 = now
-        due = self._pace_t0 + self._pace_n * period
+        if self._pace_v0_ms < 0:
+            self._pace_t0, self._pace_v0_ms = now, t_ms
+        due = self._pace_t0 + (t_ms - self._pace_v0_ms) / 1000.0
         if due > now:
             time.sleep(due - now)
-        elif now - due > 4 * period:  # far behind (slow consumer): re-anchor, don't burst
-            self._pace_t0 = now - self._pace_n * period
-        self._pace_n += 1
+        elif now - due > 4 * self._frame_period_ms() / 1000.0:  # far behind (slow consumer): don't burst
+            self._pace_t0 = now - (t_ms - self._pace_v0_ms) / 1000.0
 
     # ------------------------------------------------------------------ live
     def _open_live(self) -> None:

@@ -38,8 +38,8 @@ class EmbedderNode(Node):
             self.stats.drops += 1
             self.get_logger().warning(f"dropped crops: {exc}", throttle_duration_sec=5.0)
             return
-        batch = self.embedder.embed(det, frame_jpeg=thumb)
-        self.stats.extra["skipped_by_budget"] = self.embedder.skipped
+        batch = self.embedder.embed(det, frame_jpeg=thumb, arrived_ns=self.get_clock().now().nanoseconds)
+        self.stats.extra.update(self.embedder.budget_state())  # budget, throughput, admitted / dropped, backlog
         if batch is None:
             return
         self.pub.publish(batch_to_msg(batch))

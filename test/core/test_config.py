@@ -36,6 +36,8 @@ def test_ros_parameter_file_and_plain_form_agree(tmp_path):
     ("video: {loop: 1}\n", "video.loop must be true or false"),
     ("query: {templates: ['no placeholder']}\n", "must each contain {}"),
     ("- a\n- b\n", "top level must be a mapping"),
+    ("encoder: {crop_budget: lots}\n", "encoder.crop_budget must be auto, all or a number of crops/s > 0"),
+    ("encoder: {crop_budget: 0}\n", "encoder.crop_budget must be auto, all or a number"),
 ])
 def test_bad_values_are_refused_with_the_parameter_named(tmp_path, text, needle):
     f = tmp_path / "bad.yaml"
@@ -121,3 +123,12 @@ def test_descriptions_and_ranges_live_in_field_metadata():
     with pytest.raises(ConfigError, match=r"encoder.batch_size must be in \[1, 1024\], got 0"):
         load_config(None, {"encoder": {"batch_size": 0}})
     assert not hasattr(EncoderConfig, "RANGES")
+
+
+def test_crop_budget_values_and_shipped_choices(tmp_path):
+    f = tmp_path / "b.yaml"
+    f.write_text("encoder: {crop_budget: 12.5}\n")  # a YAML number is a rate in crops/s
+    assert load_config(f).encoder.crop_budget == "12.5"
+    assert load_config(None).encoder.crop_budget == "auto"
+    assert load_config(CONFIG_DIR / "cpu.yaml").encoder.crop_budget == "auto"
+    assert load_config(CONFIG_DIR / "test.yaml").encoder.crop_budget == "all"

@@ -98,3 +98,19 @@ def test_gallery_save_load_query_commands(video, tmp_path, capsys):
     assert cli_main(["gallery", "load", str(bad), "--config", "test"]) == 2
     assert "bad.npz" in capsys.readouterr().err
     assert cli_main(["gallery", "save", str(tmp_path / "x.npz"), "--config", "test"]) == 2
+
+
+def test_run_fps_samples_on_the_video_clock(video, capsys):
+    code = cli_main(["run", str(video), "--config", "test", "--fps", "5", "--random-weights"])
+    out = capsys.readouterr().out
+    assert code == 0 and "15 frames (3.0 s of video)" in out and "x real time" in out  # 3 s at 5 of 15 fps
+    assert cli_main(["run", str(video), "--config", "test", "--fps", "0"]) == 2
+    assert "--fps must be in (0, 240]" in capsys.readouterr().err
+
+
+def test_gallery_times_are_times_in_the_video(pipeline):
+    tracks = list(pipeline.gallery.tracks())
+    first = min(t.first_seen_ns for t in tracks)
+    offsets = [(ns - first) * 15 / 1e9 for t in tracks for ns in (t.first_seen_ns, t.last_seen_ns)]
+    assert max(offsets) <= 45  # a 3 s video at 15 fps, processed at any speed: frame times, not wall times
+    assert all(abs(o - round(o)) < 1e-3 for o in offsets)
