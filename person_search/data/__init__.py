@@ -2,7 +2,7 @@
 
 The trainer's entry points::
 
-    from person_search.data import load_dataset, train_loader, TestTransform
+    from person_search.data import load_dataset, train_loader, EvalTransform
 
     ds = load_dataset("data/CUHK-PEDES", "cuhk-pedes")
     loader = train_loader(ds.split("train"), size=(384, 128), mean=enc.mean, std=enc.std)
@@ -12,8 +12,8 @@ The trainer's entry points::
 
 from person_search.data.datasets import (FORMATS, DatasetError, EvalView, PersonTextDataset, Record, Split,
                                          load_dataset)
-from person_search.data.torchdata import (CaptionPairs, Images, TestTransform, TrainTransform, read_image,
+from person_search.data.torchdata import (CaptionPairs, Images, EvalTransform, TrainTransform, read_image,
                                           train_loader)
 
 __all__ = ["FORMATS", "DatasetError", "EvalView", "PersonTextDataset", "Record", "Split", "load_dataset",
-           "CaptionPairs", "Images", "TestTransform", "TrainTransform", "read_image", "train_loader"]
+           "CaptionPairs", "Images", "EvalTransform", "TrainTransform", "read_image", "train_loader"]

@@ -109,8 +109,8 @@ def describe(attrs: Dict[str, str], hidden: Set[str], rng: np.random.Generator) 
     else:
         lead = f"{subj} is walking{' and wears ' + _join(clothes) if clothes else ''}."
     if hair:
-        rest.append(lambda: _pick(rng, (f"{pron} has {hair}.", f"{poss.capitalize()} hair is {length}"
-                                                                f"{' and ' + hcol if hcol else ''}.")))
+        told = f"{length} and {hcol}" if hcol else length
+        rest.append(lambda: _pick(rng, (f"{pron} has {hair}.", f"{poss.capitalize()} hair is {told}.")))
     if shoes:
         rest.append(lambda: _pick(rng, (f"{pron} wears {shoes}.", f"{pron} has {shoes} on.")))
     if attrs["bag"] != NONE and shows["bag"]:

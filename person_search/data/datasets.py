@@ -269,10 +269,10 @@ def load_dataset(root, fmt: str = "cuhk-pedes", *, check_images: bool = True) ->
         if not recs:
             continue
         label = {p: k for k, p in enumerate(sorted({r[2] for r in recs}))} if name == "train" else None
-        splits[name] = Split(name, [Record(p, label[pid] if label else pid, caps, pid, i)
-                                    for i, p, pid, caps in recs], path)
-    logger.info("%s (%s): %s", path, fmt, ", ".join(f"{s.name} {s.num_ids} ids / {len(s)} images"
-                                                     for s in splits.values()))
+        records = [Record(p, pid if label is None else label[pid], caps, pid, i) for i, p, pid, caps in recs]
+        splits[name] = Split(name, records, path)
+    counts = ", ".join(f"{s.name} {s.num_ids} ids / {len(s)} images" for s in splits.values())
+    logger.info("%s (%s): %s", path, fmt, counts)
     return PersonTextDataset(f, root, path, splits)
 
 

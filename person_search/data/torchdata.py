@@ -7,7 +7,7 @@ decisions use torch's RNG, which DataLoader seeds differently in every worker.
 Training (:class:`TrainTransform`): resize to (H, W), random horizontal flip, zero padding +
 random crop back to (H, W), light colour jitter (brightness, contrast, saturation), and
 optionally random erasing (a box set to the mean, i.e. 0 after normalisation), as the
-IRRA recipe does. Test (:class:`TestTransform`): resize + normalise.
+IRRA recipe does. Evaluation (:class:`EvalTransform`): resize + normalise.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _uniform(lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand(()))
 
 
-class TestTransform:
+class EvalTransform:
     """BGR uint8 image -> float32 (3, H, W) tensor: resize, RGB, normalise.
 
     Args:
@@ -71,7 +71,7 @@ class TestTransform:
         return self.to_tensor(rgb)
 
 
-class TrainTransform(TestTransform):
+class TrainTransform(EvalTransform):
     """The training augmentations; each one is switched off by a zero.
 
     Args:

@@ -77,7 +77,8 @@ def resolve_checkpoint(path) -> Tuple[Path, Dict]:
         if not isinstance(meta, dict):
             raise CheckpointError(f"{p / RUN_META}: expected a JSON object")
         size = meta.get("image_size")
-        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+        if size is not None and not (isinstance(size, list) and len(size) == 2
+                                     and all(isinstance(v, int) and v > 0 for v in size)):
             raise CheckpointError(f"{p / RUN_META}: image_size must be [H, W], not {size!r}")
     return ckpt, meta
 
@@ -122,8 +123,8 @@ class EvalResult:
         return out
 
 
-def encode_view(encoder, view: EvalView, *, batch_size: int = 64, progress: bool = True) -> Tuple[np.ndarray,
-                                                                                                    np.ndarray]:
+def encode_view(encoder, view: EvalView, *, batch_size: int = 64,
+                progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """Encode the gallery images and the query captions of ``view``.
 
     Args:
