@@ -187,6 +187,10 @@ def render_person(attrs: Dict[str, str], rng: np.random.Generator, size: Tuple[i
         cv2.fillPoly(img, [pack], bag, cv2.LINE_AA)
         parts["bag"] = _bbox(pack)
 
+    back = view == "back"
+    if attrs["hair_length"] == "long" and not back:  # falls behind the shoulders: drawn before the torso
+        cv2.rectangle(img, _pt(head[0] - hr * 1.3, head[1]), _pt(head[0] + hr * 1.3, sh_y + 9 * u), hair, -1)
+
     # torso: shoulders wider than the waist for men, waist narrower than the hips for women
     waist = hw * (0.85 if woman else 1.0)
     torso = np.array([_pt(cx - sw, sh_y), _pt(cx + sw, sh_y), _pt(cx + waist, hip_y - 8 * u), _pt(cx + hw, hip_y),
@@ -217,9 +221,6 @@ def render_person(attrs: Dict[str, str], rng: np.random.Generator, size: Tuple[i
     parts["sleeve"] = parts["upper_colour"]
 
     # head, hair, hat
-    back = view == "back"
-    if attrs["hair_length"] == "long" and not back:
-        cv2.rectangle(img, _pt(head[0] - hr * 1.15, head[1]), _pt(head[0] + hr * 1.15, sh_y + 9 * u), hair, -1)
     cv2.circle(img, _pt(*head), int(round(hr)), skin, -1, cv2.LINE_AA)
     if back:
         cv2.circle(img, _pt(*head), int(round(hr * 1.05)), hair, -1, cv2.LINE_AA)
