@@ -40,11 +40,10 @@ def cmd_eval(a) -> int:
         view = ds.split(a.split).eval_view()
         cfg = EncoderConfig(arch=arch, weights=ckpt, image_height=size[0], image_width=size[1], device=a.device,
                             batch_size=a.batch_size, threads=a.threads)
-        encoder = build_encoder(cfg)
-    except (CheckpointError, DatasetError, ConfigError, ValueError) as exc:
+        res = evaluate(build_encoder(cfg), view, batch_size=a.batch_size, i2t=a.i2t)
+    except (CheckpointError, DatasetError, ConfigError, ValueError) as exc:  # DatasetError: an unreadable image
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    res = evaluate(encoder, view, batch_size=a.batch_size, i2t=a.i2t)
     what = f"{ds.annotations.parent} {a.split} ({a.format}), {res.model_id}, {size[0]}x{size[1]}"
     notes = ([GENERATED_NOTE] if ds.generated else []) + (["random weights (control)"] if not ckpt else [])
     print(what + "".join(f"\n  {n}" for n in notes))

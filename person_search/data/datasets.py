@@ -100,8 +100,8 @@ class EvalView:
 
     def chance_rank1(self) -> float:
         """Return the expected Rank-1 (%) of a random ranking: mean over queries of positives / gallery."""
-        counts = {p: int(n) for p, n in zip(*np.unique(self.image_pids, return_counts=True))}
-        return 100.0 * float(np.mean([counts.get(int(p), 0) for p in self.caption_pids])) / len(self.image_pids)
+        from person_search.eval.metrics import chance_cmc
+        return float(chance_cmc(self.caption_pids, self.image_pids, max_rank=1)[0])
 
 
 @dataclass

@@ -10,7 +10,7 @@ It returns the image and the attributes an occluder hid, which captions must the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Set, Tuple
+from typing import Dict, Set, Tuple
 
 import cv2
 import numpy as np
@@ -313,8 +313,3 @@ def _covered(part: Box, box: Box) -> float:
     iw = max(0, min(part[2], box[2]) - max(part[0], box[0]))
     ih = max(0, min(part[3], box[3]) - max(part[1], box[1]))
     return iw * ih / area
-
-
-def visible(attrs: Dict[str, str], hidden: Set[str]) -> List[str]:
-    """Return the attribute names an image shows (all but the hidden ones)."""
-    return [k for k in attrs if k not in hidden]

@@ -137,10 +137,15 @@ def encode_view(encoder, view: EvalView, *, batch_size: int = 64,
         (text embeddings (Q, D), image embeddings (G, D)), L2-normalised float32.
     """
     paths, caps = view.image_paths, view.captions
-    img = [encoder.encode_images([read_image(p) for p in paths[i:i + batch_size]])
-           for i in tqdm(range(0, len(paths), batch_size), desc="images", unit="batch", disable=not progress)]
-    txt = [encoder.encode_text(caps[i:i + batch_size])
-           for i in tqdm(range(0, len(caps), batch_size), desc="captions", unit="batch", disable=not progress)]
+    img, txt = [], []
+    with tqdm(total=len(paths), desc="images", unit="img", disable=not progress) as bar:
+        for i in range(0, len(paths), batch_size):
+            img.append(encoder.encode_images([read_image(p) for p in paths[i:i + batch_size]]))
+            bar.update(len(img[-1]))
+    with tqdm(total=len(caps), desc="captions", unit="caption", disable=not progress) as bar:
+        for i in range(0, len(caps), batch_size):
+            txt.append(encoder.encode_text(caps[i:i + batch_size]))
+            bar.update(len(txt[-1]))
     return np.concatenate(txt).astype(np.float32), np.concatenate(img).astype(np.float32)
 
 

@@ -118,3 +118,15 @@ def test_cli_eval_bad_checkpoint_no_traceback(data, tmp_path):
                            *TINY], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")][0].count(str(bad)) == 1
+
+
+def test_cli_eval_unreadable_image_is_one_line(data, tmp_path, capsys):
+    import shutil
+    copy = shutil.copytree(data, tmp_path / "d")
+    bad = sorted((copy / "imgs" / "test").glob("*.jpg"))[3]
+    bad.write_bytes(b"truncated")
+    assert main(["eval", "--data", str(copy), "--random-weights", *TINY]) == 2
+    err = capsys.readouterr().err
+    errors = [ln[ln.index("error:"):] for ln in err.splitlines() if "error:" in ln]  # after the progress bar
+    assert len(errors) == 1 and str(bad) in errors[0] and "cannot read the image" in errors[0]
+    assert "Traceback" not in err
