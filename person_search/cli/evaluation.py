@@ -16,6 +16,7 @@ from person_search.cli.data import add_dataset_args
 
 DEFAULT_ARCH = "ViT-B-16"
 DEFAULT_SIZE = (384, 128)
+HELD_OUT_ROW = "t2i-unseen-pairs"
 GENERATED_NOTE = "generated data: not comparable with CUHK-PEDES / ICFG-PEDES / RSTPReid figures"
 
 
@@ -49,6 +50,11 @@ def cmd_eval(a) -> int:
     print(what + "".join(f"\n  {n}" for n in notes))
     print(f"{len(view.captions)} queries x {len(view.image_paths)} gallery images; "
           f"chance Rank-1 {res.chance_rank1:.2f} %")
+    held = ds.generator_stats().get(f"{a.split}_held_out_pair_ids") or []
+    if held:
+        res.extra[HELD_OUT_ROW] = res.queries_of(held)
+        print(f"{HELD_OUT_ROW}: the queries of the {len(held)} identities wearing an attribute pair never seen "
+              f"in training, against the whole gallery")
     print(res.table())
     try:
         _write_outputs(a, res, title="; ".join([what] + notes))

@@ -170,11 +170,15 @@ class PersonTextDataset:
     @property
     def generated(self) -> bool:
         """Return True for data written by ``person-search data synth`` (its stats.json says so)."""
+        return bool(self.generator_stats())
+
+    def generator_stats(self) -> Dict:
+        """Return the generator's ``stats.json`` beside the annotations, or ``{}`` for other data."""
         try:
             stats = json.loads((self.annotations.parent / "stats.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return False
-        return isinstance(stats, dict) and "generator" in stats
+            return {}
+        return stats if isinstance(stats, dict) and "generator" in stats else {}
 
     def summary(self) -> str:
         """Return one line per split: ids, images, captions."""

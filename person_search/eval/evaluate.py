@@ -93,6 +93,7 @@ class EvalResult:
         sim: (queries, gallery) float32 text x image cosine similarities.
         view: the queries and gallery that were ranked.
         model_id: the encoder's model id.
+        extra: further rows (name -> metrics), e.g. a subset of the queries (:meth:`queries_of`).
     """
 
     t2i: Dict[str, object]
@@ -100,17 +101,27 @@ class EvalResult:
     view: EvalView
     model_id: str
     i2t: Optional[Dict[str, object]] = None
+    extra: Dict[str, Dict[str, object]] = field(default_factory=dict)
     chance_rank1: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.chance_rank1 = self.view.chance_rank1()
 
     def table(self) -> str:
-        """Return the metrics as a small text table."""
-        rows = [("t2i", self.t2i)] + ([("i2t", self.i2t)] if self.i2t else [])
-        lines = [f"{'task':<5}{'R1':>8}{'R5':>8}{'R10':>8}{'mAP':>8}{'mINP':>8}"]
-        lines += [f"{n:<5}" + "".join(f"{m[k]:>8.2f}" for k in ("R1", "R5", "R10", "mAP", "mINP")) for n, m in rows]
+        """Return the metrics as a small text table (the ``extra`` rows last)."""
+        rows = [("t2i", self.t2i)] + ([("i2t", self.i2t)] if self.i2t else []) + list(self.extra.items())
+        width = max(5, *(len(n) + 1 for n, _ in rows))
+        lines = [f"{'task':<{width}}{'R1':>8}{'R5':>8}{'R10':>8}{'mAP':>8}{'mINP':>8}"]
+        lines += [f"{n:<{width}}" + "".join(f"{m[k]:>8.2f}" for k in ("R1", "R5", "R10", "mAP", "mINP"))
+                  for n, m in rows]
         return "\n".join(lines)
+
+    def queries_of(self, pids) -> Dict[str, object]:
+        """Return the text-to-image metrics of the queries of persons ``pids`` against the whole gallery."""
+        keep = np.isin(self.view.caption_pids, np.asarray(list(pids), np.int64))
+        if not keep.any():
+            raise ValueError("none of the queries belongs to the given person ids")
+        return retrieval_metrics(self.sim[keep], self.view.caption_pids[keep], self.view.image_pids)
 
     def summary(self) -> Dict[str, object]:
         """Return the metrics without arrays (JSON-ready)."""
@@ -120,6 +131,7 @@ class EvalResult:
                "chance_rank1": round(self.chance_rank1, 4), "t2i": plain(self.t2i)}
         if self.i2t:
             out["i2t"] = plain(self.i2t)
+        out.update({name: plain(m) for name, m in self.extra.items()})
         return out
 
 

@@ -69,6 +69,11 @@ def test_cli_eval_writes_json_npz_and_pngs(data, tmp_path, capsys):
     again = retrieval_metrics(scores["sim"], scores["query_pids"], scores["gallery_pids"])
     assert summary["t2i"]["mAP"] == pytest.approx(again["mAP"], abs=1e-3)
     assert summary["chance_rank1"] == pytest.approx(5.0)
+    held = json.loads((data / "stats.json").read_text())["test_held_out_pair_ids"]
+    keep = np.isin(scores["query_pids"], held)
+    assert 0 < keep.sum() < 80 and "t2i-unseen-pairs" in out
+    sub = retrieval_metrics(scores["sim"][keep], scores["query_pids"][keep], scores["gallery_pids"])
+    assert summary["t2i-unseen-pairs"]["R1"] == pytest.approx(sub["R1"], abs=1e-3)
     for k in ("plot", "sheet"):
         img = cv2.imread(str(files[k]))
         assert img is not None and img.shape[0] > 100 and img.std() > 5
