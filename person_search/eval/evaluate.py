@@ -108,7 +108,7 @@ class EvalResult:
         self.chance_rank1 = self.view.chance_rank1()
 
     def table(self) -> str:
-        """Return the metrics as a small text table (the ``extra`` rows last)."""
+        """Return the metrics as a small text table, the extra rows last."""
         rows = [("t2i", self.t2i)] + ([("i2t", self.i2t)] if self.i2t else []) + list(self.extra.items())
         width = max(5, *(len(n) + 1 for n, _ in rows))
         lines = [f"{'task':<{width}}{'R1':>8}{'R5':>8}{'R10':>8}{'mAP':>8}{'mINP':>8}"]
