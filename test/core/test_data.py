@@ -204,3 +204,14 @@ def test_caption_pairs_and_train_loader(tmp_path):
     assert images.shape == (4, 3, 32, 16) and len(captions) == 4 and labels.dtype == torch.int64
     for c, lab in zip(captions, labels.tolist()):
         assert {12: 2, 5: 0, 9: 1}[int(c.split()[1])] == lab
+
+
+def test_images_dataset_for_batched_gallery_encoding(tmp_path):
+    from person_search.data import Images
+    write_dataset(tmp_path)
+    view = load_dataset(tmp_path, "cuhk-pedes").split("test").eval_view()
+    ds = Images(view.image_paths, view.image_pids, EvalTransform((32, 16), MEAN, STD))
+    img, pid = ds[2]
+    assert len(ds) == 3 and img.shape == (3, 32, 16) and pid == 21
+    with pytest.raises(ValueError, match="3 paths but 2 pids"):
+        Images(view.image_paths, [1, 2], EvalTransform((32, 16), MEAN, STD))
