@@ -227,8 +227,11 @@ def _parse_record(path: Path, i: int, rec, fmt: DatasetFormat) -> Tuple[str, str
     if split not in fmt.splits:
         raise DatasetError(f"{where}: split {split!r} is not one of {', '.join(fmt.splits)}")
     caps = rec["captions"]
-    if not isinstance(caps, list) or not caps or not all(isinstance(c, str) and c.strip() for c in caps):
-        raise DatasetError(f"{where}: captions must be a non-empty list of non-empty strings")
+    if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+        raise DatasetError(f"{where}: captions must be a list of strings")
+    caps = [c.strip() for c in caps if c.strip()]  # a blank caption among good ones is dropped
+    if not caps:
+        raise DatasetError(f"{where}: no caption (captions is empty or blank)")
     img = rec[fmt.image_key]
     if not isinstance(img, str) or not img:
         raise DatasetError(f"{where}: {fmt.image_key} must be a non-empty string")
@@ -236,7 +239,7 @@ def _parse_record(path: Path, i: int, rec, fmt: DatasetFormat) -> Tuple[str, str
         pid = int(rec["id"])
     except (TypeError, ValueError):
         raise DatasetError(f"{where}: id {rec['id']!r} is not an integer") from None
-    return split, img, pid, tuple(c.strip() for c in caps)
+    return split, img, pid, tuple(caps)
 
 
 def load_dataset(root, fmt: str = "cuhk-pedes", *, check_images: bool = True) -> PersonTextDataset:

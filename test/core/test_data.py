@@ -94,7 +94,8 @@ def _corrupt(path: Path, fn):
 @pytest.mark.parametrize("edit, message", [
     (lambda r: r[2].pop("captions"), r"record 2: missing key 'captions'"),
     (lambda r: r[3].update(split="dev"), r"record 3: split 'dev' is not one of train, val, test"),
-    (lambda r: r[1].update(captions=[]), r"record 1: captions must be a non-empty list"),
+    (lambda r: r[1].update(captions=[" "]), r"record 1: no caption"),
+    (lambda r: r[1].update(captions="a man"), r"record 1: captions must be a list of strings"),
     (lambda r: r[0].update(id="twelve"), r"record 0: id 'twelve' is not an integer"),
     (lambda r: r.__setitem__(4, "x"), r"record 4: expected an object"),
 ])
