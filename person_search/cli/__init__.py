@@ -6,6 +6,8 @@ return an exit code):
 * :mod:`.ros` -- ``up``, ``query``, ``demo``: the ROS 2 graph (needs rclpy).
 * :mod:`.offline` -- ``run``, ``gallery``, ``sample-video``: no ROS.
 * :mod:`.export` -- ``export``: the detector to OpenVINO / ONNX (ultralytics' exporter).
+* :mod:`.data` -- ``data synth``, ``data check``: generate / check a dataset.
+* :mod:`.evaluation` -- ``eval``: retrieval metrics of a checkpoint on a dataset split.
 
 A new group (train, eval, export, data, ...) is a new module listed in ``GROUPS``.
 Shared helpers (``--set`` parsing, the one match-table printer) live in :mod:`.common`.
@@ -20,7 +22,7 @@ from typing import Optional, Sequence
 
 log = logging.getLogger("person_search")
 
-GROUPS = ("ros", "offline", "export")
+GROUPS = ("ros", "offline", "data", "evaluation", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

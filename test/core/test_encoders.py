@@ -122,6 +122,7 @@ def _isolate_model_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setenv("PERSON_SEARCH_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("PERSON_SEARCH_SHARED_MODELS", str(tmp_path / "shared"))  # the shared test models
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "ament"))  # no installed share/person_search/models
     monkeypatch.setattr(paths, "MODELS_DIR", tmp_path / "repo_models")
     monkeypatch.chdir(tmp_path)

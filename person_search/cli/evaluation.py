@@ -1,0 +1,111 @@
+"""``person-search eval``: text-to-image retrieval metrics of a CLIP checkpoint on a dataset split.
+
+Exit codes: 0 done; 2 bad input (arguments, dataset, checkpoint, architecture), one line on
+stderr; 1 an output file could not be written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from person_search.cli.data import add_dataset_args
+
+DEFAULT_ARCH = "ViT-B-16"
+DEFAULT_SIZE = (384, 128)
+HELD_OUT_ROW = "t2i-unseen-pairs"
+GENERATED_NOTE = "generated data: not comparable with CUHK-PEDES / ICFG-PEDES / RSTPReid figures"
+
+
+def _settings(a):
+    """Return (checkpoint path or "", arch, (H, W)) from the flags and the run's model.json."""
+    from person_search.data.synth import parse_size
+    from person_search.eval.evaluate import resolve_checkpoint
+    ckpt, meta = ("", {}) if a.random_weights else resolve_checkpoint(a.weights)
+    arch = a.arch or meta.get("arch") or DEFAULT_ARCH
+    size = parse_size(a.image_size) if a.image_size else tuple(meta.get("image_size") or DEFAULT_SIZE)
+    return str(ckpt), arch, size
+
+
+def cmd_eval(a) -> int:
+    """Evaluate, print the table, write the files asked for."""
+    from person_search.core.config import ConfigError, EncoderConfig
+    from person_search.data.datasets import DatasetError, load_dataset
+    from person_search.eval.evaluate import CheckpointError, build_encoder, evaluate
+    try:
+        ckpt, arch, size = _settings(a)
+        ds = load_dataset(a.data, a.format)
+        view = ds.split(a.split).eval_view()
+        cfg = EncoderConfig(arch=arch, weights=ckpt, image_height=size[0], image_width=size[1], device=a.device,
+                            batch_size=a.batch_size, threads=a.threads)
+        res = evaluate(build_encoder(cfg), view, batch_size=a.batch_size, i2t=a.i2t)
+    except (CheckpointError, DatasetError, ConfigError, ValueError) as exc:  # DatasetError: an unreadable image
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    what = f"{ds.annotations.parent} {a.split} ({a.format}), {res.model_id}, {size[0]}x{size[1]}"
+    notes = ([GENERATED_NOTE] if ds.generated else []) + (["random weights (control)"] if not ckpt else [])
+    print(what + "".join(f"\n  {n}" for n in notes))
+    print(f"{len(view.captions)} queries x {len(view.image_paths)} gallery images; "
+          f"chance Rank-1 {res.chance_rank1:.2f} %")
+    held = ds.generator_stats().get(f"{a.split}_held_out_pair_ids") or []
+    if held:
+        res.extra[HELD_OUT_ROW] = res.queries_of(held)
+        print(f"{HELD_OUT_ROW}: the queries of the {len(held)} identities wearing an attribute pair never seen "
+              f"in training, against the whole gallery")
+    print(res.table())
+    try:
+        _write_outputs(a, res, title="; ".join([what] + notes))
+    except OSError as exc:
+        print(f"error: cannot write an output file: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_outputs(a, res, *, title: str) -> None:
+    from person_search.eval.metrics import chance_cmc
+    from person_search.eval.plots import plot_cmc, topk_sheet
+    if a.json:
+        summary = {"data": str(a.data), "format": a.format, "split": a.split, "weights": a.weights or "",
+                   "title": title, **res.summary()}
+        Path(a.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        print(f"metrics: {a.json}")
+    if a.save_scores:
+        np.savez_compressed(a.save_scores, sim=res.sim, query_pids=res.view.caption_pids,
+                            gallery_pids=res.view.image_pids)
+        print(f"scores: {a.save_scores}")
+    if a.plot:
+        curves = {"text-to-image": res.t2i["cmc"]}
+        if res.i2t:
+            curves["image-to-text"] = res.i2t["cmc"]
+        plot_cmc(curves, a.plot, title=title, chance=chance_cmc(res.view.caption_pids, res.view.image_pids))
+        print(f"CMC curve: {a.plot}")
+    if a.sheet:
+        n = len(res.view.captions)
+        picks = sorted(set(np.linspace(0, n - 1, min(a.sheet_queries, n)).astype(int).tolist()))
+        topk_sheet(res.view, res.sim, a.sheet, queries=picks, title=title)
+        print(f"top-5 sheet: {a.sheet}")
+
+
+def register(sub) -> None:
+    """Add ``eval``."""
+    sp = sub.add_parser("eval", help="text-to-image retrieval metrics (R1/R5/R10/mAP/mINP) on a dataset split")
+    add_dataset_args(sp)
+    sp.add_argument("--split", default="test", choices=["train", "val", "test"])
+    w = sp.add_mutually_exclusive_group(required=True)
+    w.add_argument("--weights", metavar="CKPT|RUN", help="checkpoint file, or a run folder (best/last.safetensors)")
+    w.add_argument("--random-weights", action="store_true", help="untrained control: random CLIP weights")
+    sp.add_argument("--arch", help=f"open_clip architecture (default: the run's model.json, else {DEFAULT_ARCH})")
+    sp.add_argument("--image-size", metavar="HxW", help="input size (default: model.json, else 384x128)")
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    sp.add_argument("--i2t", action="store_true", help="also image-to-text metrics")
+    sp.add_argument("--json", metavar="OUT.json", help="write the metrics as JSON")
+    sp.add_argument("--save-scores", metavar="OUT.npz", help="write sim [queries x gallery], query_pids, gallery_pids")
+    sp.add_argument("--plot", metavar="CMC.png", help="write the CMC curve")
+    sp.add_argument("--sheet", metavar="TOP5.png", help="write the top-5 images of a few queries")
+    sp.add_argument("--sheet-queries", type=int, default=6, help="queries on the sheet")
+    sp.set_defaults(func=cmd_eval)
