@@ -10,10 +10,18 @@ The trainer's entry points::
     view = ds.split("test").eval_view()  # gallery images + query captions with pids
 """
 
-from person_search.data.datasets import (FORMATS, DatasetError, EvalView, PersonTextDataset, Record, Split,
-                                         load_dataset)
-from person_search.data.torchdata import (CaptionPairs, Images, EvalTransform, TrainTransform, read_image,
-                                          train_loader)
+import importlib
 
-__all__ = ["FORMATS", "DatasetError", "EvalView", "PersonTextDataset", "Record", "Split", "load_dataset",
-           "CaptionPairs", "Images", "EvalTransform", "TrainTransform", "read_image", "train_loader"]
+_EXPORTS = {
+    "datasets": ["FORMATS", "DatasetError", "EvalView", "PersonTextDataset", "Record", "Split", "load_dataset"],
+    "torchdata": ["CaptionPairs", "Images", "EvalTransform", "TrainTransform", "read_image", "train_loader"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    """Import the submodule that defines ``name`` on first use (no package <-> submodule cycle)."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
