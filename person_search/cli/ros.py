@@ -14,7 +14,7 @@ from person_search.cli.common import match_row, parse_sets, print_matches
 
 def query_service(description: str, *, top_k: int = 5, min_score: float = 0.0, camera: str = "",
                   return_frames: bool = False, timeout: float = 30.0, service: str = "/query_person"):
-    """Call /query_person through rclpy; returns the response (raises TimeoutError)."""
+    """Call the QueryPerson service through rclpy; returns the response (raises TimeoutError)."""
     import rclpy
     from person_search_interfaces.srv import QueryPerson
     own = not rclpy.ok()
@@ -183,7 +183,7 @@ def _wait_for_gallery(graph, t_end: float, want_quiet_s: float) -> Optional[int]
         if msg.data != state["size"]:
             state["size"], state["changed"] = msg.data, time.monotonic()
 
-    node.create_subscription(Int64, "/person_search/gallery_size", on_size, RELIABLE_QOS)
+    node.create_subscription(Int64, "/index/gallery_size", on_size, RELIABLE_QOS)
     try:
         while time.monotonic() < t_end:
             rclpy.spin_once(node, timeout_sec=0.2)

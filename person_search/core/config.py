@@ -18,6 +18,10 @@ class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
 
 
+# A section's RUNTIME names the fields that a running node takes up when they change
+# (`ros2 param set`); every other field is read-only once the node has started.
+
+
 @dataclass
 class VideoConfig:
     """Where frames come from."""
@@ -64,6 +68,8 @@ class DetectorConfig:
         "hog_scale": (1.01, 2.0),
         "hog_max_width": (64, 4096),
     }
+    RUNTIME: ClassVar[Tuple[str, ...]] = ("conf", "iou", "min_box_w", "min_box_h", "crop_pad", "hog_scale",
+                                          "hog_max_width")
 
     backend: str = "auto"  # "yolo", "hog" or "auto" (YOLO if its weights load, else HOG)
     model: str = "yolo11n.pt"  # ultralytics .pt / .onnx / .engine path or name
@@ -107,6 +113,7 @@ class EncoderConfig:
         "threads": (0, 256),
         "max_crops_per_track_s": (0.0, 1000.0),
     }
+    RUNTIME: ClassVar[Tuple[str, ...]] = ("max_crops_per_track_s",)
 
     arch: str = "ViT-B-16"  # open_clip architecture name
     weights: str = ""  # local checkpoint path, an open_clip pretrained tag (e.g. "openai"), or "" = random init
@@ -174,6 +181,7 @@ class QueryConfig:
         "default_top_k": (1, 10_000),
         "max_top_k": (1, 10_000),
     }
+    RUNTIME: ClassVar[Tuple[str, ...]] = ("max_chars", "default_top_k", "max_top_k")
 
     templates: List[str] = field(default_factory=lambda: ["a photo of {}."])  # prompt templates; embeddings averaged
     max_chars: int = 1000  # longer descriptions are refused

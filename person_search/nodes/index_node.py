@@ -14,12 +14,12 @@ from std_msgs.msg import Int64
 
 from person_search.core.config import GalleryConfig
 from person_search.core.gallery import GalleryMismatchError, RollingGallery, SnapshotError
-from person_search.nodes.common import RELIABLE_QOS, StageStats, declare_section, run_node
+from person_search.nodes.common import RELIABLE_QOS, StageStats, declare_section, publisher, run_node, subscription
 from person_search.nodes.convert import match_to_msg, msg_to_batch, time_to_ns
 
 
 class IndexNode(Node):
-    """Subscribes ``person_embeddings``; serves ``search_gallery``; snapshots to disk."""
+    """Subscribes ``person_embeddings``; serves ``~/search_gallery``, publishes ``~/gallery_size``; snapshots."""
 
     def __init__(self):
         super().__init__("index")
@@ -36,10 +36,10 @@ class IndexNode(Node):
                 self.get_logger().error(f"snapshot not loaded, starting empty: {exc}")
         from person_search_interfaces.msg import PersonEmbeddings
         from person_search_interfaces.srv import SearchGallery
-        self.create_subscription(PersonEmbeddings, "person_embeddings", self.on_embeddings, RELIABLE_QOS)
-        self.create_service(SearchGallery, "search_gallery", self.on_search,
+        subscription(self, PersonEmbeddings, "person_embeddings", self.on_embeddings, RELIABLE_QOS)
+        self.create_service(SearchGallery, "~/search_gallery", self.on_search,
                             callback_group=MutuallyExclusiveCallbackGroup())
-        self.pub_size = self.create_publisher(Int64, "gallery_size", RELIABLE_QOS)
+        self.pub_size = publisher(self, Int64, "~/gallery_size", RELIABLE_QOS)
         self.stats = StageStats(self, "index")
         self.create_timer(1.0, self._publish_size)
         if self.cfg.snapshot_path:

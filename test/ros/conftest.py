@@ -41,7 +41,7 @@ class Probe:
         self.lock = threading.Lock()
         self.sizes = []
         self.crops = []  # (frame_id, stamp_ns, [track ids])
-        self.node.create_subscription(Int64, "/person_search/gallery_size", self._on_size, RELIABLE_QOS)
+        self.node.create_subscription(Int64, "/index/gallery_size", self._on_size, RELIABLE_QOS)
         self.node.create_subscription(PersonCrops, "/person_crops", self._on_crops, RELIABLE_QOS)
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from person_search.core.sample import sample_images
-from person_search.graph import NodeSpec
+from person_search.graph import CameraSpec, node_set
 from person_search.launcher import Graph, config_path
 from person_search.nodes import convert
 
@@ -46,8 +46,8 @@ def test_bad_parameters_exit_with_a_clear_message(module, param, needle):
 def test_detector_survives_bad_frames_and_keeps_publishing(probe):
     from sensor_msgs.msg import Image
     from person_search.nodes.common import sensor_qos
-    g = Graph([NodeSpec("detector", "detector_node", "/camx")], config_path("test"),
-              extra_params={"ros.wait_for_subscribers_s": 0.0})
+    g = Graph([s for s in node_set([CameraSpec("camx", image_topic="image_raw")]) if s.name == "detector"],
+              config_path("test"), extra_params={"ros.wait_for_subscribers_s": 0.0})
     with g:
         pub = probe.node.create_publisher(Image, "/camx/image_raw", sensor_qos(True))
         probe.wait_for(lambda: pub.get_subscription_count() > 0, 60, "the detector to subscribe", graph=g)
@@ -69,23 +69,44 @@ def test_detector_survives_bad_frames_and_keeps_publishing(probe):
         probe.wait_for(lambda: any(cam == "camx" for cam, _, _ in probe.crops[n0:]), 30,
                        "crops after the bad frames", graph=g)
         assert not g.dead(), g.dead()
-        # CompressedImage input (JPEG) is tracked the same way; a garbage JPEG is dropped
-        from sensor_msgs.msg import CompressedImage
-        from person_search.core.imaging import encode_jpeg
-        cpub = probe.node.create_publisher(CompressedImage, "/camx/image_compressed", sensor_qos(True))
-        probe.wait_for(lambda: cpub.get_subscription_count() > 0, 30, "the compressed subscription", graph=g)
-        stamp = time.time_ns()
-        cpub.publish(convert.jpeg_msg(b"garbage", stamp_ns=stamp - 1, frame_id="camx"))
-        time.sleep(0.3)
-        for i in range(3):
-            cpub.publish(convert.jpeg_msg(encode_jpeg(bus), stamp_ns=stamp + i, frame_id="camx"))
-            time.sleep(0.5)
-        probe.wait_for(lambda: any(cam == "camx" and st >= stamp and ids for cam, st, ids in probe.crops), 30,
-                       "crops from compressed frames", graph=g)
-        assert not any(st == stamp - 1 for _, st, _ in probe.crops)
-        assert not g.dead(), g.dead()
+        # exactly one input subscription, and no compressed one next to it
+        assert probe.node.count_subscribers("/camx/image_raw/compressed") == 0
+        assert probe.node.count_subscribers("/camx/image_raw") == 1
         probe.node.destroy_publisher(pub)
+
+
+def test_external_compressed_camera_feeds_the_detector(probe):
+    """Bring your own camera: an arbitrary topic, image_transport's /compressed, no camera node."""
+    from sensor_msgs.msg import CameraInfo, CompressedImage
+    from person_search.core.imaging import encode_jpeg
+    from person_search.nodes.common import sensor_qos
+    specs = node_set([CameraSpec("ext", image_topic="/vendor/front/image_raw")], image_transport="compressed")
+    assert [s.fqn for s in specs if s.namespace == "/ext"] == ["/ext/detector"]  # no camera node
+    g = Graph([s for s in specs if s.namespace == "/ext"], config_path("test"),
+              extra_params={"ros.wait_for_subscribers_s": 0.0})
+    infos = []
+    probe.node.create_subscription(CameraInfo, "/ext/camera_info", infos.append, sensor_qos(False))
+    with g:
+        topic = "/vendor/front/image_raw/compressed"
+        cpub = probe.node.create_publisher(CompressedImage, topic, sensor_qos(False))
+        ipub = probe.node.create_publisher(CameraInfo, "/vendor/front/camera_info", sensor_qos(False))
+        probe.wait_for(lambda: cpub.get_subscription_count() > 0, 60, "the detector to subscribe", graph=g)
+        assert probe.node.count_subscribers("/vendor/front/image_raw") == 0  # one input only
+        bus = cv2.resize(cv2.imread(str(next(p for p in sample_images() if p.name == "bus.jpg"))), (480, 640))
+        stamp = time.time_ns()
+        cpub.publish(convert.jpeg_msg(b"garbage", stamp_ns=stamp - 1, frame_id="front"))
+
+        def fed() -> bool:
+            cpub.publish(convert.jpeg_msg(encode_jpeg(bus), stamp_ns=time.time_ns(), frame_id="front"))
+            ipub.publish(CameraInfo(width=480, height=640))
+            return any(cam == "front" and st >= stamp and ids for cam, st, ids in probe.crops)
+        probe.wait_for(fed, 60, "crops from the external compressed camera", graph=g)
+        assert not any(st == stamp - 1 for _, st, _ in probe.crops)
+        probe.wait_for(lambda: bool(infos), 10, "camera_info passed through to /ext/camera_info")
+        assert infos[-1].width == 480
+        assert not g.dead(), g.dead()
         probe.node.destroy_publisher(cpub)
+        probe.node.destroy_publisher(ipub)
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "bgra8", "rgba8", "mono8"])
