@@ -8,6 +8,10 @@ return an exit code):
 
 A new group (train, eval, export, data, ...) is a new module listed in ``GROUPS``.
 Shared helpers (``--set`` parsing, the one match-table printer) live in :mod:`.common`.
+
+Exit codes (README "Exit codes"): 0 done; 1 the work ran and failed (a query refused, a
+node died); 2 a user error (bad arguments, config, --set, video, snapshot or weights: one
+line on stderr, never a traceback); 3 the ROS graph did not answer in time; 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,17 +19,45 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sys
 from typing import Optional, Sequence
 
 log = logging.getLogger("person_search")
 
 GROUPS = ("ros", "offline")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("person_search")
+    except Exception:  # noqa: BLE001 - running from a source tree without an install
+        return "0.1.0 (source tree)"
+
+
+def user_errors() -> tuple:
+    """Return the exception types that are the user's to fix (reported in one line, exit 2)."""
+    from person_search.core.config import ConfigError
+    from person_search.core.video import SourceError
+    import yaml
+    errors = [ConfigError, SourceError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+              PermissionError, ValueError, yaml.YAMLError]
+    for mod, name in (("person_search.core.gallery", "SnapshotError"), ("person_search.core.encoders", "WeightsError"),
+                      ("person_search.core.detect", "DetectorWeightsError")):
+        try:
+            errors.append(getattr(importlib.import_module(mod), name))
+        except (ImportError, AttributeError):  # a module being reorganised must not break the CLI
+            pass
+    return tuple(errors)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every command group that imports here."""
-    p = argparse.ArgumentParser(prog="person-search", description="Find people in video by a text description.")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p = argparse.ArgumentParser(prog="person-search", description="Find people in video by a text description.",
+                                epilog="exit codes: 0 ok, 1 failed, 2 user error, 3 ROS graph timeout, 130 Ctrl-C")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in GROUPS:
         try:
@@ -40,7 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``person-search`` with ``argv``; return the exit code."""
     parser = build_parser()
-    a = parser.parse_args(argv)
+    a = parser.parse_args(argv)  # bad arguments: usage and exit 2 (argparse)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="[%(name)s] %(levelname)s %(message)s")
-    return int(a.func(a) or 0)
+    try:
+        return int(a.func(a) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except user_errors() as exc:
+        if a.verbose:
+            log.exception("user error")
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

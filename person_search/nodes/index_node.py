@@ -84,7 +84,8 @@ class IndexNode(Node):
             except ValueError as exc:
                 resp.message = str(exc)
                 return resp
-        resp.matches = [match_to_msg(m, with_crop=True, with_frame=bool(req.return_frames)) for m in matches]
+        resp.matches = [match_to_msg(m, with_crop=bool(req.return_crops), with_frame=bool(req.return_frames))
+                        for m in matches]
         resp.success = True
         resp.message = f"{len(matches)} match(es) among {g.num_tracks} track(s)"
         return resp

@@ -82,6 +82,7 @@ class QueryNode(ManagedNode):
         sreq.min_score = req.min_score
         sreq.since, sreq.until = ns_to_time(since), req.until
         sreq.camera = req.camera
+        sreq.return_crops = req.return_crops
         sreq.return_frames = req.return_frames
         result = self._call_index(sreq)
         if result is None:
