@@ -250,3 +250,24 @@ def test_lifecycle_transitions_and_enable(graph, probe):
     n2 = len(probe.crops)
     probe.wait_for(lambda: any(cam == "cam1" for cam, _, _ in probe.crops[n2:]), 90, "cam1 after re-configure",
                    graph=graph)
+
+
+def test_two_graphs_share_the_domain_under_namespaces(graph, probe, sample_video, tmp_path):
+    """A second graph under /robot2 on the same DDS domain: neither sees the other's people."""
+    g2 = make_graph("test", [CameraSpec("side", str(sample_video))], loop=True, namespace="robot2",
+                    log_dir=tmp_path)
+    with g2:
+        def robot2_answers() -> bool:
+            resp = probe.query("a person", top_k=50, service="/robot2/query_person", timeout=60)
+            return resp.success and len(resp.matches) > 0
+        try:
+            probe.wait_for(robot2_answers, 180, "the /robot2 graph to answer", graph=g2)
+        finally:
+            if g2.dead():
+                print({f.name: f.read_text()[-2000:] for f in tmp_path.glob("*.log")})
+        two = probe.query("a person", top_k=50, service="/robot2/query_person")
+        assert {m.camera_frame_id for m in two.matches} == {"side"}
+        root = probe.query("a person", top_k=100)
+        assert "side" not in {m.camera_frame_id for m in root.matches}
+        assert not any(cam == "side" for cam, _, _ in probe.crops)  # /person_crops is the root graph's only
+        assert probe.node.count_subscribers("/robot2/person_crops") == 1
