@@ -164,3 +164,16 @@ def _param_literal(value: object) -> str:
         # YAML-quote so that "0" stays a string (a V4L2 index is given as a string)
         return "'" + value.replace("'", "''") + "'"
     return str(value)
+
+
+def rviz_config(text: str, *, overlay_topic: str, fixed_frame: str) -> str:
+    """Return the RViz config ``text`` showing ``overlay_topic`` with ``fixed_frame`` as the fixed frame."""
+    import yaml
+    cfg = yaml.safe_load(text)
+    manager = cfg["Visualization Manager"]
+    manager["Global Options"]["Fixed Frame"] = fixed_frame
+    for display in manager["Displays"]:
+        if display.get("Class") == "rviz_default_plugins/Image":
+            display["Topic"]["Value"] = overlay_topic
+            display["Name"] = f"person_search overlay ({overlay_topic})"
+    return yaml.safe_dump(cfg, sort_keys=False)

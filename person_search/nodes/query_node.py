@@ -20,8 +20,11 @@ ATTEMPT_S = 2.0  # one search_gallery attempt; a lost request is sent again afte
 
 
 class QueryNode(ManagedNode):
-    """Encodes the description once, asks the index node, returns ranked tracks; the text tower lives
-    configure..cleanup, and requests while not active get ``success: false`` with the state."""
+    """Encodes the description once, asks the index node, returns ranked tracks.
+
+    The text tower lives from configure to cleanup; requests while the node is not active get
+    ``success: false`` saying so.
+    """
 
     def __init__(self):
         super().__init__("query")
