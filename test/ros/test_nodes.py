@@ -6,9 +6,13 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
+import yaml
+from rclpy.qos import ReliabilityPolicy
 
 from person_search.core.sample import sample_images
 from person_search.graph import CameraSpec, node_set
@@ -69,29 +73,40 @@ def test_detector_survives_bad_frames_and_keeps_publishing(probe):
         probe.wait_for(lambda: any(cam == "camx" for cam, _, _ in probe.crops[n0:]), 30,
                        "crops after the bad frames", graph=g)
         assert not g.dead(), g.dead()
-        # exactly one input subscription, and no compressed one next to it
+        # exactly one input subscription, and no compressed one next to it; best effort by default
         assert probe.node.count_subscribers("/camx/image_raw/compressed") == 0
-        assert probe.node.count_subscribers("/camx/image_raw") == 1
+        info, = probe.node.get_subscriptions_info_by_topic("/camx/image_raw")
+        assert info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
         probe.node.destroy_publisher(pub)
 
 
-def test_external_compressed_camera_feeds_the_detector(probe):
-    """Bring your own camera: an arbitrary topic, image_transport's /compressed, no camera node."""
+def test_external_compressed_camera_feeds_the_detector(probe, tmp_path):
+    """Bring your own camera: an arbitrary topic, image_transport's /compressed, no camera node.
+
+    The subscription's reliability is overridden from the parameter YAML, as a user whose
+    camera publishes reliable-only would do.
+    """
     from sensor_msgs.msg import CameraInfo, CompressedImage
     from person_search.core.imaging import encode_jpeg
     from person_search.nodes.common import sensor_qos
     specs = node_set([CameraSpec("ext", image_topic="/vendor/front/image_raw")], image_transport="compressed")
     assert [s.fqn for s in specs if s.namespace == "/ext"] == ["/ext/detector"]  # no camera node
-    g = Graph([s for s in specs if s.namespace == "/ext"], config_path("test"),
+    params = yaml.safe_load(Path(config_path("test")).read_text())
+    params["/**"]["ros__parameters"]["qos_overrides"] = {
+        "/vendor/front/image_raw/compressed": {"subscription": {"reliability": "reliable"}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    g = Graph([s for s in specs if s.namespace == "/ext"], tmp_path / "params.yaml",
               extra_params={"ros.wait_for_subscribers_s": 0.0})
     infos = []
     probe.node.create_subscription(CameraInfo, "/ext/camera_info", infos.append, sensor_qos(False))
     with g:
         topic = "/vendor/front/image_raw/compressed"
-        cpub = probe.node.create_publisher(CompressedImage, topic, sensor_qos(False))
+        cpub = probe.node.create_publisher(CompressedImage, topic, sensor_qos(True))
         ipub = probe.node.create_publisher(CameraInfo, "/vendor/front/camera_info", sensor_qos(False))
         probe.wait_for(lambda: cpub.get_subscription_count() > 0, 60, "the detector to subscribe", graph=g)
         assert probe.node.count_subscribers("/vendor/front/image_raw") == 0  # one input only
+        info, = probe.node.get_subscriptions_info_by_topic(topic)
+        assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE  # the YAML override
         bus = cv2.resize(cv2.imread(str(next(p for p in sample_images() if p.name == "bus.jpg"))), (480, 640))
         stamp = time.time_ns()
         cpub.publish(convert.jpeg_msg(b"garbage", stamp_ns=stamp - 1, frame_id="front"))
