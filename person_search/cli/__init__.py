@@ -36,20 +36,17 @@ def _version() -> str:
         return "0.1.0 (source tree)"
 
 
-def user_errors() -> tuple:
-    """Return the exception types that are the user's to fix (reported in one line, exit 2)."""
-    from person_search.core.config import ConfigError
-    from person_search.core.video import SourceError
+def is_user_error(exc: BaseException) -> bool:
+    """Return True for errors that are the user's to fix (reported in one line, exit 2).
+
+    The core's own error types (ConfigError, SourceError, SnapshotError, WeightsError, ...:
+    any ValueError / RuntimeError defined in person_search) carry a message written for the
+    user; so do missing or unreadable files and malformed YAML.
+    """
     import yaml
-    errors = [ConfigError, SourceError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-              PermissionError, ValueError, yaml.YAMLError]
-    for mod, name in (("person_search.core.gallery", "SnapshotError"), ("person_search.core.encoders", "WeightsError"),
-                      ("person_search.core.detect", "DetectorWeightsError")):
-        try:
-            errors.append(getattr(importlib.import_module(mod), name))
-        except (ImportError, AttributeError):  # a module being reorganised must not break the CLI
-            pass
-    return tuple(errors)
+    if isinstance(exc, (OSError, yaml.YAMLError, ValueError)):
+        return True
+    return isinstance(exc, RuntimeError) and type(exc).__module__.startswith("person_search.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +77,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except user_errors() as exc:
+    except TimeoutError as exc:  # the ROS graph did not answer
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
+        if not is_user_error(exc):
+            raise
         if a.verbose:
             log.exception("user error")
         print(f"error: {exc}", file=sys.stderr)

@@ -70,9 +70,9 @@ def _check_video(video: str) -> None:
 
 
 def cmd_run(a) -> int:
-    from person_search.core.pipeline import OfflinePipeline
     _check_video(a.video)
     cfg = load_config_args(a)
+    from person_search.core.pipeline import OfflinePipeline
     pipe = OfflinePipeline(cfg)
     update, close = _progress()
     try:
