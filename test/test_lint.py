@@ -96,3 +96,14 @@ def test_readme_documents_every_parameter():
     missing = [f"{sec.name}.{f.name}" for sec in dataclasses.fields(PipelineConfig)
                for f in dataclasses.fields(sec.default_factory()) if f"`{sec.name}.{f.name}`" not in readme]
     assert not missing, f"README.md does not document {missing}"
+
+
+def test_readme_marks_exactly_the_runtime_parameters():
+    import dataclasses
+    import re
+    from person_search.core.config import PipelineConfig
+    readme = (ROOT / "README.md").read_text()
+    marked = set(re.findall(r"^\| `(\w+\.\w+)` \|[^\n]*\| \*runtime\*", readme, re.M))
+    runtime = {f"{sec.name}.{name}" for sec in dataclasses.fields(PipelineConfig)
+               for name in getattr(sec.default_factory, "RUNTIME", ())}
+    assert marked == runtime
