@@ -97,28 +97,23 @@ def _rviz(specs, cams):
     return actions
 
 
+ARGUMENTS = (  # name, default, description; "config" defaults to the launch file's YAML
+    ("source", "", "camera cam0's source (file, device, URL, folder); empty = YAML"),
+    ("cameras", "", "several cameras: name=source,name=source (overrides source)"),
+    ("loop", "", "true/false: loop file sources"),
+    ("camera", "true", "false: start no camera node, read image_topic instead"),
+    ("image_topic", "", "with camera:=false, your camera's sensor_msgs/Image topic"),
+    ("image_transport", "", "detector input: raw (image topic) or compressed (<topic>/compressed)"),
+    ("namespace", "", "graph namespace: every topic and service under /NAMESPACE"),
+    ("autostart", "", "false: lifecycle nodes wait for configure/activate (default true)"),
+    ("rviz", "false", "start RViz on the overlay (needs rviz2 installed)"),
+)
+
+
 def generate(default_config: str) -> LaunchDescription:
-    """Build the whole graph with the arguments listed in the module docstring."""
-    share = _share()
-    return LaunchDescription([
-        DeclareLaunchArgument("config", default_value=os.path.join(share, "config", default_config),
-                              description="parameter YAML for every node"),
-        DeclareLaunchArgument("source", default_value="",
-                              description="camera cam0's source (file, device, URL, folder); empty = YAML"),
-        DeclareLaunchArgument("cameras", default_value="",
-                              description="several cameras: name=source,name=source (overrides source)"),
-        DeclareLaunchArgument("loop", default_value="", description="true/false: loop file sources"),
-        DeclareLaunchArgument("camera", default_value="true",
-                              description="false: start no camera node, read image_topic instead"),
-        DeclareLaunchArgument("image_topic", default_value="",
-                              description="with camera:=false, your camera's sensor_msgs/Image topic"),
-        DeclareLaunchArgument("image_transport", default_value="",
-                              description="detector input: raw (image topic) or compressed (<topic>/compressed)"),
-        DeclareLaunchArgument("namespace", default_value="",
-                              description="graph namespace: every topic and service under /NAMESPACE"),
-        DeclareLaunchArgument("autostart", default_value="",
-                              description="false: lifecycle nodes wait for configure/activate (default true)"),
-        DeclareLaunchArgument("rviz", default_value="false",
-                              description="start RViz on the overlay (needs rviz2 installed)"),
-        OpaqueFunction(function=_nodes),
-    ])
+    """Build the whole graph with ``config`` and the :data:`ARGUMENTS`."""
+    config = os.path.join(_share(), "config", default_config)
+    return LaunchDescription(
+        [DeclareLaunchArgument("config", default_value=config, description="parameter YAML for every node")]
+        + [DeclareLaunchArgument(name, default_value=default, description=text) for name, default, text in ARGUMENTS]
+        + [OpaqueFunction(function=_nodes)])
