@@ -180,3 +180,32 @@ def test_compressed_roundtrip_and_garbage():
     assert out.shape == img.shape and abs(int(out.mean()) - 120) <= 2
     with pytest.raises(convert.ImageError, match="could not be decoded"):
         convert.compressed_to_bgr(convert.jpeg_msg(b"not a jpeg at all"))
+
+
+def test_camera_stamps_follow_the_node_clock_under_sim_time(probe, sample_video):
+    """use_sim_time: frames are stamped from /clock, not from the wall clock."""
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image
+    from person_search.nodes.common import sensor_qos
+    sim_ns = 1_000_000_000_000  # 1000 s after the epoch: far from the wall clock
+    clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
+    state = {"t": sim_ns}
+
+    def tick():
+        state["t"] += 100_000_000
+        clock_pub.publish(Clock(clock=convert.ns_to_time(state["t"])))
+    timer = probe.node.create_timer(0.1, tick)
+    stamps = []
+    sub = probe.node.create_subscription(Image, "/cam9/image_raw",
+                                         lambda m: stamps.append(convert.time_to_ns(m.header.stamp)),
+                                         sensor_qos(False))
+    spec = next(s for s in node_set([CameraSpec("cam9", str(sample_video))]) if s.name == "camera")
+    g = Graph([spec], config_path("test"), extra_params={"use_sim_time": True})
+    try:
+        with g:
+            probe.wait_for(lambda: len(stamps) >= 3, 60, "frames from the sim-time camera")
+        assert all(sim_ns <= s <= state["t"] + 1_000_000_000 for s in stamps[-3:]), (stamps[-3:], state["t"])
+    finally:
+        probe.node.destroy_timer(timer)
+        probe.node.destroy_subscription(sub)
+        probe.node.destroy_publisher(clock_pub)
