@@ -58,3 +58,15 @@ def test_rviz_view_follows_the_camera():
     cfg = yaml.safe_load(text)["Visualization Manager"]
     assert cfg["Global Options"]["Fixed Frame"] == "front"
     assert [d["Topic"]["Value"] for d in cfg["Displays"] if d["Class"].endswith("/Image")] == ["/r1/front/overlay"]
+
+
+def test_up_with_image_topic_starts_no_camera_node():
+    from person_search.cli import build_parser
+    from person_search.cli.ros import _graph_from_args
+    a = build_parser().parse_args(["up", "--config", "test", "--image-topic", "/oak/rgb/image_raw",
+                                   "--image-transport", "compressed", "--namespace", "robot1"])
+    graph = _graph_from_args(a)
+    assert [s.fqn for s in graph.specs] == ["/robot1/cam0/detector", "/robot1/embedder", "/robot1/index",
+                                            "/robot1/query"]
+    cmd = graph.command(graph.specs[0])
+    assert "image_raw:=/oak/rgb/image_raw" in cmd and "ros.image_transport:='compressed'" in cmd
