@@ -20,6 +20,9 @@ setup(
         (os.path.join("share", package_name, "launch"), glob("launch/*.py")),
         (os.path.join("share", package_name, "config"), glob("config/*.yaml") + glob("config/*.xml")),
         (os.path.join("share", package_name, "rviz"), glob("rviz/*.rviz")),
+        # models/README.md (how to get weights) and any model files put there before the build
+        (os.path.join("share", package_name, "models"),
+         [f for f in glob("models/*") if os.path.isfile(f) and not os.path.basename(f).startswith(".")]),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -182,5 +182,8 @@ class Respawner:
 
 
 def make_graph(config: str, cameras: Sequence[CameraSpec], *, loop: Optional[bool] = None,
-               extra_params: Optional[Dict[str, object]] = None, log_dir: Optional[Path] = None) -> Graph:
-    return Graph(node_set(cameras, loop=loop), config_path(config), extra_params=extra_params, log_dir=log_dir)
+               extra_params: Optional[Dict[str, object]] = None, log_dir: Optional[Path] = None,
+               namespace: str = "", image_transport: Optional[str] = None) -> Graph:
+    """Build the :class:`Graph` of ``node_set(...)`` with a config name or YAML path."""
+    return Graph(node_set(cameras, loop=loop, namespace=namespace, image_transport=image_transport),
+                 config_path(config), extra_params=extra_params, log_dir=log_dir)

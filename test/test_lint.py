@@ -42,20 +42,36 @@ def test_package_xml_is_format_3(pkg):
     assert root.find("export/build_type").text in ("ament_python", "ament_cmake")
 
 
-def test_package_xml_declares_what_the_nodes_import():
-    root = ET.parse(ROOT / "package.xml").getroot()
-    deps = {e.text for e in root if e.tag in ("depend", "exec_depend")}
-    imported = set()
-    for f in (ROOT / "person_search").rglob("*.py"):
+PYTHON_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "tqdm": "python3-tqdm"}
+
+
+def _imports(files):
+    modules = set()
+    for f in files:
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                imported.add(node.module.split(".")[0])
+                modules.add(node.module)
             elif isinstance(node, ast.Import):
-                imported.update(a.name.split(".")[0] for a in node.names)
-    ros_names = ("rclpy", "launch", "launch_ros", "cv_bridge")
-    ros_pkgs = {m for m in imported if m.endswith(("_msgs", "_interfaces")) or m in ros_names}
-    missing = ros_pkgs - deps - {"rcl_interfaces"}  # rcl_interfaces comes with rclpy
+                modules.update(a.name for a in node.names)
+    return modules
+
+
+def test_package_xml_declares_exactly_what_the_code_imports():
+    root = ET.parse(ROOT / "package.xml").getroot()
+    deps = {e.text for e in root if e.tag in ("depend", "exec_depend")}
+    modules = _imports((ROOT / "person_search").rglob("*.py"))
+    tops = {m.split(".")[0] for m in modules}
+    ros_names = ("rclpy", "launch", "launch_ros", "cv_bridge", "ament_index_python")
+    needed = {m for m in tops if m.endswith(("_msgs", "_srvs", "_interfaces")) or m in ros_names}
+    if "rclpy.lifecycle" in modules:
+        needed.add("lifecycle_msgs")  # rclpy.lifecycle's services are lifecycle_msgs types
+    needed |= {key for mod, key in PYTHON_KEYS.items() if mod in tops}
+    missing = needed - deps
     assert not missing, f"package.xml lacks exec_depend for {sorted(missing)}"
+    unused = {d for d in deps if d not in needed}
+    assert not unused, f"package.xml declares {sorted(unused)}, which person_search/ does not import"
+    tests = {e.text for e in root if e.tag == "test_depend"}
+    assert tests == {"python3-pytest", "python3-pytest-timeout", "launch_pytest"}, tests
 
 
 def test_every_console_script_has_a_main():
@@ -86,3 +102,14 @@ def test_readme_documents_every_parameter():
     missing = [n for sec in dataclasses.fields(PipelineConfig) for n in names(sec.name, sec.default_factory())
                if f"`{n}`" not in readme]
     assert not missing, f"README.md does not document {missing}"
+
+
+def test_readme_marks_exactly_the_runtime_parameters():
+    import dataclasses
+    import re
+    from person_search.core.config import PipelineConfig, runtime_fields
+    readme = (ROOT / "README.md").read_text()
+    marked = set(re.findall(r"^\| `(\w+\.\w+)` \|[^\n]*\| \*runtime\*", readme, re.M))
+    runtime = {f"{sec.name}.{name}" for sec in dataclasses.fields(PipelineConfig)
+               for name in runtime_fields(sec.default_factory)}
+    assert marked == runtime

@@ -16,7 +16,7 @@ hash_of() { find "$@" -type f 2>/dev/null | LC_ALL=C sort | xargs cat 2>/dev/nul
 
 # ---- 1. virtual environment --------------------------------------------------------------
 if [ -n "${ROS_DISTRO:-}" ]; then
-  MODE="ros-$ROS_DISTRO"; REQS="requirements.txt"
+  MODE="ros-$ROS_DISTRO"; REQS="requirements.txt requirements-humble.txt"
 else
   MODE="wheels"; REQS="requirements-ros.txt requirements.txt"
 fi
@@ -29,8 +29,22 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.ps_stamp" 2>/dev/null)" != "$
   fi
   log "installing Python dependencies ($REQS); a fresh machine takes a few minutes"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  PIP_REQS=$REQS
+  if [ "$MODE" != wheels ]; then
+    # A sourced ROS distribution: requirements-humble.txt's numpy / pytest pins replace
+    # requirements.txt's, and a torch that is already there (JetPack's CUDA build on a
+    # Jetson, seen through --system-site-packages) is never replaced by PyPI's.
+    skip="numpy|pytest"
+    if [ "$(uname -m)" = aarch64 ] || "$VENV/bin/python" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
+      log "keeping the installed torch/torchvision (aarch64 / CUDA torch found): install JetPack's wheels first on a Jetson"
+      skip="$skip|torch|torchvision"
+    fi
+    grep -v -E "^($skip)([=<>~! ]|$)" requirements.txt > "$VENV/.ps_requirements.txt"
+    cat requirements-humble.txt >> "$VENV/.ps_requirements.txt"
+    PIP_REQS="$VENV/.ps_requirements.txt"
+  fi
   # shellcheck disable=SC2086
-  "$VENV/bin/python" -m pip install -q $(for r in $REQS; do printf -- '-r %s ' "$r"; done) 2>&1 \
+  "$VENV/bin/python" -m pip install -q $(for r in $PIP_REQS; do printf -- '-r %s ' "$r"; done) 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
   "$VENV/bin/python" -c "import torch, cv2, faiss, open_clip, ultralytics, numpy" \
     || { log "dependency install failed (see pip output above)"; exit 1; }
@@ -65,7 +79,7 @@ PYEOF
 fi
 
 # ---- 3. colcon build ------------------------------------------------------------------------
-want_build=$(hash_of package.xml setup.py setup.cfg person_search_interfaces launch config rviz)"-$MODE"
+want_build=$(hash_of package.xml setup.py setup.cfg person_search_interfaces launch config rviz models/README.md)"-$MODE"
 if [ ! -f install/.ps_stamp ] || [ "$(cat install/.ps_stamp)" != "$want_build" ]; then
   log "building person_search_interfaces and person_search with colcon"
   export PATH="$VENV/bin:$PATH"

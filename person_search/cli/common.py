@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Dict, Iterable, List, Sequence
 
 import yaml
 
+from person_search.core.config import ConfigError
+
 
 def parse_sets(items: Sequence[str]) -> Dict[str, object]:
-    """Parse ``section.key=value`` items (values as YAML) into a flat dict."""
+    """Parse ``section.key=value`` items (values as YAML) into a flat dict; ConfigError names a bad one."""
     out: Dict[str, object] = {}
     for item in items or []:
         if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise SystemExit(f"--set expects section.key=value, got {item!r}")
+            raise ConfigError(f"--set expects section.key=value, got {item!r}")
         k, v = item.split("=", 1)
-        out[k] = yaml.safe_load(v) if v != "" else ""
+        try:
+            out[k] = yaml.safe_load(v) if v != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {k}: the value {v!r} is not valid YAML ({str(exc).splitlines()[0]})") from exc
     return out
+
+
+def print_json(obj) -> None:
+    """Print ``obj`` as one JSON document on stdout (the ``--json`` output)."""
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
 
 
 def sets_to_overrides(sets: Dict[str, object]) -> Dict[str, Dict[str, object]]:

@@ -9,15 +9,19 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from person_search.cli.common import match_row, parse_sets, print_matches
+from person_search.cli.common import match_row, parse_sets, print_json, print_matches
+
+EXIT_FAILED, EXIT_TIMEOUT = 1, 3
 
 
-def query_service(description: str, *, top_k: int = 5, min_score: float = 0.0, camera: str = "",
-                  return_frames: bool = False, timeout: float = 30.0, service: str = "/query_person",
-                  resend_s: float = 5.0):
-    """Call /query_person through rclpy; returns the response (raises TimeoutError)."""
+def query_service(description: str, *, top_k: int = 0, min_score: float = 0.0, camera: str = "",
+                  last_s: float = 0.0, return_crops: bool = True, return_frames: bool = False,
+                  timeout: float = 30.0, namespace: str = "", resend_s: float = 5.0):
+    """Call ``<namespace>/query_person`` through rclpy; returns the response (raises TimeoutError)."""
     import rclpy
+    from person_search.graph import normalize_namespace
     from person_search_interfaces.srv import QueryPerson
+    service = f"{normalize_namespace(namespace)}/query_person"
     own = not rclpy.ok()
     if own:
         rclpy.init()
@@ -29,9 +33,10 @@ def query_service(description: str, *, top_k: int = 5, min_score: float = 0.0, c
         while not client.wait_for_service(timeout_sec=0.5):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"service {service} not available after {timeout:.0f} s: is the graph up "
-                                   f"(person-search up) and ROS_DOMAIN_ID the same?")
+                                   f"(person-search up), in this namespace, with the same ROS_DOMAIN_ID?")
         req = QueryPerson.Request(description=description, top_k=int(top_k), min_score=float(min_score),
-                                  camera=camera, return_frames=bool(return_frames))
+                                  camera=camera, last_s=float(last_s), return_crops=bool(return_crops),
+                                  return_frames=bool(return_frames))
         # a request sent while DDS is still matching the reply path (the service just came up)
         # can get no answer: ask again every `resend_s` (a query has no side effects)
         while True:
@@ -50,60 +55,81 @@ def query_service(description: str, *, top_k: int = 5, min_score: float = 0.0, c
 
 
 def response_rows(resp) -> List[dict]:
-    """Turn a QueryPerson response into match rows (crop and frame messages ride along)."""
+    """Turn a QueryPerson response into match rows (JPEG crop and frame bytes ride along)."""
     from person_search.nodes.convert import time_to_ns
     return [match_row(track_id=m.track_id, camera=m.camera_frame_id, score=m.score,
                       first_seen_ns=time_to_ns(m.first_seen), last_seen_ns=time_to_ns(m.last_seen),
-                      box=m.box, crop=m.crop, frame=m.frame) for m in resp.matches]
+                      box=m.box, crop=bytes(m.crop.data), frame=bytes(m.frame.data)) for m in resp.matches]
 
 
 def save_match_images(rows: List[dict], out_dir: Path) -> List[Path]:
-    """Write the crop and frame of each row as JPEG under ``out_dir``."""
-    import cv2
-    from person_search.nodes.convert import image_to_bgr
+    """Write the JPEG crop and frame of each row, as received, under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, r in enumerate(rows, 1):
         for kind in ("crop", "frame"):
-            msg = r[kind]
-            if msg.width and msg.height:
+            if r[kind]:
                 p = out_dir / f"{i:02d}_{r['camera']}_track{r['track_id']}_{kind}.jpg"
-                cv2.imwrite(str(p), image_to_bgr(msg))
+                p.write_bytes(r[kind])
                 paths.append(p)
     return paths
 
 
+def json_rows(rows: List[dict]) -> List[dict]:
+    """Return the rows without image bytes (for ``--json``)."""
+    return [{k: v for k, v in r.items() if k not in ("crop", "frame")} for r in rows]
+
+
 def cmd_query(a) -> int:
-    """Ask /query_person and print the matches."""
+    """Ask query_person and print the matches."""
     try:
         resp = query_service(a.description, top_k=a.top_k, min_score=a.min_score, camera=a.camera,
-                             return_frames=a.frames, timeout=a.timeout)
+                             last_s=a.last_s, return_crops=bool(a.save_crops), return_frames=a.frames,
+                             timeout=a.timeout, namespace=a.namespace)
     except TimeoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_TIMEOUT
     if not resp.success:
         print(f"error: {resp.message}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     rows = response_rows(resp)
+    saved = save_match_images(rows, Path(a.save_crops)) if a.save_crops else []
+    if a.json:
+        print_json({"message": resp.message, "matches": json_rows(rows), "saved": [str(p) for p in saved]})
+        return 0
     print(f"{resp.message}")
     print_matches(rows)
-    if a.save_crops:
-        for p in save_match_images(rows, Path(a.save_crops)):
-            print(f"saved {p}")
+    for p in saved:
+        print(f"saved {p}")
     return 0
 
 
 def _graph_from_args(a, *, loop=None):
     from person_search.graph import CameraSpec, parse_cameras
     from person_search.launcher import make_graph
-    cams = parse_cameras(a.camera) if a.camera else [CameraSpec("cam0", a.source or "")]
+    if a.image_topic and a.camera:
+        raise ValueError("--image-topic replaces the camera node of cam0; it cannot be combined with --camera")
+    if a.image_topic:
+        cams = [CameraSpec("cam0", image_topic=a.image_topic)]
+    else:
+        cams = parse_cameras(a.camera) if a.camera else [CameraSpec("cam0", a.source or "")]
     sets = parse_sets(a.set)
     if getattr(a, "random_weights", False):
         sets["encoder.weights"] = ""
+    _check_config(a.config, sets)
     if getattr(a, "snapshot", None):
         sets["gallery.snapshot_path"] = str(Path(a.snapshot).resolve())
     return make_graph(a.config, cams, loop=loop if loop is not None else (True if a.loop else None),
-                      extra_params=sets, log_dir=Path(a.log_dir) if a.log_dir else None)
+                      extra_params=sets, log_dir=Path(a.log_dir) if a.log_dir else None,
+                      namespace=a.namespace, image_transport=a.image_transport)
+
+
+def _check_config(config: str, sets: Dict[str, object]) -> None:
+    """Validate the YAML with the --set overrides before any node starts (ConfigError names the value)."""
+    from person_search.cli.common import sets_to_overrides
+    from person_search.core.config import SECTIONS, load_config
+    from person_search.launcher import config_path
+    load_config(config_path(config), {k: v for k, v in sets_to_overrides(sets).items() if k in SECTIONS})
 
 
 def cmd_up(a) -> int:
@@ -112,7 +138,8 @@ def cmd_up(a) -> int:
     graph = _graph_from_args(a)
     print(f"starting {len(graph.specs)} nodes with {graph.params_file}: "
           + ", ".join(s.fqn for s in graph.specs), flush=True)
-    print("ask with: person-search query \"a person in a dark coat\"   (Ctrl-C stops the graph)", flush=True)
+    ns = f" --namespace {a.namespace}" if a.namespace else ""
+    print(f"ask with: person-search query{ns} \"a person in a dark coat\"   (Ctrl-C stops the graph)", flush=True)
     with graph:
         respawner = Respawner(graph, max_restarts=a.max_restarts,
                               log=lambda line: print(line, file=sys.stderr, flush=True))
@@ -121,7 +148,7 @@ def cmd_up(a) -> int:
                 why = respawner.step()
                 if why:
                     print(f"{why}; stopping the graph", file=sys.stderr)
-                    return 1
+                    return EXIT_FAILED
                 time.sleep(0.2)
         except KeyboardInterrupt:
             print("stopping", flush=True)
@@ -193,7 +220,7 @@ def _wait_for_gallery(graph, t_end: float, want_quiet_s: float) -> Optional[int]
         if msg.data != state["size"]:
             state["size"], state["changed"] = msg.data, time.monotonic()
 
-    node.create_subscription(Int64, "/person_search/gallery_size", on_size, RELIABLE_QOS)
+    node.create_subscription(Int64, "/index/gallery_size", on_size, RELIABLE_QOS)
     try:
         while time.monotonic() < t_end:
             rclpy.spin_once(node, timeout_sec=0.2)
@@ -213,11 +240,20 @@ def _wait_for_gallery(graph, t_end: float, want_quiet_s: float) -> Optional[int]
 
 def register(sub) -> None:
     """Add ``up``, ``query`` and ``demo``."""
+    def namespace_arg(sp):
+        sp.add_argument("--namespace", default="", metavar="NS",
+                        help="graph namespace: topics and services under /NS (default: the root)")
+
     def graph_args(sp):
         sp.add_argument("--config", default="cpu", help="cpu, orin, test, or a YAML path (default cpu)")
         sp.add_argument("--source", help="video file / device / URL / folder for camera cam0")
         sp.add_argument("--camera", action="append", default=[], metavar="NAME=SOURCE",
-                        help="a camera (repeatable); each gets its own namespace /NAME")
+                        help="a camera (repeatable); each gets its own namespace NS/NAME")
+        sp.add_argument("--image-topic", metavar="TOPIC",
+                        help="use an existing camera's sensor_msgs/Image topic for cam0: no camera node is started")
+        sp.add_argument("--image-transport", choices=("raw", "compressed"),
+                        help="detector input: raw = TOPIC, compressed = TOPIC/compressed (default: the YAML, raw)")
+        namespace_arg(sp)
         sp.add_argument("--loop", action="store_true", help="loop file sources")
         sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a parameter on every node, e.g. encoder.arch=ViT-B-16")
@@ -231,22 +267,27 @@ def register(sub) -> None:
                     help="restart a node that dies at most this many times in a row (0 = never)")
     sp.set_defaults(func=cmd_up)
 
-    sp = sub.add_parser("query", help="ask /query_person and print the matches")
-    sp.add_argument("description")
-    sp.add_argument("--top-k", type=int, default=5)
-    sp.add_argument("--min-score", type=float, default=0.0)
-    sp.add_argument("--camera", default="", help="only this camera")
+    sp = sub.add_parser("query", help="ask query_person and print the matches")
+    sp.add_argument("description", help="what the person looks like, e.g. \"a man in a red jacket\"")
+    sp.add_argument("--top-k", type=int, default=0, help="tracks to return (default 0: query.default_top_k)")
+    sp.add_argument("--min-score", type=float, default=0.0, help="drop matches below this cosine score")
+    sp.add_argument("--camera", default="", help="only this camera (its frame_id)")
+    sp.add_argument("--last", dest="last_s", type=float, default=0.0, metavar="SECONDS",
+                    help="only tracks seen in the last SECONDS (node clock)")
     sp.add_argument("--frames", action="store_true", help="also return frame thumbnails")
-    sp.add_argument("--save-crops", metavar="DIR", help="write the match crops (and frames) as JPEG")
-    sp.add_argument("--timeout", type=float, default=30.0)
+    sp.add_argument("--save-crops", metavar="DIR", help="ask for the crops and write them (and frames) as JPEG")
+    sp.add_argument("--json", action="store_true", help="print the matches as JSON instead of a table")
+    sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the service (default 30)")
+    namespace_arg(sp)
     sp.set_defaults(func=cmd_query)
 
     sp = sub.add_parser("demo", help="sample video -> graph -> query -> matches")
-    sp.add_argument("--config", default="cpu")
-    sp.add_argument("--query", default="a person in a dark coat")
-    sp.add_argument("--top-k", type=int, default=5)
-    sp.add_argument("--seconds", type=float, default=6.0)
-    sp.add_argument("--timeout", type=float, default=300.0)
-    sp.add_argument("--workdir")
-    sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    sp.add_argument("--config", default="cpu", help="cpu, orin, test, or a YAML path (default cpu)")
+    sp.add_argument("--query", default="a person in a dark coat", help="the description to ask")
+    sp.add_argument("--top-k", type=int, default=5, help="tracks to show (default 5)")
+    sp.add_argument("--seconds", type=float, default=6.0, help="length of the generated sample video")
+    sp.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    sp.add_argument("--workdir", help="where to put the video, logs and crops (default: a temp dir)")
+    sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a parameter on every node")
     sp.set_defaults(func=cmd_demo)

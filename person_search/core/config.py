@@ -19,18 +19,23 @@ from person_search.core.backends.registry import BACKENDS
 from person_search.core.errors import ConfigError  # noqa: F401 - re-exported: the config's error
 
 
-def param(default: Any, description: str = "", *, range: Optional[Tuple[float, float]] = None):
+def param(default: Any, description: str = "", *, range: Optional[Tuple[float, float]] = None,
+          runtime: bool = False):
     """Return a dataclass field with its parameter description and inclusive range as metadata.
 
     Args:
         default: the default value (a list is copied per instance).
         description: what ``ros2 param describe`` shows.
         range: (lo, hi), checked by ``validate()`` and declared on the ROS parameter.
+        runtime: a running node takes the field up when it changes (``ros2 param set``);
+            every other field is read-only once the node has started.
 
     Returns:
         A ``dataclasses.field``.
     """
     meta = {"description": description, "range": range}
+    if runtime:
+        meta["runtime"] = True
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -68,15 +73,16 @@ class DetectorConfig:
     model: str = param("yolo11n.pt", "ultralytics .pt / .onnx / .engine or *_openvino_model folder, path or name")
     device: str = param("cpu", '"cpu", "cuda", "cuda:0", "0"')
     imgsz: int = param(640, "inference size of the YOLO input", range=(32, 4096))
-    conf: float = param(0.25, "minimum detector confidence", range=(0.0, 1.0))
-    iou: float = param(0.5, "NMS IoU threshold", range=(0.01, 1.0))
+    conf: float = param(0.25, "minimum detector confidence", range=(0.0, 1.0), runtime=True)
+    iou: float = param(0.5, "NMS IoU threshold", range=(0.01, 1.0), runtime=True)
     tracker: str = param("bytetrack", '"bytetrack" or "botsort"')
     track_buffer: int = param(30, "frames a lost track survives", range=(1, 10_000))
-    min_box_w: int = param(16, "boxes narrower than this (px) are dropped", range=(1, 4096))
-    min_box_h: int = param(32, "boxes shorter than this (px) are dropped", range=(1, 4096))
-    crop_pad: float = param(0.05, "padding added around each box, as a fraction of its size", range=(0.0, 1.0))
-    hog_scale: float = param(1.05, "HOG pyramid scale step", range=(1.01, 2.0))
-    hog_max_width: int = param(640, "frames are downscaled to this width for HOG", range=(64, 4096))
+    min_box_w: int = param(16, "boxes narrower than this (px) are dropped", range=(1, 4096), runtime=True)
+    min_box_h: int = param(32, "boxes shorter than this (px) are dropped", range=(1, 4096), runtime=True)
+    crop_pad: float = param(0.05, "padding added around each box, as a fraction of its size", range=(0.0, 1.0),
+                            runtime=True)
+    hog_scale: float = param(1.05, "HOG pyramid scale step", range=(1.01, 2.0), runtime=True)
+    hog_max_width: int = param(640, "frames are downscaled to this width for HOG", range=(64, 4096), runtime=True)
 
     def validate(self) -> None:
         _check_ranges(self)
@@ -126,7 +132,7 @@ class EncoderConfig:
     crop_budget: str = param("auto", "crops/s embedded overall: auto (0.8 x measured encoder throughput), all, "
                                      "or a number")
     max_crops_per_track_s: float = param(0.0, "refreshes of a known track at most this often per second; "
-                                              "0 = no cap", range=(0.0, 1000.0))
+                                              "0 = no cap", range=(0.0, 1000.0), runtime=True)
 
     def __post_init__(self) -> None:
         if isinstance(self.attention, str):  # EncoderConfig(attention="eager"): the kind alone
@@ -176,9 +182,9 @@ class QueryConfig:
     """Text queries."""
 
     templates: List[str] = param(["a photo of {}."], "prompt templates; embeddings averaged")
-    max_chars: int = param(1000, "longer descriptions are refused", range=(1, 100_000))
-    default_top_k: int = param(10, "", range=(1, 10_000))
-    max_top_k: int = param(100, "", range=(1, 10_000))
+    max_chars: int = param(1000, "longer descriptions are refused", range=(1, 100_000), runtime=True)
+    default_top_k: int = param(10, "matches returned when a request asks for top_k 0", range=(1, 10_000), runtime=True)
+    max_top_k: int = param(100, "largest top_k a request may ask for", range=(1, 10_000), runtime=True)
 
     def validate(self) -> None:
         _check_ranges(self)
@@ -353,3 +359,8 @@ def unwrap_ros_params(loaded: Dict[str, Any]) -> Dict[str, Any]:
         params = {k: dict(v or {}) for k, v in loaded.items()}
     params.pop("ros", None)
     return params
+
+
+def runtime_fields(cls: type) -> Tuple[str, ...]:
+    """Return the names of a section's fields that a running node takes up (``param(runtime=True)``)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("runtime"))

@@ -312,6 +312,7 @@ class PersonTracker:
         from ultralytics.engine.results import Boxes
 
         self._Boxes = Boxes
+        self._tracker_overrides = tracker_args
         self._targs = _tracker_args(cfg, tracker_args)
         self._tracker_cls = TRACKER_MAP[cfg.tracker]
         self._tracker = self._tracker_cls(args=self._targs)
@@ -321,6 +322,12 @@ class PersonTracker:
         log.info("person detector: backend=%s (%s), tracker=%s (track_buffer=%d), conf=%.2f, min box %dx%d px",
                  self.backend_name, self.detector.description, cfg.tracker, cfg.track_buffer, cfg.conf,
                  cfg.min_box_w, cfg.min_box_h)
+
+    def apply_config(self) -> None:
+        """Take up changed thresholds of ``self.cfg`` (conf, iou, box limits) without losing the tracks."""
+        self.cfg.validate()
+        self._targs = _tracker_args(self.cfg, self._tracker_overrides)
+        self._tracker.args = self._targs
 
     @staticmethod
     def _make_detector(cfg: DetectorConfig):

@@ -23,19 +23,25 @@ def shared_models_dir() -> Path:
 def model_dirs() -> List[Path]:
     """Return the directories searched for a model file, in order, without duplicates.
 
-    ``$PERSON_SEARCH_MODELS`` (os.pathsep-separated), the repository's ``models/``, the
-    installed ``share/person_search/models`` of a colcon workspace,
-    ``~/.cache/person_search/models``, and last the shared test-model folder
-    (`shared_models_dir`) where it exists.
+    1. ``$PERSON_SEARCH_MODELS`` (os.pathsep-separated),
+    2. ``$ROS_HOME/person_search/models`` where ROS_HOME is set, and
+       ``~/.cache/person_search/models``,
+    3. ``share/person_search/models`` of the colcon install (ament index; a normal,
+       non-symlink install puts models/README.md there and any files under models/),
+    4. the source tree's ``models/`` (running from a checkout),
+    5. the shared test-model folder (`shared_models_dir`) where it exists.
     """
     dirs: List[Path] = [Path(p).expanduser() for p in os.environ.get("PERSON_SEARCH_MODELS", "").split(os.pathsep) if p]
-    dirs.append(MODELS_DIR)
+    if os.environ.get("ROS_HOME"):
+        dirs.append(Path(os.environ["ROS_HOME"]).expanduser() / "person_search" / "models")
+    dirs.append(Path.home() / ".cache" / "person_search" / "models")
     try:
         from ament_index_python.packages import get_package_share_directory
         dirs.append(Path(get_package_share_directory("person_search")) / "models")
     except Exception:  # noqa: BLE001 - not in a ROS workspace
         pass
-    dirs.append(Path.home() / ".cache" / "person_search" / "models")
+    if MODELS_DIR.is_dir():
+        dirs.append(MODELS_DIR)
     shared = shared_models_dir()
     if shared.is_dir():
         dirs.append(shared)

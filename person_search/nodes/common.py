@@ -1,8 +1,10 @@
-"""What every node shares: parameters from the core config dataclasses, QoS, diagnostics, main()."""
+"""What every node shares: parameters from the core config dataclasses, QoS, lifecycle, diagnostics, main()."""
 
 from __future__ import annotations
 
 import dataclasses
+import gc
+import logging
 import signal
 import sys
 import time
@@ -11,20 +13,25 @@ from typing import Any, Callable, Dict, Optional, Type
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
-from person_search.core.config import ConfigError, section_from_dict
+from person_search.core.config import ConfigError, runtime_fields, section_from_dict
+
+# Every publisher and subscription takes this: users tune QoS from the parameter file,
+# e.g. `qos_overrides./cam0/image_raw.subscription.reliability: reliable`.
+QOS_OVERRIDES = QoSOverridingOptions.with_default_policies()
 
 
 def sensor_qos(reliable: bool = False) -> QoSProfile:
-    """Image streams: best effort, depth 1 (latest frame wins); reliable when asked."""
-    if not reliable:
-        return qos_profile_sensor_data
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    """Image streams: best effort, keep last 1 (the newest frame wins); reliable when asked."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.VOLATILE)
 
 
 RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -33,6 +40,16 @@ RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability
 SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def publisher(node: Node, msg_type, topic: str, qos: QoSProfile, **kw):
+    """Create a publisher whose QoS can be overridden from parameters."""
+    return node.create_publisher(msg_type, topic, qos, qos_overriding_options=QOS_OVERRIDES, **kw)
+
+
+def subscription(node: Node, msg_type, topic: str, callback, qos: QoSProfile, **kw):
+    """Create a subscription whose QoS can be overridden from parameters."""
+    return node.create_subscription(msg_type, topic, callback, qos, qos_overriding_options=QOS_OVERRIDES, **kw)
 
 
 def _declare_fields(node: Node, prefix: str, cls: Type, values: Dict[str, Any], key: str = "") -> None:
@@ -46,7 +63,8 @@ def _declare_fields(node: Node, prefix: str, cls: Type, values: Dict[str, Any], 
             continue
         # dynamic typing: YAML writes 1 for 1.0 and 0 for the V4L2 source "0"; the dataclass
         # coercion checks the type and names the parameter when it is wrong
-        desc = ParameterDescriptor(description=f.metadata.get("description") or f.name, read_only=True,
+        desc = ParameterDescriptor(description=f.metadata.get("description") or f.name,
+                                   read_only=not f.metadata.get("runtime"),
                                    dynamic_typing=True)
         rng = f.metadata.get("range")
         if rng is not None:  # shown by `ros2 param describe`; checked by validate()
@@ -62,18 +80,45 @@ def _declare_fields(node: Node, prefix: str, cls: Type, values: Dict[str, Any], 
         values[sub_key] = node.get_parameter(name).value
 
 
-def declare_section(node: Node, section: str, cls: Type) -> Any:
+def declare_section(node: Node, section: str, cls: Type, on_change: Optional[Callable[[], None]] = None) -> Any:
     """Declare every field of a config dataclass as ``section.field`` and build it back.
 
     Values come from the parameter file / command line; defaults, descriptions and ranges
-    from the dataclass fields (``config.param``: the one source of truth). Parameters are
-    read-only after start; bad values raise ConfigError.
+    from the dataclass fields (``config.param``: the one source of truth); bad values raise
+    ConfigError. Fields marked ``param(runtime=True)`` can be changed while the node runs
+    (``ros2 param set``): the new value is validated with the whole section, refused with
+    the reason, or written into the returned config object (which the core objects share)
+    and ``on_change`` is called. The others are read-only.
     """
     values: Dict[str, Any] = {}
     _declare_fields(node, section, cls, values)
     cfg = section_from_dict(cls, values, section)
     cfg.validate()
+    if runtime_fields(cls):
+        node.add_on_set_parameters_callback(_runtime_setter(node, section, cfg, on_change))
     return cfg
+
+
+def _runtime_setter(node: Node, section: str, cfg: Any, on_change: Optional[Callable[[], None]]):
+    """Return the set-parameters callback that validates and applies ``section.*`` changes."""
+    def on_set(params) -> SetParametersResult:
+        changed = {p.name.split(".", 1)[1]: p.value for p in params if p.name.startswith(section + ".")}
+        if not changed:
+            return SetParametersResult(successful=True)
+        values = dataclasses.asdict(cfg)  # nested sections as dicts, as section_from_dict reads them
+        values.update(changed)
+        try:
+            new = section_from_dict(type(cfg), values, section)
+            new.validate()
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        for name in changed:
+            setattr(cfg, name, getattr(new, name))
+        if on_change is not None:
+            on_change()
+        node.get_logger().info("set " + ", ".join(f"{section}.{k}={getattr(cfg, k)!r}" for k in changed))
+        return SetParametersResult(successful=True)
+    return on_set
 
 
 def declare_ros(node: Node, **defaults: Any) -> Dict[str, Any]:
@@ -139,6 +184,101 @@ class StageStats:
         self._pub.publish(msg)
 
 
+class RosLogHandler(logging.Handler):
+    """Forward the core's ``logging`` records to a node logger (so they reach /rosout and honour --log-level)."""
+
+    def __init__(self, logger):
+        super().__init__()
+        self._logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"[{record.name}] {record.getMessage()}"
+            if record.levelno >= logging.ERROR:
+                self._logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self._logger.warning(text)
+            elif record.levelno >= logging.INFO:
+                self._logger.info(text)
+            else:
+                self._logger.debug(text)
+        except Exception:  # noqa: BLE001 - logging must never break the node
+            self.handleError(record)
+
+
+def forward_core_logging(node: Node) -> None:
+    """Send ``person_search.*`` log records to ``node``'s logger, at the node's log level."""
+    core = logging.getLogger("person_search")
+    for h in [h for h in core.handlers if isinstance(h, RosLogHandler)]:
+        core.removeHandler(h)
+    core.addHandler(RosLogHandler(node.get_logger()))
+    # rcutils severities (DEBUG=10 ... FATAL=50) use the same numbers as Python's levels
+    core.setLevel(int(node.get_logger().get_effective_level()))
+    core.propagate = False
+
+
+class ManagedNode(LifecycleNode):
+    """A lifecycle node that holds a model.
+
+    configure -> :meth:`load` (build the model; a failure leaves the node unconfigured with
+    the reason logged), activate -> :meth:`start` once (create the input subscriptions)
+    and process, deactivate -> stop processing (input is dropped), cleanup / shutdown ->
+    :meth:`unload` (free the model). With the ``autostart`` parameter (default true)
+    :func:`run_node` takes the node to active at start, so nothing waits for a transition.
+    """
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.declare_parameter("autostart", True, ParameterDescriptor(
+            description="configure and activate at start (false: wait for lifecycle transitions)", read_only=True))
+        self.active = False
+        self.error = ""
+        self._started = False
+
+    def load(self) -> None:
+        """Build the model (configure)."""
+
+    def start(self) -> None:
+        """Create the input subscriptions (first activate)."""
+
+    def unload(self) -> None:
+        """Free the model (cleanup, shutdown)."""
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self.load()
+        except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:
+            self.error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.error = ""
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        if not self._started:
+            self.start()
+            self._started = True
+        self.active = True
+        self.get_logger().info("active")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self.active = False
+        self.get_logger().info("inactive: input is dropped until activated")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self.active = False
+        self.unload()
+        gc.collect()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.active = False
+        self.unload()
+        return TransitionCallbackReturn.SUCCESS
+
+
 def _stop_on_signals() -> None:
     """Turn SIGINT and SIGTERM into KeyboardInterrupt, also while a model is still loading.
 
@@ -152,7 +292,7 @@ def _stop_on_signals() -> None:
 
 
 def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, args=None) -> int:
-    """Entry point of every node: init, build, spin, shut down cleanly (Humble compatible).
+    """Entry point of every node: init, build, (auto)start, spin, shut down cleanly (Humble compatible).
 
     Exits 0 on SIGINT / SIGTERM (within ~0.25 s while spinning), 2 when the node cannot start.
     """
@@ -165,6 +305,11 @@ def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, args=N
     try:
         try:
             node = factory()
+            forward_core_logging(node)
+            if isinstance(node, ManagedNode) and node.get_parameter("autostart").value:
+                if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                    raise RuntimeError(node.error or "configure failed")
+                node.trigger_activate()
         except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:
             # bad parameters, missing weights, unreadable source: one clear line, non-zero exit
             print(f"[person_search] cannot start: {exc}", file=sys.stderr, flush=True)

@@ -2,10 +2,17 @@
 
 Images go through cv_bridge where it is installed and through an equivalent numpy
 conversion otherwise (the two are tested against each other where both exist).
+
+Array fields are filled with ``array.array`` objects (``msg.data.frombytes(...)`` as
+cv_bridge does), never with ``bytes`` or lists: on Humble, and wherever
+``ROS_PYTHON_CHECK_FIELDS=1``, the generated setters check a bytes/list value element by
+element in Python (~130 ms for a 960x540 frame), while an ``array.array`` of the right
+type code is taken as is (benchmarks/bench_convert.py).
 """
 
 from __future__ import annotations
 
+import array
 from typing import Dict, List, Optional, Tuple
 
 import cv2
@@ -13,7 +20,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
 
-from person_search.core.imaging import decode_jpeg
+from person_search.core.imaging import decode_jpeg, encode_jpeg
 from person_search.core.types import EmbeddingBatch, FrameDetections, PersonDetection, TrackMatch
 
 try:  # cv_bridge exists on a ROS 2 distribution, not among the PyPI wheels
@@ -30,6 +37,9 @@ _ENCODINGS: Dict[str, Tuple[int, type, Optional[int]]] = {
     "rgba8": (4, np.uint8, cv2.COLOR_RGBA2BGR),
     "mono8": (1, np.uint8, cv2.COLOR_GRAY2BGR),
 }
+
+
+CROP_JPEG_QUALITY = 90  # person crops on /person_crops: ~10x smaller than bgr8, no visible loss for CLIP
 
 
 class ImageError(ValueError):
@@ -86,7 +96,7 @@ def bgr_to_image(img: np.ndarray, *, stamp_ns: int = 0, frame_id: str = "") -> I
     msg.encoding = "bgr8"
     msg.is_bigendian = 0
     msg.step = msg.width * 3
-    msg.data = np.ascontiguousarray(img).tobytes()
+    msg.data.frombytes(np.ascontiguousarray(img).tobytes())
     return msg
 
 
@@ -105,20 +115,17 @@ def jpeg_msg(data: bytes, *, stamp_ns: int = 0, frame_id: str = "") -> Compresse
     msg.header.stamp = ns_to_time(stamp_ns)
     msg.header.frame_id = frame_id
     msg.format = "jpeg"
-    msg.data = bytes(data)
+    msg.data.frombytes(bytes(data))
     return msg
 
 
-def jpeg_to_image(data: bytes, *, stamp_ns: int = 0, frame_id: str = "") -> Image:
-    """JPEG bytes (as kept by the gallery) -> bgr8 Image; empty bytes -> empty Image."""
-    if not data:
-        msg = Image()
-        msg.header.frame_id = frame_id
-        return msg
-    img = decode_jpeg(data)
-    if img is None:
-        raise ImageError("stored JPEG could not be decoded")
-    return bgr_to_image(img, stamp_ns=stamp_ns, frame_id=frame_id)
+def float_array(values) -> array.array:
+    """Return a float32[] field value (no per-element checks on Humble)."""
+    return array.array("f", np.ascontiguousarray(values, np.float32).reshape(-1).tobytes())
+
+
+def int64_array(values) -> array.array:
+    return array.array("q", np.ascontiguousarray(values, np.int64).reshape(-1).tobytes())
 
 
 def detections_to_msg(det: FrameDetections, *, frame_jpeg: bytes = b""):
@@ -133,7 +140,8 @@ def detections_to_msg(det: FrameDetections, *, frame_jpeg: bytes = b""):
         c.box = [float(v) for v in p.box]
         c.score = float(p.score)
         c.quality = float(p.quality)
-        c.crop = bgr_to_image(p.crop, stamp_ns=det.stamp_ns, frame_id=det.source_id)
+        c.crop = jpeg_msg(encode_jpeg(p.crop, quality=CROP_JPEG_QUALITY), stamp_ns=det.stamp_ns,
+                          frame_id=det.source_id)
         msg.people.append(c)
     if frame_jpeg:
         msg.frame_thumbnail = jpeg_msg(frame_jpeg, stamp_ns=det.stamp_ns, frame_id=det.source_id)
@@ -145,7 +153,8 @@ def msg_to_detections(msg) -> Tuple[FrameDetections, bytes]:
     people: List[PersonDetection] = []
     for c in msg.people:
         people.append(PersonDetection(track_id=int(c.track_id), box=tuple(float(v) for v in c.box),
-                                      score=float(c.score), crop=image_to_bgr(c.crop), quality=float(c.quality)))
+                                      score=float(c.score), crop=compressed_to_bgr(c.crop),
+                                      quality=float(c.quality)))
     det = FrameDetections(stamp_ns=stamp, source_id=msg.header.frame_id, frame_index=-1,
                           frame_size=(int(msg.frame_width), int(msg.frame_height)), people=people)
     return det, bytes(msg.frame_thumbnail.data)
@@ -158,12 +167,11 @@ def batch_to_msg(batch: EmbeddingBatch):
     msg.header.frame_id = batch.source_id
     msg.model_id = batch.model_id
     msg.dim = batch.dim
-    msg.track_ids = [int(t) for t in batch.track_ids]
-    msg.boxes = np.asarray(batch.boxes, np.float32).reshape(-1).tolist()
-    msg.scores = np.asarray(batch.scores, np.float32).tolist()
-    q = batch.qualities if batch.qualities is not None else np.zeros(len(batch), np.float32)
-    msg.qualities = np.asarray(q, np.float32).tolist()
-    msg.data = np.asarray(batch.vectors, np.float32).reshape(-1).tolist()
+    msg.track_ids = int64_array(batch.track_ids)
+    msg.boxes = float_array(batch.boxes)
+    msg.scores = float_array(batch.scores)
+    msg.qualities = float_array(batch.qualities if batch.qualities is not None else np.zeros(len(batch)))
+    msg.data = float_array(batch.vectors)
     msg.crops = [jpeg_msg(b, stamp_ns=batch.stamp_ns, frame_id=batch.source_id) for b in batch.crops_jpeg]
     if batch.frame_jpeg:
         msg.frame_thumbnail = jpeg_msg(batch.frame_jpeg, stamp_ns=batch.stamp_ns, frame_id=batch.source_id)
@@ -192,6 +200,7 @@ def msg_to_batch(msg) -> EmbeddingBatch:
 
 
 def match_to_msg(m: TrackMatch, *, with_crop: bool = True, with_frame: bool = False):
+    """Build a PersonMatch; the gallery's JPEG crop (and frame) go out as they are, undecoded."""
     from person_search_interfaces.msg import PersonMatch
     msg = PersonMatch()
     msg.track_id = int(m.track_id)
@@ -200,8 +209,41 @@ def match_to_msg(m: TrackMatch, *, with_crop: bool = True, with_frame: bool = Fa
     msg.first_seen = ns_to_time(m.first_seen_ns)
     msg.last_seen = ns_to_time(m.last_seen_ns)
     msg.box = [float(v) for v in m.box]
-    if with_crop:
-        msg.crop = jpeg_to_image(m.crop_jpeg, stamp_ns=m.last_seen_ns, frame_id=m.source_id)
-    if with_frame:
-        msg.frame = jpeg_to_image(m.frame_jpeg, stamp_ns=m.last_seen_ns, frame_id=m.source_id)
+    if with_crop and m.crop_jpeg:
+        msg.crop = jpeg_msg(m.crop_jpeg, stamp_ns=m.last_seen_ns, frame_id=m.source_id)
+    if with_frame and m.frame_jpeg:
+        msg.frame = jpeg_msg(m.frame_jpeg, stamp_ns=m.last_seen_ns, frame_id=m.source_id)
+    return msg
+
+
+def vision_msgs_available() -> bool:
+    """Return True where vision_msgs (a ROS 2 distribution package, not on PyPI) imports."""
+    try:
+        import vision_msgs.msg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def detections_to_vision(det: FrameDetections):
+    """Convert FrameDetections -> vision_msgs/Detection2DArray (track id in ``Detection2D.id``)."""
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+    msg = Detection2DArray()
+    msg.header.stamp = ns_to_time(det.stamp_ns)
+    msg.header.frame_id = det.source_id
+    for p in det.people:
+        d = Detection2D()
+        d.header = msg.header
+        d.id = str(int(p.track_id))
+        x1, y1, x2, y2 = (float(v) for v in p.box)
+        center = d.bbox.center
+        # vision_msgs >= 4 (Humble+): center is vision_msgs/Pose2D with a position; older: x, y
+        point = center.position if hasattr(center, "position") else center
+        point.x, point.y = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        d.bbox.size_x, d.bbox.size_y = x2 - x1, y2 - y1
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = "person"
+        hyp.hypothesis.score = float(p.score)
+        d.results.append(hyp)
+        msg.detections.append(d)
     return msg

@@ -3,34 +3,49 @@
 from __future__ import annotations
 
 import time
-
-from rclpy.node import Node
+from typing import Optional
 
 from person_search.core.config import EncoderConfig
 from person_search.core.embed import Embedder
-from person_search.nodes.common import (RELIABLE_QOS, StageStats, declare_ros, declare_section, run_node,
-                                        when_downstream_ready)
+from person_search.nodes.common import (RELIABLE_QOS, ManagedNode, StageStats, declare_ros, declare_section,
+                                        publisher, run_node, subscription, when_downstream_ready)
 from person_search.nodes.convert import ImageError, batch_to_msg, msg_to_detections
 
 
-class EmbedderNode(Node):
-    """Subscribes ``person_crops``, publishes ``person_embeddings``."""
+class EmbedderNode(ManagedNode):
+    """Subscribes ``person_crops``, publishes ``person_embeddings``; the image tower lives configure..cleanup."""
 
     def __init__(self):
         super().__init__("embedder")
-        self.cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig)
-        ros = declare_ros(self, wait_for_subscribers_s=(30.0, "take crops only once person_embeddings has a "
-                                                        "subscriber, waiting at most this long"))
-        self.embedder = Embedder(self.cfg)  # raises WeightsError with the fix when weights are missing
-        from person_search_interfaces.msg import PersonCrops, PersonEmbeddings
-        self.pub = self.create_publisher(PersonEmbeddings, "person_embeddings", RELIABLE_QOS)
-        when_downstream_ready(self, self.pub, ros["wait_for_subscribers_s"], lambda: self.create_subscription(
-            PersonCrops, "person_crops", self.on_crops, RELIABLE_QOS))
+        self.cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig, self._on_cfg)
+        self.ros = declare_ros(self, wait_for_subscribers_s=(30.0, "take crops only once person_embeddings has "
+                                                             "a subscriber, waiting at most this long"))
+        self.embedder: Optional[Embedder] = None
+        from person_search_interfaces.msg import PersonEmbeddings
+        self.pub = publisher(self, PersonEmbeddings, "person_embeddings", RELIABLE_QOS)
         self.stats = StageStats(self, "embedder")
+
+    def load(self) -> None:
+        self.embedder = Embedder(self.cfg)  # raises WeightsError with the fix when weights are missing
         self.stats.extra["model_id"] = self.embedder.model_id
         self.get_logger().info(f"embedder: model_id={self.embedder.model_id} dim={self.embedder.dim}")
 
+    def unload(self) -> None:
+        self.embedder = None
+
+    def start(self) -> None:
+        from person_search_interfaces.msg import PersonCrops
+        when_downstream_ready(self, self.pub, self.ros["wait_for_subscribers_s"], lambda: subscription(
+            self, PersonCrops, "person_crops", self.on_crops, RELIABLE_QOS))
+
+    def _on_cfg(self) -> None:
+        if self.embedder is not None:
+            self.embedder.budget.per_track_s = self.cfg.max_crops_per_track_s
+
     def on_crops(self, msg) -> None:
+        embedder = self.embedder
+        if not self.active or embedder is None:
+            return
         t0 = time.monotonic()
         try:
             det, thumb = msg_to_detections(msg)
@@ -38,8 +53,8 @@ class EmbedderNode(Node):
             self.stats.drops += 1
             self.get_logger().warning(f"dropped crops: {exc}", throttle_duration_sec=5.0)
             return
-        batch = self.embedder.embed(det, frame_jpeg=thumb, arrived_ns=self.get_clock().now().nanoseconds)
-        self.stats.extra.update(self.embedder.budget_state())  # budget, throughput, admitted / dropped, backlog
+        batch = embedder.embed(det, frame_jpeg=thumb, arrived_ns=self.get_clock().now().nanoseconds)
+        self.stats.extra.update(embedder.budget_state())  # budget, throughput, admitted / dropped, backlog
         if batch is None:
             return
         self.pub.publish(batch_to_msg(batch))

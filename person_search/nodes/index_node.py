@@ -14,12 +14,13 @@ from std_msgs.msg import Int64
 
 from person_search.core.config import GalleryConfig
 from person_search.core.gallery import GalleryMismatchError, RollingGallery, SnapshotError
-from person_search.nodes.common import RELIABLE_QOS, SERVICE_QOS, StageStats, declare_section, run_node
+from person_search.nodes.common import (RELIABLE_QOS, SERVICE_QOS, StageStats, declare_section, publisher, run_node,
+                                        subscription)
 from person_search.nodes.convert import match_to_msg, msg_to_batch, time_to_ns
 
 
 class IndexNode(Node):
-    """Subscribes ``person_embeddings``; serves ``search_gallery``; snapshots to disk."""
+    """Subscribes ``person_embeddings``; serves ``~/search_gallery``, publishes ``~/gallery_size``; snapshots."""
 
     def __init__(self):
         super().__init__("index")
@@ -38,10 +39,10 @@ class IndexNode(Node):
                 self.get_logger().error(f"snapshot unreadable, moved aside to {aside}; starting empty: {exc}")
         from person_search_interfaces.msg import PersonEmbeddings
         from person_search_interfaces.srv import SearchGallery
-        self.create_subscription(PersonEmbeddings, "person_embeddings", self.on_embeddings, RELIABLE_QOS)
-        self.create_service(SearchGallery, "search_gallery", self.on_search, qos_profile=SERVICE_QOS,
+        subscription(self, PersonEmbeddings, "person_embeddings", self.on_embeddings, RELIABLE_QOS)
+        self.create_service(SearchGallery, "~/search_gallery", self.on_search, qos_profile=SERVICE_QOS,
                             callback_group=MutuallyExclusiveCallbackGroup())
-        self.pub_size = self.create_publisher(Int64, "gallery_size", RELIABLE_QOS)
+        self.pub_size = publisher(self, Int64, "~/gallery_size", RELIABLE_QOS)
         self.stats = StageStats(self, "index")
         self.create_timer(1.0, self._publish_size)
         if self.cfg.snapshot_path:
@@ -86,7 +87,8 @@ class IndexNode(Node):
             except ValueError as exc:
                 resp.message = str(exc)
                 return resp
-        resp.matches = [match_to_msg(m, with_crop=True, with_frame=bool(req.return_frames)) for m in matches]
+        resp.matches = [match_to_msg(m, with_crop=bool(req.return_crops), with_frame=bool(req.return_frames))
+                        for m in matches]
         resp.success = True
         resp.message = f"{len(matches)} match(es) among {g.num_tracks} track(s)"
         return resp

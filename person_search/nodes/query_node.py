@@ -2,63 +2,91 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from typing import Optional
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.node import Node
 
 from person_search.core.config import EncoderConfig, QueryConfig
 from person_search.core.query import QueryEngine, QueryError, validate_top_k
-from person_search.nodes.common import LATCHED_QOS, SERVICE_QOS, StageStats, declare_ros, declare_section, run_node
+from person_search.nodes.common import (LATCHED_QOS, SERVICE_QOS, ManagedNode, StageStats, declare_ros,
+                                        declare_section, publisher, run_node)
+from person_search.nodes.convert import float_array, ns_to_time, time_to_ns
 
 
 ATTEMPT_S = 2.0  # one search_gallery attempt; a lost request is sent again after this
 
 
-class QueryNode(Node):
-    """Encodes the description once, asks the index node, returns ranked tracks."""
+class QueryNode(ManagedNode):
+    """Encodes the description once, asks the index node, returns ranked tracks.
+
+    The text tower lives from configure to cleanup; requests while the node is not active get
+    ``success: false`` saying so.
+    """
 
     def __init__(self):
         super().__init__("query")
-        enc_cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig)
+        self.enc_cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig)
         self.cfg: QueryConfig = declare_section(self, "query", QueryConfig)
         self.ros = declare_ros(self, search_timeout_s=(10.0, "how long to wait for the index node's answer"))
-        from person_search.core.encoder import ClipEncoder
-        self.encoder = ClipEncoder(enc_cfg, towers=("text",))
-        self.engine = QueryEngine(self.encoder, self.cfg)
+        self.engine: Optional[QueryEngine] = None
         from person_search_interfaces.msg import QueryResult
         from person_search_interfaces.srv import QueryPerson, SearchGallery
         self._QueryResult = QueryResult
         self._SearchGallery = SearchGallery
-        self.client = self.create_client(SearchGallery, "search_gallery", qos_profile=SERVICE_QOS,
+        self.client = self.create_client(SearchGallery, "index/search_gallery", qos_profile=SERVICE_QOS,
                                          callback_group=ReentrantCallbackGroup())
         self.create_service(QueryPerson, "query_person", self.on_query, qos_profile=SERVICE_QOS,
                             callback_group=MutuallyExclusiveCallbackGroup())
-        self.pub = self.create_publisher(QueryResult, "query_matches", LATCHED_QOS)
+        self.pub = publisher(self, QueryResult, "query_matches", LATCHED_QOS)
         self.stats = StageStats(self, "query")
-        self.get_logger().info(f"query: model_id={self.encoder.model_id}; "
+
+    def load(self) -> None:
+        from person_search.core.encoder import ClipEncoder
+        self.engine = QueryEngine(ClipEncoder(self.enc_cfg, towers=("text",)), self.cfg)
+        self.get_logger().info(f"query: model_id={self.engine.model_id}; "
                                f"serving {self.resolve_service_name('query_person')}")
+
+    def unload(self) -> None:
+        self.engine = None
+
+    def _since_ns(self, req) -> int:
+        """Return the lower time bound of a request: ``since``, raised to now - ``last_s`` (node clock)."""
+        since = time_to_ns(req.since)
+        if req.last_s:
+            if not math.isfinite(req.last_s) or req.last_s < 0:
+                raise QueryError(f"last_s must be a number of seconds >= 0, got {req.last_s}")
+            since = max(since, self.get_clock().now().nanoseconds - int(req.last_s * 1e9), 1)
+        return since
 
     def on_query(self, req, resp):
         resp.success = False
+        engine = self.engine
+        if not self.active or engine is None:
+            resp.message = "the query node is not active (lifecycle); activate it or start it with autostart:=true"
+            return resp
         try:
-            top_k = validate_top_k(req.top_k, default=self.cfg.default_top_k, max_top_k=self.cfg.max_top_k)
-            emb = self.engine.encode(req.description)
+            # top_k 0 (the field's default) means query.default_top_k
+            top_k = validate_top_k(req.top_k or None, default=self.cfg.default_top_k, max_top_k=self.cfg.max_top_k)
+            since = self._since_ns(req)
+            emb = engine.encode(req.description)
         except QueryError as exc:
             resp.message = str(exc)
             self.stats.errors += 1
             return resp
         if not self.client.wait_for_service(timeout_sec=min(2.0, self.ros["search_timeout_s"])):
-            resp.message = "the index node is not available (service search_gallery): is it running?"
+            resp.message = "the index node is not available (service index/search_gallery): is it running?"
             return resp
         sreq = self._SearchGallery.Request()
-        sreq.embedding = emb.astype("float32").tolist()
-        sreq.model_id = self.encoder.model_id
+        sreq.embedding = float_array(emb)
+        sreq.model_id = engine.model_id
         sreq.top_k = top_k
         sreq.min_score = req.min_score
-        sreq.since, sreq.until = req.since, req.until
+        sreq.since, sreq.until = ns_to_time(since), req.until
         sreq.camera = req.camera
+        sreq.return_crops = req.return_crops
         sreq.return_frames = req.return_frames
         result = self._call_index(sreq)
         if result is None:

@@ -67,8 +67,9 @@ def test_node_set_one_pipeline_per_camera_and_shared_stages():
     cam = specs[0]
     assert cam.parameters == {"video.source_id": "front", "video.source": "a.mp4", "video.loop": True}
     args = cam.ros_args("/p.yaml")
-    assert "__ns:=/front" in args and "person_crops:=/person_crops" in args and "/p.yaml" in args
+    assert "__ns:=/front" in args and "/p.yaml" in args
     assert "video.source:='a.mp4'" in args
+    assert "person_crops:=/person_crops" in specs[1].ros_args(None)  # the detector publishes to the shared topic
 
 
 def test_node_set_refuses_bad_cameras():

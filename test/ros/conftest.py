@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+# Graph tests of parallel sessions on one machine (same user, loopback discovery) would see
+# each other's /cam0/detector, /query_person ...: each test session takes its own DDS domain
+# unless the caller chose one. The node processes inherit it.
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+
 try:
     import rclpy
     from person_search_interfaces.srv import QueryPerson  # noqa: F401
@@ -41,7 +46,7 @@ class Probe:
         self.lock = threading.Lock()
         self.sizes = []
         self.crops = []  # (frame_id, stamp_ns, [track ids])
-        self.node.create_subscription(Int64, "/person_search/gallery_size", self._on_size, RELIABLE_QOS)
+        self.node.create_subscription(Int64, "/index/gallery_size", self._on_size, RELIABLE_QOS)
         self.node.create_subscription(PersonCrops, "/person_crops", self._on_crops, RELIABLE_QOS)
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image
@@ -94,18 +99,39 @@ class Probe:
             time.sleep(0.2)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
-    def query(self, description, top_k=5, timeout=30.0, **kw):
-        client = self.node.create_client(QueryPerson, "/query_person")
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        """Call service ``name`` and return the response (asserts it appears and answers in time)."""
+        client = self.node.create_client(srv_type, name)
         try:
-            assert client.wait_for_service(timeout_sec=timeout), "/query_person never appeared"
-            req = QueryPerson.Request(description=description, top_k=top_k, **kw)
-            fut = client.call_async(req)
+            assert client.wait_for_service(timeout_sec=timeout), f"{name} never appeared"
+            fut = client.call_async(request)
             done = threading.Event()
             fut.add_done_callback(lambda _f: done.set())
-            assert done.wait(timeout), f"/query_person did not answer within {timeout} s"
+            assert done.wait(timeout), f"{name} did not answer within {timeout} s"
             return fut.result()
         finally:
             self.node.destroy_client(client)
+
+    def query(self, description, top_k=5, timeout=30.0, service="/query_person", **kw):
+        return self.call(QueryPerson, service, QueryPerson.Request(description=description, top_k=top_k, **kw),
+                         timeout)
+
+    def set_params(self, node: str, values: dict):
+        """Set parameters of ``node`` over its set_parameters service; returns the SetParametersResult list."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                for k, v in values.items()])
+        return self.call(SetParameters, f"{node}/set_parameters", req).results
+
+    def lifecycle(self, node: str, transition: int = -1) -> str:
+        """Trigger ``transition`` (lifecycle_msgs/Transition id; -1 = none) and return the state label."""
+        from lifecycle_msgs.srv import ChangeState, GetState
+        if transition >= 0:
+            req = ChangeState.Request()
+            req.transition.id = transition
+            assert self.call(ChangeState, f"{node}/change_state", req).success, (node, transition)
+        return self.call(GetState, f"{node}/get_state", GetState.Request()).current_state.label
 
     def close(self):
         self.executor.shutdown(timeout_sec=2.0)

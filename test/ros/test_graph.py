@@ -10,7 +10,7 @@ import pytest
 
 from person_search.graph import CameraSpec
 from person_search.launcher import make_graph
-from person_search.nodes.convert import image_to_bgr, time_to_ns
+from person_search.nodes.convert import compressed_to_bgr, image_to_bgr, time_to_ns
 
 pytestmark = pytest.mark.ros
 
@@ -37,7 +37,7 @@ def graph(sample_video, probe, tmp_path_factory):
 
 
 def test_query_returns_published_tracks(graph, probe):
-    resp = probe.query("a person in a dark coat", top_k=3)
+    resp = probe.query("a person in a dark coat", top_k=3, return_crops=True)
     assert resp.success, resp.message
     assert 1 <= len(resp.matches) <= 3
     published = probe.published_tracks()
@@ -47,18 +47,19 @@ def test_query_returns_published_tracks(graph, probe):
     for m in resp.matches:
         assert (m.camera_frame_id, m.track_id) in published, "returned a track the detector never published"
         assert graph.t0_ns <= time_to_ns(m.first_seen) <= time_to_ns(m.last_seen) <= now
-        crop = image_to_bgr(m.crop)
+        assert m.crop.format == "jpeg"
+        crop = compressed_to_bgr(m.crop)
         assert crop.ndim == 3 and crop.shape[0] > 8 and crop.shape[1] > 4
         x1, y1, x2, y2 = m.box
         assert x2 > x1 and y2 > y1
-        assert m.frame.width == 0  # frames only when asked
+        assert len(m.frame.data) == 0  # frames only when asked
 
 
 def test_frames_and_camera_filter(graph, probe):
     resp = probe.query("someone walking", top_k=5, camera="cam1", return_frames=True)
     assert resp.success, resp.message
     assert resp.matches and all(m.camera_frame_id == "cam1" for m in resp.matches)
-    frame = image_to_bgr(resp.matches[0].frame)
+    frame = compressed_to_bgr(resp.matches[0].frame)
     assert frame.shape[0] > 32 and frame.shape[1] > 32
     # both cameras feed the one index
     both = probe.query("someone walking", top_k=50)
@@ -69,7 +70,6 @@ def test_frames_and_camera_filter(graph, probe):
     ("", 3, "empty"),
     ("   \t ", 3, "whitespace"),
     ("x" * 100_000, 3, "1000"),
-    ("a person", 0, "top_k"),
     ("a person", -4, "top_k"),
     ("bad\x1bchar", 3, "control"),  # (a NUL would end the DDS string before it)
 ])
@@ -142,3 +142,132 @@ def test_detector_restart_never_reuses_track_ids(graph, probe):
                    "crops from the restarted detector", graph=graph)
     after = {t for cam, _, ids in probe.crops[n0:] if cam == "cam1" for t in ids}
     assert after and min(after) > max(before), (sorted(before)[-3:], sorted(after)[:3])
+
+
+def _message_to_yaml(msg) -> str:
+    """rosidl_runtime_py's message_to_yaml (what `ros2 service call` / `topic echo` print), or its equivalent.
+
+    rosidl_runtime_py is not among the PyPI wheels; the fallback mirrors its
+    message_to_ordereddict: fields in order, arrays as lists of numbers, nested messages as
+    mappings, dumped block style with unbounded width.
+    """
+    try:
+        from rosidl_runtime_py import message_to_yaml
+        return message_to_yaml(msg)
+    except ImportError:
+        pass
+    import array
+    import sys
+    import yaml
+
+    def conv(v):
+        if hasattr(v, "get_fields_and_field_types"):
+            return {f: conv(getattr(v, f)) for f in v.get_fields_and_field_types()}
+        if isinstance(v, (list, tuple, array.array, np.ndarray)):
+            return [conv(x) for x in v]
+        if isinstance(v, bytes):
+            return "".join(chr(c) for c in v)
+        return v.item() if isinstance(v, np.generic) else v
+    return yaml.dump(conv(msg), allow_unicode=True, width=sys.maxsize, default_flow_style=False, sort_keys=False)
+
+
+def test_response_yaml_fits_a_screen(graph, probe):
+    """`ros2 service call /query_person` prints the response: without crops it stays short.
+
+    Bound: 4 kB for 5 matches (~80 bytes x 50 lines, one terminal screen of text). A JPEG crop
+    is 3-15 kB, printed as one number per byte: it can never fit, so crops come on request
+    (return_crops), like frames (return_frames).
+    """
+    resp = probe.query("a person", top_k=5)
+    assert resp.success and len(resp.matches) == 5, resp.message
+    text = _message_to_yaml(resp)
+    assert len(text) < 4096, (len(text), text[:800])
+    with_crops = _message_to_yaml(probe.query("a person", top_k=5, return_crops=True))
+    assert len(with_crops) > 4 * len(text)  # what the bound protects against
+
+
+def test_top_k_zero_is_the_default_and_last_s_filters(graph, probe):
+    resp = probe.query("a person", top_k=0)
+    assert resp.success and len(resp.matches) == 5, resp.message  # query.default_top_k of config/test.yaml
+    t_call = time.time_ns()
+    recent = probe.query("a person", top_k=50, last_s=2.0)
+    assert recent.success, recent.message
+    assert all(time_to_ns(m.last_seen) >= t_call - 2_000_000_000 - 200_000_000 for m in recent.matches)
+    everything = probe.query("a person", top_k=50)
+    assert len(recent.matches) < len(everything.matches)
+    bad = probe.query("a person", top_k=3, last_s=-1.0)
+    assert not bad.success and "last_s" in bad.message
+
+
+def test_runtime_parameters_are_validated_and_applied(graph, probe):
+    ok, = probe.set_params("/query", {"query.default_top_k": 2})
+    assert ok.successful, ok.reason
+    assert len(probe.query("a person", top_k=0).matches) == 2  # applied to the running node
+    too_big, = probe.set_params("/query", {"query.default_top_k": 500})
+    assert not too_big.successful and "default_top_k" in too_big.reason
+    out_of_range, = probe.set_params("/cam0/detector", {"detector.conf": 1.5})
+    assert not out_of_range.successful and "range" in out_of_range.reason.lower()
+    wrong_type, = probe.set_params("/cam0/detector", {"detector.conf": "high"})
+    assert not wrong_type.successful and "detector.conf must be a number" in wrong_type.reason
+    read_only, = probe.set_params("/embedder", {"encoder.arch": "ViT-B-32"})
+    assert not read_only.successful and "read-only" in read_only.reason.lower()
+    conf, = probe.set_params("/cam0/detector", {"detector.conf": 0.4})
+    assert conf.successful, conf.reason
+    probe.set_params("/query", {"query.default_top_k": 5})
+
+
+def test_lifecycle_transitions_and_enable(graph, probe):
+    from lifecycle_msgs.msg import Transition
+    from std_srvs.srv import SetBool
+    assert probe.lifecycle("/query") == "active"
+    assert probe.lifecycle("/query", Transition.TRANSITION_DEACTIVATE) == "inactive"
+    resp = probe.query("a person", top_k=2)
+    assert not resp.success and "not active" in resp.message
+    assert probe.lifecycle("/query", Transition.TRANSITION_ACTIVATE) == "active"
+    assert probe.query("a person", top_k=2).success
+
+    def cam1_stops(pause, resume):
+        pause()
+        n0 = len(probe.crops)
+        # cam0 keeps going: once it published 10 more frames, cam1 had time to publish too
+        probe.wait_for(lambda: sum(cam == "cam0" for cam, _, _ in probe.crops[n0:]) >= 10, 60,
+                       "cam0 to go on", graph=graph)
+        assert not any(cam == "cam1" for cam, _, _ in probe.crops[n0 + 2:]), "cam1 still published"
+        resume()
+        n1 = len(probe.crops)
+        probe.wait_for(lambda: any(cam == "cam1" for cam, _, _ in probe.crops[n1:]), 90, "cam1 to resume",
+                       graph=graph)
+
+    cam1_stops(lambda: probe.lifecycle("/cam1/detector", Transition.TRANSITION_DEACTIVATE),
+               lambda: probe.lifecycle("/cam1/detector", Transition.TRANSITION_ACTIVATE))
+    cam1_stops(lambda: probe.call(SetBool, "/cam1/enable", SetBool.Request(data=False)),
+               lambda: probe.call(SetBool, "/cam1/enable", SetBool.Request(data=True)))
+    # cleanup frees the model, configure loads it again
+    assert probe.lifecycle("/cam1/detector", Transition.TRANSITION_DEACTIVATE) == "inactive"
+    assert probe.lifecycle("/cam1/detector", Transition.TRANSITION_CLEANUP) == "unconfigured"
+    assert probe.lifecycle("/cam1/detector", Transition.TRANSITION_CONFIGURE) == "inactive"
+    assert probe.lifecycle("/cam1/detector", Transition.TRANSITION_ACTIVATE) == "active"
+    n2 = len(probe.crops)
+    probe.wait_for(lambda: any(cam == "cam1" for cam, _, _ in probe.crops[n2:]), 90, "cam1 after re-configure",
+                   graph=graph)
+
+
+def test_two_graphs_share_the_domain_under_namespaces(graph, probe, sample_video, tmp_path):
+    """A second graph under /robot2 on the same DDS domain: neither sees the other's people."""
+    g2 = make_graph("test", [CameraSpec("side", str(sample_video))], loop=True, namespace="robot2",
+                    log_dir=tmp_path)
+    with g2:
+        def robot2_answers() -> bool:
+            resp = probe.query("a person", top_k=50, service="/robot2/query_person", timeout=60)
+            return resp.success and len(resp.matches) > 0
+        try:
+            probe.wait_for(robot2_answers, 180, "the /robot2 graph to answer", graph=g2)
+        finally:
+            if g2.dead():
+                print({f.name: f.read_text()[-2000:] for f in tmp_path.glob("*.log")})
+        two = probe.query("a person", top_k=50, service="/robot2/query_person")
+        assert {m.camera_frame_id for m in two.matches} == {"side"}
+        root = probe.query("a person", top_k=100)
+        assert "side" not in {m.camera_frame_id for m in root.matches}
+        assert not any(cam == "side" for cam, _, _ in probe.crops)  # /person_crops is the root graph's only
+        assert probe.node.count_subscribers("/robot2/person_crops") == 1

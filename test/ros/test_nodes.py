@@ -6,12 +6,16 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
+import yaml
+from rclpy.qos import ReliabilityPolicy
 
 from person_search.core.sample import sample_images
-from person_search.graph import NodeSpec
+from person_search.graph import CameraSpec, node_set
 from person_search.launcher import Graph, config_path
 from person_search.nodes import convert
 
@@ -46,8 +50,8 @@ def test_bad_parameters_exit_with_a_clear_message(module, param, needle):
 def test_detector_survives_bad_frames_and_keeps_publishing(probe):
     from sensor_msgs.msg import Image
     from person_search.nodes.common import sensor_qos
-    g = Graph([NodeSpec("detector", "detector_node", "/camx")], config_path("test"),
-              extra_params={"ros.wait_for_subscribers_s": 0.0})
+    g = Graph([s for s in node_set([CameraSpec("camx", image_topic="image_raw")]) if s.name == "detector"],
+              config_path("test"), extra_params={"ros.wait_for_subscribers_s": 0.0})
     with g:
         pub = probe.node.create_publisher(Image, "/camx/image_raw", sensor_qos(True))
         probe.wait_for(lambda: pub.get_subscription_count() > 0, 60, "the detector to subscribe", graph=g)
@@ -69,23 +73,55 @@ def test_detector_survives_bad_frames_and_keeps_publishing(probe):
         probe.wait_for(lambda: any(cam == "camx" for cam, _, _ in probe.crops[n0:]), 30,
                        "crops after the bad frames", graph=g)
         assert not g.dead(), g.dead()
-        # CompressedImage input (JPEG) is tracked the same way; a garbage JPEG is dropped
-        from sensor_msgs.msg import CompressedImage
-        from person_search.core.imaging import encode_jpeg
-        cpub = probe.node.create_publisher(CompressedImage, "/camx/image_compressed", sensor_qos(True))
-        probe.wait_for(lambda: cpub.get_subscription_count() > 0, 30, "the compressed subscription", graph=g)
-        stamp = time.time_ns()
-        cpub.publish(convert.jpeg_msg(b"garbage", stamp_ns=stamp - 1, frame_id="camx"))
-        time.sleep(0.3)
-        for i in range(3):
-            cpub.publish(convert.jpeg_msg(encode_jpeg(bus), stamp_ns=stamp + i, frame_id="camx"))
-            time.sleep(0.5)
-        probe.wait_for(lambda: any(cam == "camx" and st >= stamp and ids for cam, st, ids in probe.crops), 30,
-                       "crops from compressed frames", graph=g)
-        assert not any(st == stamp - 1 for _, st, _ in probe.crops)
-        assert not g.dead(), g.dead()
+        # exactly one input subscription, and no compressed one next to it; best effort by default
+        assert probe.node.count_subscribers("/camx/image_raw/compressed") == 0
+        info, = probe.node.get_subscriptions_info_by_topic("/camx/image_raw")
+        assert info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
         probe.node.destroy_publisher(pub)
+
+
+def test_external_compressed_camera_feeds_the_detector(probe, tmp_path):
+    """Bring your own camera: an arbitrary topic, image_transport's /compressed, no camera node.
+
+    The subscription's reliability is overridden from the parameter YAML, as a user whose
+    camera publishes reliable-only would do.
+    """
+    from sensor_msgs.msg import CameraInfo, CompressedImage
+    from person_search.core.imaging import encode_jpeg
+    from person_search.nodes.common import sensor_qos
+    specs = node_set([CameraSpec("ext", image_topic="/vendor/front/image_raw")], image_transport="compressed")
+    assert [s.fqn for s in specs if s.namespace == "/ext"] == ["/ext/detector"]  # no camera node
+    params = yaml.safe_load(Path(config_path("test")).read_text())
+    params["/**"]["ros__parameters"]["qos_overrides"] = {
+        "/vendor/front/image_raw/compressed": {"subscription": {"reliability": "reliable"}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    g = Graph([s for s in specs if s.namespace == "/ext"], tmp_path / "params.yaml",
+              extra_params={"ros.wait_for_subscribers_s": 0.0})
+    infos = []
+    probe.node.create_subscription(CameraInfo, "/ext/camera_info", infos.append, sensor_qos(False))
+    with g:
+        topic = "/vendor/front/image_raw/compressed"
+        cpub = probe.node.create_publisher(CompressedImage, topic, sensor_qos(True))
+        ipub = probe.node.create_publisher(CameraInfo, "/vendor/front/camera_info", sensor_qos(False))
+        probe.wait_for(lambda: cpub.get_subscription_count() > 0, 60, "the detector to subscribe", graph=g)
+        assert probe.node.count_subscribers("/vendor/front/image_raw") == 0  # one input only
+        info, = probe.node.get_subscriptions_info_by_topic(topic)
+        assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE  # the YAML override
+        bus = cv2.resize(cv2.imread(str(next(p for p in sample_images() if p.name == "bus.jpg"))), (480, 640))
+        stamp = time.time_ns()
+        cpub.publish(convert.jpeg_msg(b"garbage", stamp_ns=stamp - 1, frame_id="front"))
+
+        def fed() -> bool:
+            cpub.publish(convert.jpeg_msg(encode_jpeg(bus), stamp_ns=time.time_ns(), frame_id="front"))
+            ipub.publish(CameraInfo(width=480, height=640))
+            return any(cam == "front" and st >= stamp and ids for cam, st, ids in probe.crops)
+        probe.wait_for(fed, 60, "crops from the external compressed camera", graph=g)
+        assert not any(st == stamp - 1 for _, st, _ in probe.crops)
+        probe.wait_for(lambda: bool(infos), 10, "camera_info passed through to /ext/camera_info")
+        assert infos[-1].width == 480
+        assert not g.dead(), g.dead()
         probe.node.destroy_publisher(cpub)
+        probe.node.destroy_publisher(ipub)
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "bgra8", "rgba8", "mono8"])
@@ -144,3 +180,32 @@ def test_compressed_roundtrip_and_garbage():
     assert out.shape == img.shape and abs(int(out.mean()) - 120) <= 2
     with pytest.raises(convert.ImageError, match="could not be decoded"):
         convert.compressed_to_bgr(convert.jpeg_msg(b"not a jpeg at all"))
+
+
+def test_camera_stamps_follow_the_node_clock_under_sim_time(probe, sample_video):
+    """use_sim_time: frames are stamped from /clock, not from the wall clock."""
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image
+    from person_search.nodes.common import sensor_qos
+    sim_ns = 1_000_000_000_000  # 1000 s after the epoch: far from the wall clock
+    clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
+    state = {"t": sim_ns}
+
+    def tick():
+        state["t"] += 100_000_000
+        clock_pub.publish(Clock(clock=convert.ns_to_time(state["t"])))
+    timer = probe.node.create_timer(0.1, tick)
+    stamps = []
+    sub = probe.node.create_subscription(Image, "/cam9/image_raw",
+                                         lambda m: stamps.append(convert.time_to_ns(m.header.stamp)),
+                                         sensor_qos(False))
+    spec = next(s for s in node_set([CameraSpec("cam9", str(sample_video))]) if s.name == "camera")
+    g = Graph([spec], config_path("test"), extra_params={"use_sim_time": True})
+    try:
+        with g:
+            probe.wait_for(lambda: len(stamps) >= 3, 60, "frames from the sim-time camera")
+        assert all(sim_ns <= s <= state["t"] + 1_000_000_000 for s in stamps[-3:]), (stamps[-3:], state["t"])
+    finally:
+        probe.node.destroy_timer(timer)
+        probe.node.destroy_subscription(sub)
+        probe.node.destroy_publisher(clock_pub)

@@ -1,0 +1,88 @@
+"""Per-frame cost of building image messages, with the generated field checks on and off.
+
+On Humble every generated setter checks its value; on newer distributions only with
+``ROS_PYTHON_CHECK_FIELDS=1``. For a uint8[] field, a ``bytes`` value is checked element by
+element in Python, while an ``array.array('B')`` filled with ``frombytes`` (what cv_bridge
+and ``person_search.nodes.convert`` do) is taken as is. Both ways are timed here in the same
+run, with checks on (``check_fields=True``, the Humble behaviour) and off.
+
+    tools/env.sh python benchmarks/bench_convert.py [--width 960 --height 540 --repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def _time(fn, repeat: int) -> float:
+    """Return the median seconds of ``fn()`` over ``repeat`` runs."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--width", type=int, default=960)
+    ap.add_argument("--height", type=int, default=540)
+    ap.add_argument("--repeat", type=int, default=20)
+    a = ap.parse_args()
+
+    from sensor_msgs.msg import Image
+    from person_search.nodes import convert
+
+    img = np.random.default_rng(0).integers(0, 255, (a.height, a.width, 3), dtype=np.uint8)
+    raw = img.tobytes()
+
+    def message(checks: bool) -> Image:
+        try:
+            return Image(check_fields=checks)
+        except TypeError:  # Humble: no check_fields argument, checks always on
+            return Image()
+
+    def old_way(checks: bool):
+        msg = message(checks)
+        msg.data = raw  # what nodes/convert.py did before: bytes through the checking setter
+        return msg
+
+    def new_way(checks: bool):
+        msg = message(checks)
+        msg.data.frombytes(raw)  # cv_bridge's way
+        return msg
+
+    print(f"{a.width}x{a.height} bgr8 ({len(raw) / 1e6:.2f} MB), median of {a.repeat}, "
+          f"{_cpu()}")
+    print(f"{'field checks':<14}{'msg.data = bytes':>18}{'data.frombytes':>16}{'ratio':>8}")
+    for checks in (True, False):
+        t_old = _time(lambda: old_way(checks), max(3, a.repeat // 4) if checks else a.repeat)
+        t_new = _time(lambda: new_way(checks), a.repeat)
+        print(f"{'on' if checks else 'off':<14}{1e3 * t_old:>15.2f} ms{1e3 * t_new:>13.2f} ms{t_old / t_new:>7.0f}x")
+    t_conv = _time(lambda: convert.bgr_to_image(img), a.repeat)
+    print(f"convert.bgr_to_image (whole message, environment default checks): {1e3 * t_conv:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
