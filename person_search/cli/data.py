@@ -53,7 +53,7 @@ def add_dataset_args(sp) -> None:
 def register(sub) -> None:
     """Add ``data synth`` and ``data check``."""
     p = sub.add_parser("data", help="generate or check a text-based person search dataset")
-    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    dsub = p.add_subparsers(dest="data_cmd", required=True, help="synth: generate a dataset; check: validate one")
 
     sp = dsub.add_parser("synth", help="render a generated dataset (CUHK-PEDES layout) a model can learn")
     sp.add_argument("out", help="output folder (reid_raw.json, imgs/, stats.json)")

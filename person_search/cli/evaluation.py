@@ -93,14 +93,15 @@ def register(sub) -> None:
     """Add ``eval``."""
     sp = sub.add_parser("eval", help="text-to-image retrieval metrics (R1/R5/R10/mAP/mINP) on a dataset split")
     add_dataset_args(sp)
-    sp.add_argument("--split", default="test", choices=["train", "val", "test"])
+    sp.add_argument("--split", default="test", choices=["train", "val", "test"],
+                    help="which split to rank (default test)")
     w = sp.add_mutually_exclusive_group(required=True)
     w.add_argument("--weights", metavar="CKPT|RUN", help="checkpoint file, or a run folder (best/last.safetensors)")
     w.add_argument("--random-weights", action="store_true", help="untrained control: random CLIP weights")
     sp.add_argument("--arch", help=f"open_clip architecture (default: the run's model.json, else {DEFAULT_ARCH})")
     sp.add_argument("--image-size", metavar="HxW", help="input size (default: model.json, else 384x128)")
-    sp.add_argument("--device", default="cpu")
-    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    sp.add_argument("--batch-size", type=int, default=64, help="images / captions per forward pass")
     sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     sp.add_argument("--i2t", action="store_true", help="also image-to-text metrics")
     sp.add_argument("--json", metavar="OUT.json", help="write the metrics as JSON")

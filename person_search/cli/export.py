@@ -87,10 +87,10 @@ def register(sub) -> None:
     sp = sub.add_parser("export", help="export the YOLO detector to OpenVINO (int8) or ONNX with ultralytics")
     sp.add_argument("--detector", action="store_true", help="export the person detector")
     sp.add_argument("--model", default="yolo11n.pt", help="ultralytics .pt (as given or under models/)")
-    sp.add_argument("--format", choices=DETECTOR_FORMATS, default="openvino")
+    sp.add_argument("--format", choices=DETECTOR_FORMATS, default="openvino", help="detector export format")
     sp.add_argument("--int8", action="store_true", help="post-training int8 quantization (OpenVINO, needs nncf)")
     sp.add_argument("--data", default="coco8.yaml",
                     help="int8 calibration dataset yaml (ultralytics downloads coco8 when online)")
-    sp.add_argument("--imgsz", type=int, default=640)
+    sp.add_argument("--imgsz", type=int, default=640, help="detector input size (px)")
     sp.add_argument("--out", help="folder for the result (default: beside the .pt)")
     sp.set_defaults(func=cmd_export)

@@ -15,7 +15,11 @@ def test_search_order(monkeypatch, tmp_path):
     monkeypatch.setenv("PERSON_SEARCH_MODELS", f"{tmp_path / 'a'}:{tmp_path / 'b'}")
     monkeypatch.setenv("ROS_HOME", str(tmp_path / "roshome"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PERSON_SEARCH_SHARED_MODELS", str(tmp_path / "shared"))
     dirs = paths.model_dirs()
+    assert tmp_path / "shared" not in dirs  # the shared test models only where the folder exists
+    (tmp_path / "shared").mkdir()
+    assert paths.model_dirs()[-1] == tmp_path / "shared"  # and then last of all
     assert dirs[:4] == [tmp_path / "a", tmp_path / "b", tmp_path / "roshome" / "person_search" / "models",
                         tmp_path / "home" / ".cache" / "person_search" / "models"]
     assert dirs[-1] == paths.MODELS_DIR  # the source tree comes last
