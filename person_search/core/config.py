@@ -145,6 +145,12 @@ class GalleryConfig:
         "diversity": (0.001, 1.0),
         "thumb_budget_bytes": (0, 1 << 40),
         "snapshot_interval_s": (0.01, 1e6),
+        "ivf_nprobe": (1, 4096),
+    }
+    CHOICES: ClassVar[Dict[str, Tuple[str, ...]]] = {
+        "backend": ("faiss", "milvus"),
+        "storage": ("fp32", "fp16"),
+        "index": ("flat", "ivf"),
     }
 
     window_s: float = 600.0  # embeddings older than this are evicted
@@ -154,6 +160,11 @@ class GalleryConfig:
     thumb_budget_bytes: int = 64 * 1024 * 1024  # JPEG crops + frame thumbnails, all tracks
     snapshot_path: str = ""  # where the index node saves / reloads the gallery; "" = no snapshot
     snapshot_interval_s: float = 10.0  # seconds between snapshots
+    backend: str = "faiss"  # "faiss" (embedded, this process) or "milvus" (a Milvus Lite file or server, shared)
+    storage: str = "fp32"  # faiss: "fp32" or "fp16" vectors (half the memory, scores within ~1e-3)
+    index: str = "flat"  # faiss: "flat" (exact) or "ivf" (approximate, faster on large galleries)
+    ivf_nprobe: int = 16  # faiss ivf: inverted lists scanned per query (more = better recall, slower)
+    milvus_uri: str = ""  # milvus: a local .db path (Milvus Lite) or http://host:19530; token from MILVUS_TOKEN
 
     def validate(self) -> None:
         _check_ranges(self)
@@ -163,6 +174,14 @@ class GalleryConfig:
         _check(0.0 < self.diversity <= 1.0, "gallery.diversity must be in (0, 1]")
         _check(self.thumb_budget_bytes >= 0, "gallery.thumb_budget_bytes must be >= 0")
         _check(self.snapshot_interval_s > 0, "gallery.snapshot_interval_s must be > 0")
+        for name, choices in self.CHOICES.items():
+            _check(getattr(self, name) in choices,
+                   f"gallery.{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        if self.backend == "milvus":
+            _check(bool(self.milvus_uri), "gallery.milvus_uri must be set with gallery.backend=milvus "
+                   "(a local .db path or http://host:19530)")
+            _check(not self.snapshot_path, "gallery.snapshot_path must be empty with gallery.backend=milvus "
+                   "(Milvus keeps the gallery itself)")
 
 
 @dataclass

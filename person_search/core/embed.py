@@ -8,7 +8,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from person_search.core.config import EncoderConfig
-from person_search.core.imaging import encode_jpeg
+from person_search.core.gallery.thumbs import crop_thumbnail, frame_thumbnail
 from person_search.core.types import EmbeddingBatch, FrameDetections
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,12 @@ class CropBudget:
 class Embedder:
     """FrameDetections -> EmbeddingBatch through a ClipEncoder's image tower."""
 
-    def __init__(self, cfg: EncoderConfig, encoder=None, *, crop_jpeg_max_side: int = 256,
-                 frame_jpeg_max_side: int = 480):
+    def __init__(self, cfg: EncoderConfig, encoder=None):
         if encoder is None:
             from person_search.core.encoders import ClipEncoder
             encoder = ClipEncoder(cfg, towers=("image",))
         self.encoder = encoder
         self.budget = CropBudget(cfg.max_crops_per_track_s)
-        self.crop_jpeg_max_side = crop_jpeg_max_side
-        self.frame_jpeg_max_side = frame_jpeg_max_side
         self.skipped = 0
 
     @property
@@ -75,7 +72,7 @@ class Embedder:
             return None
         vectors = self.encoder.encode_images([p.crop for p in people])
         if not frame_jpeg and frame is not None:
-            frame_jpeg = encode_jpeg(frame, max_side=self.frame_jpeg_max_side, quality=75)
+            frame_jpeg = frame_thumbnail(frame)
         return EmbeddingBatch(
             model_id=self.encoder.model_id,
             vectors=np.asarray(vectors, np.float32),
@@ -84,7 +81,7 @@ class Embedder:
             scores=np.array([p.score for p in people], np.float32),
             stamp_ns=det.stamp_ns,
             source_id=det.source_id,
-            crops_jpeg=[encode_jpeg(p.crop, max_side=self.crop_jpeg_max_side) for p in people],
+            crops_jpeg=[crop_thumbnail(p.crop) for p in people],
             qualities=np.array([p.quality for p in people], np.float32),
             frame_jpeg=frame_jpeg,
         )

@@ -59,32 +59,24 @@ def gallery(dim=16, block_rows=16, **cfg):
 
 
 def live_rows(g):
-    """{(source, track): [(id, vector, stamp), ...]} read from the gallery's storage."""
-    out = {}
-    keys = {t.tidx: (t.source_id, t.track_id) for t in g._tracks.values()}
-    for blk in g._blocks:
-        for p in range(blk.lo, blk.hi):
-            if blk.alive[p]:
-                out.setdefault(keys[int(blk.tidx[p])], []).append(
-                    (int(blk.ids[p]), blk.vecs[p].copy(), int(blk.stamps[p]))
-                )
-    return out
+    """{(source, track): [(id, vector, stamp), ...]} read through the public API."""
+    return {(t.source_id, t.track_id): g.embeddings(t.source_id, t.track_id) for t in g.tracks()}
 
 
 def check_invariants(g):
     rows = live_rows(g)
+    infos = g.tracks()
     assert len(g) == sum(len(v) for v in rows.values())
-    assert g.num_tracks == len(rows)  # no track without vectors, no vector without track
-    all_ids = [i for blk in g._blocks for i in blk.ids[blk.lo : blk.hi].tolist()]
-    assert all_ids == sorted(all_ids) and len(set(all_ids)) == len(all_ids)
-    for tr in g._tracks.values():
-        assert sorted(tr.ids) == sorted(r[0] for r in rows[(tr.source_id, tr.track_id)])
-        assert len(tr.ids) <= g.cfg.max_per_track
-    for blk in g._blocks:
-        assert blk.dead == int((~blk.alive[blk.lo : blk.hi]).sum())
-        assert blk.live > 0 or blk is g._blocks[-1]
-    assert g._thumb_bytes == sum(len(t.crop_jpeg) + len(t.frame_jpeg) for t in g._tracks.values())
-    assert g._thumb_bytes <= g.cfg.thumb_budget_bytes
+    assert g.num_tracks == len(rows) == len(infos)  # no track without vectors
+    assert all(rs for rs in rows.values())
+    all_ids = [r[0] for rs in rows.values() for r in rs]
+    assert len(set(all_ids)) == len(all_ids)
+    for t in infos:
+        assert t.num_embeddings == len(rows[(t.source_id, t.track_id)]) <= g.cfg.max_per_track
+    st = g.stats()
+    assert st["vectors"] == len(g) and st["tracks"] == g.num_tracks and st["dead_rows"] >= 0
+    assert st["thumb_bytes"] == sum(t.crop_bytes + t.frame_bytes for t in infos)
+    assert st["thumb_bytes"] <= g.cfg.thumb_budget_bytes
     return rows
 
 
@@ -92,7 +84,7 @@ def brute_force(g, q, top_k, *, source_id=None, since_ns=None, until_ns=None, mi
     q = unit(q).astype(np.float64)
     best = []
     for key, rs in live_rows(g).items():
-        tr = g._tracks[g._keys[key]]
+        tr = g.track(*key)
         if source_id is not None and key[0] != source_id:
             continue
         if since_ns is not None and tr.last_seen_ns < since_ns:
@@ -115,7 +107,7 @@ def test_known_vectors_retrieve_their_tracks_with_exact_scores():
     vecs = unit(rng.standard_normal((40, 32)))
     for i in range(40):  # one track per vector, spread over many blocks
         g.add(make_batch(vecs[i], [i], 1.0 + i))
-    assert len(g) == 40 and g.num_tracks == 40 and len(g._blocks) >= 3
+    assert len(g) == 40 and g.num_tracks == 40 and g.stats()["blocks"] >= 3
     for i in range(40):
         res = g.search(vecs[i], 5)
         assert res[0].track_id == i and res[0].source_id == "cam0"
@@ -350,7 +342,7 @@ def test_age_eviction_is_exact_at_the_vector_level():
         assert n == removed_before - len(g)
         check_invariants(g)
     assert g.evict(100 * S) == len(stamps[stamps >= 37.3]) and len(g) == 0 and g.num_tracks == 0
-    assert g._blocks == [] and g.search(np.ones(8), 3) == []
+    assert g.stats()["blocks"] == 0 and g.search(np.ones(8), 3) == []
 
 
 def test_age_eviction_with_out_of_order_stamps_from_several_cameras():
@@ -504,7 +496,7 @@ def _busy_gallery():
 
 def test_snapshot_round_trip_answers_every_query_identically(tmp_path):
     g, rng = _busy_gallery()
-    assert sum(b.dead for b in g._blocks) > 0 and g.stats()["thumb_bytes"] > 0
+    assert g.stats()["dead_rows"] > 0 and g.stats()["thumb_bytes"] > 0
     path = tmp_path / "snap" / "gallery.npz"
     g.save(path)
     assert [p.name for p in path.parent.iterdir()] == ["gallery.npz"]  # no temporary file left
