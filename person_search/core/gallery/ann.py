@@ -6,7 +6,7 @@ time-bucketed HNSW shards, and a query then pays one graph walk per shard (hundr
 stays exact per vector; a query scans ``nprobe`` of ``nlist`` inverted lists.
 
 * The coarse quantizer (``nlist = sqrt(capacity)``, 16..4096 lists) is trained once, on
-  the rows held when the gallery first reaches ``30 * nlist`` rows (or its capacity);
+  the rows held when the gallery first reaches ``39 * nlist`` rows (or its capacity);
   until then search is exact. A restored snapshot retrains on its rows.
 * Rows are added with their gallery ids. Removed rows (eviction, replacement) are
   masked at once by the search (an id no longer stored counts as dead) and dropped
@@ -35,7 +35,7 @@ class IvfIndex:
     def __init__(self, dim: int, *, capacity: int, nprobe: int, storage: str = "fp32"):
         self.dim = dim
         self.nlist = int(min(4096, max(16, round(math.sqrt(capacity)))))
-        self.train_rows = int(min(capacity, 30 * self.nlist))
+        self.train_rows = int(min(capacity, 39 * self.nlist))
         self.nprobe = int(nprobe)
         self.storage = storage
         self.index = None

@@ -28,7 +28,7 @@ from person_search.core.gallery.ann import IvfIndex
 from person_search.core.gallery.base import TrackInfo, batch_rows, check_batch, check_identity, check_query
 from person_search.core.gallery.policy import Track, TrackTable, choose
 from person_search.core.gallery.search import Searcher
-from person_search.core.gallery.store import DEFAULT_BLOCK_ROWS, BlockStore
+from person_search.core.gallery.store import DEFAULT_BLOCK_ROWS, BlockStore, one_thread
 from person_search.core.gallery.thumbs import ThumbBudget
 from person_search.core.types import EmbeddingBatch, TrackMatch
 
@@ -128,7 +128,8 @@ class RollingGallery:
         with self._lock:
             return {
                 "backend": "faiss", "model_id": self.model_id, "dim": self.dim, "storage": self.cfg.storage,
-                "index": self.cfg.index, "vectors": len(self), "tracks": self.num_tracks,
+                "index": self.cfg.index, "ann_ready": self._ann is not None and self._ann.ready,
+                "vectors": len(self), "tracks": self.num_tracks,
                 "blocks": len(self._store.blocks), "dead_rows": self._store.dead_rows,
                 "vector_bytes": len(self) * self.dim * (2 if self.cfg.storage == "fp16" else 4),
                 "thumb_bytes": self._thumbs.bytes, "memory_bytes": self._memory_locked(),
@@ -152,7 +153,7 @@ class RollingGallery:
         stamp, source_id = int(batch.stamp_ns), str(batch.source_id)
         track_ids, boxes, quals, crops = batch_rows(batch)
         frame = bytes(batch.frame_jpeg or b"")
-        with self._lock:
+        with self._lock, one_thread():
             newest = stamp if self._newest_ns is None else max(self._newest_ns, stamp)
             if stamp < newest - self._window_ns:
                 log.debug("batch of %s at %d is older than the window; dropped", source_id, stamp)
@@ -208,7 +209,7 @@ class RollingGallery:
         Returns:
             Number of vectors removed. Tracks left without vectors are removed too.
         """
-        with self._lock:
+        with self._lock, one_thread():
             return self._evict_locked(self._newest_ns if now_ns is None else int(now_ns))
 
     def _evict_locked(self, now_ns: Optional[int]) -> int:
@@ -243,7 +244,7 @@ class RollingGallery:
             the box of that embedding's observation, thumbnails of the best crop.
         """
         q = check_query(query, top_k, min_score, dim=self.dim, model_id=self.model_id)
-        with self._lock:
+        with self._lock, one_thread():
             self._n_searches += 1
             return self._searcher.search(q, int(top_k), float(min_score), since_ns, until_ns, source_id)
 
