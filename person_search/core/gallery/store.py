@@ -103,7 +103,7 @@ class F16Rows:
         return self.index.ntotal * self.index.code_size
 
     def codes(self) -> np.ndarray:
-        """The stored codes as an (ntotal, D) float16 view (valid until the next add)."""
+        """Return the stored codes as an (ntotal, D) float16 view (valid until the next add)."""
         n, d = self.index.ntotal, self.index.d
         if n == 0:
             return np.zeros((0, d), np.float16)
