@@ -8,11 +8,12 @@ encoder and the thumbnail budget), ``snapshot`` (``.npz`` files), ``rolling`` (t
 (:func:`make_gallery`, the one place that picks a backend from the config).
 """
 
-from person_search.core.gallery.base import Gallery, GalleryMismatchError, SnapshotError, TrackInfo
+from person_search.core.gallery.base import (Gallery, GalleryBackendError, GalleryMismatchError, SnapshotError,
+                                             TrackInfo)
 from person_search.core.gallery.factory import make_gallery
 
-__all__ = ["Gallery", "GalleryMismatchError", "MilvusGallery", "RollingGallery", "SnapshotError", "TrackInfo",
-           "make_gallery"]
+__all__ = ["Gallery", "GalleryBackendError", "GalleryMismatchError", "MilvusGallery", "RollingGallery",
+           "SnapshotError", "TrackInfo", "make_gallery"]
 
 
 def __getattr__(name):

@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Protocol, Tuple, runtime_checkable
+from typing import Dict, List, NamedTuple, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -15,6 +15,10 @@ from person_search.core.types import Box, EmbeddingBatch, TrackMatch
 
 class GalleryMismatchError(ValueError):
     """Embeddings (or a snapshot) of another model or dimension than the gallery's."""
+
+
+class GalleryBackendError(ValueError):
+    """The gallery's backend (a Milvus server or file) cannot be reached or refused an operation."""
 
 
 class SnapshotError(ValueError):
@@ -121,14 +125,30 @@ def check_batch(batch: EmbeddingBatch, *, model_id: str, dim: int) -> np.ndarray
     return v
 
 
-def batch_rows(batch: EmbeddingBatch) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[bytes]]:
-    """Return (track ids int64, boxes (N, 4) float32, qualities float64, crops) of a checked batch."""
-    n = len(batch.track_ids)
+class BatchRows(NamedTuple):
+    """A checked batch, unpacked: unit float32 rows and per-row arrays."""
+
+    vecs: np.ndarray
+    stamp: int
+    source_id: str
+    track_ids: np.ndarray
+    boxes: np.ndarray
+    quals: np.ndarray
+    crops: List[bytes]
+    frame: bytes
+
+
+def unpack_batch(batch: EmbeddingBatch, *, model_id: str, dim: int) -> Optional[BatchRows]:
+    """Check a batch (see check_batch) and unpack it; None when it has no rows."""
+    vecs = check_batch(batch, model_id=model_id, dim=dim)
+    n = vecs.shape[0]
+    if n == 0:
+        return None
     quals = batch.qualities if batch.qualities is not None else batch.scores
-    return (np.asarray(batch.track_ids).reshape(-1).astype(np.int64),
-            np.asarray(batch.boxes, np.float32).reshape(n, 4),
-            np.asarray(quals, np.float64).reshape(-1),
-            list(batch.crops_jpeg) if batch.crops_jpeg else [b""] * n)
+    return BatchRows(vecs, int(batch.stamp_ns), str(batch.source_id),
+                     np.asarray(batch.track_ids).reshape(-1).astype(np.int64),
+                     np.asarray(batch.boxes, np.float32).reshape(n, 4), np.asarray(quals, np.float64).reshape(-1),
+                     list(batch.crops_jpeg) if batch.crops_jpeg else [b""] * n, bytes(batch.frame_jpeg or b""))
 
 
 def check_query(query: np.ndarray, top_k: int, min_score: float, *, dim: int, model_id: str) -> np.ndarray:

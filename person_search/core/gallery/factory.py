@@ -11,7 +11,7 @@ def make_gallery(cfg: GalleryConfig, *, dim: int, model_id: str) -> Gallery:
 
     Raises:
         ConfigError: a bad configuration value.
-        GalleryError / ValueError: the Milvus backend cannot be reached or refuses the collection.
+        GalleryBackendError: the Milvus backend cannot be reached or refuses the collection.
     """
     cfg.validate()
     if cfg.backend == "milvus":

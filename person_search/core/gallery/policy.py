@@ -27,7 +27,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from person_search.core.gallery.base import TrackInfo
+from person_search.core.gallery.base import BatchRows, TrackInfo
 
 # Python overhead of one track (object with slots, id array header, key tuple, dict
 # entries), measured with tracemalloc on CPython 3.12; plus 8 B per kept id.
@@ -166,3 +166,56 @@ class TrackTable:
 
     def memory_bytes(self, rows: int) -> int:
         return len(self.by_tidx) * TRACK_OVERHEAD_BYTES + rows * 8
+
+
+class Aggregator:
+    """Applies :func:`choose` to a batch: tracks, thumbnails and rows of one gallery.
+
+    ``store`` is a :class:`~person_search.core.gallery.store.BlockStore` (gather, kill,
+    append); ``thumbs`` a :class:`~person_search.core.gallery.thumbs.ThumbBudget`.
+    """
+
+    def __init__(self, store, tracks: TrackTable, thumbs, *, diversity: float, max_per_track: int, window_ns: int):
+        self.store, self.tracks, self.thumbs = store, tracks, thumbs
+        self.diversity, self.max_per_track, self.window_ns = diversity, max_per_track, window_ns
+        self.newest_ns: Optional[int] = None
+
+    def accept(self, stamp: int) -> bool:
+        """Move the newest stamp; False for a batch already older than the window (dropped)."""
+        newest = stamp if self.newest_ns is None else max(self.newest_ns, stamp)
+        if stamp < newest - self.window_ns:
+            return False
+        self.newest_ns = newest
+        return True
+
+    def observe(self, b: BatchRows) -> Iterator[Tuple[int, Track, Optional[int], Optional[int]]]:
+        """Yield (row index, track, id of the row added or None, id of the row removed or None) per row."""
+        for i in range(b.vecs.shape[0]):
+            tr, created = self.tracks.get_or_create(b.source_id, int(b.track_ids[i]), b.stamp)
+            if not created:
+                self.thumbs.touch(tr.tidx)
+            if tr.observe(b.stamp, b.boxes[i], float(b.quals[i])):
+                if b.crops[i]:
+                    self.thumbs.set(tr, "crop_jpeg", bytes(b.crops[i]))
+                if b.frame:
+                    self.thumbs.set(tr, "frame_jpeg", b.frame)
+            kept, kept_stamps = self.store.gather(tr.ids)
+            add, remove = choose(kept, kept_stamps, b.vecs[i], b.stamp, diversity=self.diversity,
+                                 max_per_track=self.max_per_track, window_ns=self.window_ns)
+            removed = added = None
+            if remove is not None:
+                removed = tr.ids[remove]
+                self.store.kill(removed)
+                tr.ids.remove(removed)
+            if add:
+                added = self.store.append(b.vecs[i], b.stamp, tr.tidx, b.boxes[i])
+                tr.ids.append(added)
+            yield i, tr, added, removed
+
+    def evict(self, now_ns: Optional[int], capacity: int) -> Tuple[np.ndarray, np.ndarray, List[Track]]:
+        """Apply the window (relative to now_ns) and the capacity; return (ids, track indices, tracks gone)."""
+        ids, tidx = self.store.evict(None if now_ns is None else now_ns - self.window_ns, capacity)
+        gone = self.tracks.remove_rows(ids, tidx)
+        for tr in gone:
+            self.thumbs.drop(tr)
+        return ids, tidx, gone

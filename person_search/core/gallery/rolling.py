@@ -25,8 +25,8 @@ import numpy as np
 from person_search.core.config import GalleryConfig
 from person_search.core.gallery import snapshot
 from person_search.core.gallery.ann import IvfIndex
-from person_search.core.gallery.base import TrackInfo, batch_rows, check_batch, check_identity, check_query
-from person_search.core.gallery.policy import Track, TrackTable, choose
+from person_search.core.gallery.base import TrackInfo, check_identity, check_query, unpack_batch
+from person_search.core.gallery.policy import Aggregator, Track, TrackTable
 from person_search.core.gallery.search import Searcher
 from person_search.core.gallery.store import DEFAULT_BLOCK_ROWS, BlockStore, one_thread
 from person_search.core.gallery.thumbs import ThumbBudget
@@ -63,7 +63,8 @@ class RollingGallery:
         self._ann = (IvfIndex(self.dim, capacity=cfg.capacity, nprobe=cfg.ivf_nprobe, storage=cfg.storage)
                      if cfg.index == "ivf" else None)
         self._searcher = Searcher(self._store, self._tracks, cfg.max_per_track, self._ann)
-        self._newest_ns: Optional[int] = None
+        self._agg = Aggregator(self._store, self._tracks, self._thumbs, diversity=cfg.diversity,
+                               max_per_track=cfg.max_per_track, window_ns=self._window_ns)
         self._n_added = self._n_evicted = self._n_searches = 0
 
     # ------------------------------------------------------------------ read-only views
@@ -77,7 +78,7 @@ class RollingGallery:
     @property
     def newest_ns(self) -> Optional[int]:
         """Newest data stamp seen (None before the first batch)."""
-        return self._newest_ns
+        return self._agg.newest_ns
 
     def __contains__(self, key: object) -> bool:
         if not (isinstance(key, tuple) and len(key) == 2):
@@ -133,7 +134,7 @@ class RollingGallery:
                 "blocks": len(self._store.blocks), "dead_rows": self._store.dead_rows,
                 "vector_bytes": len(self) * self.dim * (2 if self.cfg.storage == "fp16" else 4),
                 "thumb_bytes": self._thumbs.bytes, "memory_bytes": self._memory_locked(),
-                "newest_ns": self._newest_ns,
+                "newest_ns": self._agg.newest_ns,
                 "oldest_ns_bound": self._store.oldest_bound(),  # lower bound of the oldest kept stamp
                 "added_total": self._n_added, "evicted_total": self._n_evicted,
                 "searches_total": self._n_searches, "window_s": self.cfg.window_s, "capacity": self.cfg.capacity,
@@ -147,53 +148,27 @@ class RollingGallery:
             GalleryMismatchError: the batch's model_id or dim differs from the gallery's.
             ValueError: malformed batch or non-finite / zero rows (nothing is changed).
         """
-        vecs = check_batch(batch, model_id=self.model_id, dim=self.dim)
-        if vecs.shape[0] == 0:
+        b = unpack_batch(batch, model_id=self.model_id, dim=self.dim)
+        if b is None:
             return 0
-        stamp, source_id = int(batch.stamp_ns), str(batch.source_id)
-        track_ids, boxes, quals, crops = batch_rows(batch)
-        frame = bytes(batch.frame_jpeg or b"")
         with self._lock, one_thread():
-            newest = stamp if self._newest_ns is None else max(self._newest_ns, stamp)
-            if stamp < newest - self._window_ns:
-                log.debug("batch of %s at %d is older than the window; dropped", source_id, stamp)
+            if not self._agg.accept(b.stamp):
+                log.debug("batch of %s at %d is older than the window; dropped", b.source_id, b.stamp)
                 return 0
-            self._newest_ns = newest
             added = 0
-            for i in range(vecs.shape[0]):
-                added += self._observe(source_id, int(track_ids[i]), vecs[i], boxes[i], float(quals[i]), crops[i],
-                                       frame, stamp)
+            for i, _, rid, dead in self._agg.observe(b):
+                if self._ann is not None and dead is not None:
+                    self._ann.remove(np.array([dead], np.int64))
+                if rid is not None:
+                    added += 1
+                    if self._ann is not None:
+                        self._ann.add(b.vecs[i], rid)
             self._n_added += added
-            self._evict_locked(self._newest_ns)
+            self._evict_locked(self._agg.newest_ns)
             self._thumbs.enforce(self._tracks)
             if self._ann is not None:
                 self._ann.maybe_train(len(self), self._ann_rows)
             return added
-
-    def _observe(self, source_id, track_id, vec, box, quality, crop, frame, stamp) -> int:
-        tr, created = self._tracks.get_or_create(source_id, track_id, stamp)
-        if not created:
-            self._thumbs.touch(tr.tidx)
-        if tr.observe(stamp, box, quality):
-            if crop:
-                self._thumbs.set(tr, "crop_jpeg", bytes(crop))
-            if frame:
-                self._thumbs.set(tr, "frame_jpeg", frame)
-        kept, kept_stamps = self._store.gather(tr.ids)
-        add, remove = choose(kept, kept_stamps, vec, stamp, diversity=self.cfg.diversity,
-                             max_per_track=self.cfg.max_per_track, window_ns=self._window_ns)
-        if remove is not None:
-            rid = tr.ids[remove]
-            self._store.kill(rid)
-            tr.ids.remove(rid)
-            if self._ann is not None:
-                self._ann.remove(np.array([rid], np.int64))
-        if add:
-            rid = self._store.append(vec, stamp, tr.tidx, box)
-            tr.ids.append(rid)
-            if self._ann is not None:
-                self._ann.add(vec, rid)
-        return int(add)
 
     def _ann_rows(self):
         a = self._store.export()
@@ -210,15 +185,12 @@ class RollingGallery:
             Number of vectors removed. Tracks left without vectors are removed too.
         """
         with self._lock, one_thread():
-            return self._evict_locked(self._newest_ns if now_ns is None else int(now_ns))
+            return self._evict_locked(self._agg.newest_ns if now_ns is None else int(now_ns))
 
     def _evict_locked(self, now_ns: Optional[int]) -> int:
-        cutoff = None if now_ns is None else now_ns - self._window_ns
-        ids, tidx = self._store.evict(cutoff, self.cfg.capacity)
+        ids, _, _ = self._agg.evict(now_ns, self.cfg.capacity)
         if ids.shape[0] == 0:
             return 0
-        for tr in self._tracks.remove_rows(ids, tidx):
-            self._thumbs.drop(tr)
         if self._ann is not None:
             self._ann.remove(ids)
         self._n_evicted += ids.shape[0]
@@ -270,7 +242,7 @@ class RollingGallery:
         frame_off, frame_data = snapshot.pack_blobs([t.frame_jpeg for t in tracks])
         meta = {"model_id": self.model_id, "dim": self.dim, "config": dataclasses.asdict(self.cfg),
                 "next_id": self._store.next_id, "next_tidx": self._tracks.next_tidx,
-                "newest_ns": self._newest_ns, "sources": sources}
+                "newest_ns": self._agg.newest_ns, "sources": sources}
         arrays = dict(
             self._store.export(),
             t_tidx=np.array([t.tidx for t in tracks], np.int64),
@@ -332,7 +304,7 @@ class RollingGallery:
                 not self._tracks[k].crop_jpeg for k in self._thumbs.order("crop_jpeg")):
             raise ValueError("thumbnail order malformed")
         self._tracks.next_tidx = int(meta["next_tidx"])
-        self._newest_ns = None if meta["newest_ns"] is None else int(meta["newest_ns"])
+        self._agg.newest_ns = None if meta["newest_ns"] is None else int(meta["newest_ns"])
         ids, row_tidx = a["ids"], a["row_tidx"]
         for rid, tidx in zip(ids.tolist(), row_tidx.tolist()):
             self._tracks[tidx].ids.append(rid)  # KeyError -> corrupt
@@ -341,7 +313,7 @@ class RollingGallery:
         if any(not tr.ids for tr in self._tracks):
             raise ValueError("a track has no vectors")
         self._store.restore(a["vectors"], ids, a["stamps"], row_tidx, a["boxes"], int(meta["next_id"]))
-        self._evict_locked(self._newest_ns)
+        self._evict_locked(self._agg.newest_ns)
         self._thumbs.enforce(self._tracks)
         if self._ann is not None:
             self._ann.maybe_train(len(self), self._ann_rows)

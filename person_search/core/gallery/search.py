@@ -27,6 +27,18 @@ _SHIFT = 32
 _MASK = (1 << _SHIFT) - 1
 
 
+def best_per_track(scores: np.ndarray, order: np.ndarray, group: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Return the index of each group's best row among rows where ``keep``, best group first.
+
+    Rows rank by score (descending), ties by ``order`` (ascending); a group's best row is
+    its first in that ranking.
+    """
+    idx = np.flatnonzero(keep)
+    rank = idx[np.lexsort((order[idx], -scores[idx]))]
+    _, first = np.unique(group[rank], return_index=True)
+    return rank[np.sort(first)]
+
+
 def _empty_cols() -> Cols:
     return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
 
@@ -151,10 +163,7 @@ class Searcher:
         if scores.shape[0] == 0:
             return [], False
         cut = bool(scores.min() < min_score)
-        idx = np.flatnonzero((tidx >= 0) & (scores >= min_score))
-        rank = idx[np.lexsort((ref[idx], -scores[idx]))]  # best first, ties in id order
-        _, first = np.unique(tidx[rank], return_index=True)
-        best = rank[np.sort(first)]  # each track's best row, best track first
+        best = best_per_track(scores, ref, tidx, (tidx >= 0) & (scores >= min_score))  # ref order = id order
         filtered = source_id is not None or since_ns is not None or until_ns is not None
         if not filtered:
             best = best[:top_k]
