@@ -167,7 +167,7 @@ def check_query(query: np.ndarray, top_k: int, min_score: float, *, dim: int, mo
     if q.dtype.kind not in "fiu":
         raise ValueError(f"query must be numbers, not {q.dtype}")
     q = np.array(q, dtype=np.float32)
-    nrm = math.sqrt(float(np.dot(q.astype(np.float64), q)))
+    nrm = math.sqrt(float(np.dot(q, q)))
     if not math.isfinite(nrm):
         raise ValueError("query has non-finite values")
     if nrm <= 1e-12:
