@@ -118,6 +118,7 @@ class MilvusGallery:
                                max_per_track=cfg.max_per_track, window_ns=self._window_ns)
         self._lock = threading.Lock()
         self._swept_ns: Optional[int] = None
+        self._counts: Dict[str, Optional[int]] = {}  # last counts, for diagnostics while Milvus is away
         self._n_added = self._n_searches = 0
         self._call(self._ensure_collections)
         log.info("Milvus gallery at %s: collections %s, %s", self.uri, self.rows_name, self.tracks_name)
@@ -157,8 +158,16 @@ class MilvusGallery:
 
     # ------------------------------------------------------------------ read-only views
     def _count(self, name: str) -> int:
-        res = self._call(self._client.query, name, filter="", output_fields=["count(*)"])
-        return int(res[0]["count(*)"])
+        """Count a collection's rows; while Milvus is unreachable, the last count (and one warning)."""
+        try:
+            n = int(self._call(self._client.query, name, filter="", output_fields=["count(*)"])[0]["count(*)"])
+        except GalleryBackendError as exc:
+            if self._counts.get("error") is None:
+                log.warning("gallery counts unavailable, reporting the last ones: %s", exc)
+            self._counts["error"] = 1
+            return self._counts.get(name, 0)
+        self._counts[name], self._counts["error"] = n, None
+        return n
 
     def __len__(self) -> int:
         return self._count(self.rows_name)
