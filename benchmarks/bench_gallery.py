@@ -1,30 +1,30 @@
-"""Benchmark of the rolling gallery against a plain FAISS IndexFlatIP and a numpy scan.
+"""Benchmark of the gallery options against a plain FAISS IndexFlatIP, side by side in one run.
 
-For each size N: N random L2-normalised 512-d vectors arriving as frames of 8 people
-(each track seen in 8 consecutive frames, so every track keeps 8 embeddings), spread
-over one 600 s window. Everything runs on one thread and every number of a row is
-measured in the same run. The three searches are interleaved query by query so that
-load from other processes hits them alike, and before each timed search a 64 MiB
-buffer is written to evict the CPU caches (as in production, where YOLO and CLIP run
-between queries; otherwise whichever method ran last finds its data in L3). Pass
---warm to skip the flush.
+For each size N: N L2-normalised 512-d vectors arriving as frames of 8 people (each track
+seen in 8 consecutive frames and keeping all 8 embeddings), spread over one 600 s
+window. The vectors are clustered like person embeddings: appearance groups of 32
+tracks (unit group centres), each track centre at cosine ~0.86 to its group centre and
+each embedding at cosine ~0.86 to its track centre (two embeddings of a track: ~0.73).
+A query is a group centre plus the same noise, so its top-10 tracks are the
+near-neighbours among its group (scores ~0.6), not noise-level ones. Flat search speed
+does not depend on the data; recall does.
 
-Columns:
-  add/s        gallery add throughput (vectors per second, including per-track logic)
-  RG p50/p95   RollingGallery.search(q, top_k=10) -> 10 distinct tracks, ms
-  Flat p50/p95 faiss.IndexFlatIP.search(q, 10) over the same N vectors, ms
-  np p50/p95   numpy: X @ q + argpartition + sort of the top 10, ms
-  speed        Flat p50 / RG p50 (>= 1: the gallery is no slower than one flat index)
-  evict step   one window step of 10 s (= N/60 vectors): ms, and us per evicted vector
-               (median of 3 steps)
-  evict 1k     evicting exactly 1,000 vectors, ms, median of 5 steps (flat across N =
-               cost independent of the gallery size)
-  mem          gallery memory_bytes() / raw vector bytes (N * 512 * 4)
+Searches, interleaved query by query in a rotating order, each after a 64 MiB write
+that evicts the CPU caches (--warm skips it), all on one thread:
+  Flat      faiss.IndexFlatIP.search(q, 10): the baseline (10 vectors, not tracks)
+  fp32      RollingGallery(storage=fp32, index=flat).search(q, 10) -> 10 distinct tracks
+  fp16      RollingGallery(storage=fp16, index=flat)
+  ivf       RollingGallery(storage=fp16, index=ivf, ivf_nprobe=0 = a third of the lists): approximate
+Columns: p50 / p95 ms; x = Flat p50 / that p50 (>= 1: no slower than one flat index);
+rec = recall@10 of distinct tracks against the exact fp32 gallery; mem = memory_bytes()
+/ raw fp32 vector bytes (N * 512 * 4); add/s = vectors added per second (with the
+per-track logic; ivf includes training its quantizer); evict 1k = ms to evict 1,000
+vectors (median of 5 steps).
 
 Usage:
-  .venv/bin/python benchmarks/bench_gallery.py            # 10k, 100k, 1M (~2-3 min, ~7 GB RAM)
-  .venv/bin/python benchmarks/bench_gallery.py --quick    # 10k, 100k
-  .venv/bin/python benchmarks/bench_gallery.py --sizes 10000 50000
+  tools/env.sh python benchmarks/bench_gallery.py            # 10k, 100k, 1M (~10 min, ~9 GB RAM)
+  tools/env.sh python benchmarks/bench_gallery.py --quick    # 10k, 100k
+  tools/env.sh python benchmarks/bench_gallery.py --png benchmarks/bench_gallery.png
 """
 
 from __future__ import annotations
@@ -52,18 +52,43 @@ DIM = 512
 TOP_K = 10
 PEOPLE_PER_FRAME = 8
 FRAMES_PER_TRACK = 8
+TRACKS_PER_GROUP = 32
+NOISE = 0.6  # norm of the noise added at each level: cosine 1 / sqrt(1 + NOISE^2) ~ 0.86
 WINDOW_S = 600.0
-STEP_S = 10.0
 S = 1_000_000_000
+GALLERIES = {  # name -> GalleryConfig fields
+    "fp32": dict(storage="fp32", index="flat"),
+    "fp16": dict(storage="fp16", index="flat"),
+    "ivf": dict(storage="fp16", index="ivf"),  # ivf_nprobe 0 = a third of the lists
+}
 
 
-def random_unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
-    x = np.empty((n, dim), np.float32)
-    for i in range(0, n, 65536):  # in chunks: no float64 temporaries at 1M
-        c = rng.standard_normal((min(65536, n - i), dim), dtype=np.float32)
-        c /= np.linalg.norm(c, axis=1, keepdims=True)
-        x[i : i + c.shape[0]] = c
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
+
+
+def noisy(rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
+    """Each centre plus a random direction of norm NOISE, renormalised."""
+    e = unit_rows(rng.standard_normal(centres.shape, dtype=np.float32))
+    return unit_rows(centres + NOISE * e)
+
+
+def make_data(rng: np.random.Generator, n: int, n_queries: int):
+    """Return (vectors (n, DIM) in arrival order, track id per row, queries)."""
+    # frame f holds tracks base..base+7 (base = f // 8 * 8): row r belongs to track
+    # (r // 64) * 8 + r % 8
+    r = np.arange(n)
+    track_of = (r // (PEOPLE_PER_FRAME * FRAMES_PER_TRACK)) * PEOPLE_PER_FRAME + r % PEOPLE_PER_FRAME
+    n_tracks = int(track_of.max()) + 1
+    groups = unit_rows(rng.standard_normal((max(1, n_tracks // TRACKS_PER_GROUP), DIM), dtype=np.float32))
+    track_centre = noisy(rng, groups[rng.integers(0, groups.shape[0], n_tracks)])
+    x = np.empty((n, DIM), np.float32)
+    for i in range(0, n, 65536):  # in chunks: no large temporaries at 1M
+        j = min(n, i + 65536)
+        x[i:j] = noisy(rng, track_centre[track_of[i:j]])
+    queries = noisy(rng, groups[rng.integers(0, groups.shape[0], n_queries)])
+    return x, track_of, queries
 
 
 def pct(ts, p):
@@ -80,141 +105,141 @@ def flush_caches() -> None:
     _JUNK += 1.0
 
 
-def bench(n: int, rng: np.random.Generator, n_queries: int, warm: bool = False):
-    x = random_unit(rng, n)
-    frames = n // PEOPLE_PER_FRAME
-    dt_ns = int(WINDOW_S * S / frames)  # the N vectors span [0, 600 s): all inside one window
-    cfg = GalleryConfig(window_s=WINDOW_S, capacity=n, max_per_track=8, diversity=0.95, thumb_budget_bytes=0)
+def build(name, x, track_of, dt_ns):
+    cfg = GalleryConfig(window_s=WINDOW_S, capacity=x.shape[0], max_per_track=8, diversity=0.95,
+                        thumb_budget_bytes=0, **GALLERIES[name])
     g = RollingGallery(cfg, dim=DIM, model_id="bench")
     boxes = np.zeros((PEOPLE_PER_FRAME, 4), np.float32)
     scores = np.ones(PEOPLE_PER_FRAME, np.float32)
     t0 = time.perf_counter()
-    for f in range(frames):
-        base = (f // FRAMES_PER_TRACK) * PEOPLE_PER_FRAME
-        g.add(
-            EmbeddingBatch(
-                "bench",
-                x[f * PEOPLE_PER_FRAME : (f + 1) * PEOPLE_PER_FRAME],
-                np.arange(base, base + PEOPLE_PER_FRAME),
-                boxes,
-                scores,
-                f * dt_ns,
-                "cam0",
-            )
-        )
+    for f in range(x.shape[0] // PEOPLE_PER_FRAME):
+        sl = slice(f * PEOPLE_PER_FRAME, (f + 1) * PEOPLE_PER_FRAME)
+        g.add(EmbeddingBatch("bench", x[sl], track_of[sl], boxes, scores, f * dt_ns, "cam0"))
     add_s = time.perf_counter() - t0
-    assert len(g) == n, (len(g), n)
-    mem = g.memory_bytes() / (n * DIM * 4)
+    assert len(g) == x.shape[0], (name, len(g))
+    return g, x.shape[0] / add_s
 
-    flat = faiss.IndexFlatIP(DIM)
-    flat.add(x)
-    queries = random_unit(rng, n_queries)
 
-    def np_scan(q):
-        s = x @ q
-        top = np.argpartition(s, -TOP_K)[-TOP_K:]
-        return top[np.argsort(-s[top])]
-
-    # warm-up, and a check that all three agree on the best vector's score
-    best = float(np.max(x @ queries[0]))
-    assert abs(g.search(queries[0], TOP_K)[0].score - best) < 1e-5
-    assert abs(float(flat.search(queries[:1], TOP_K)[0][0, 0]) - best) < 1e-5
-    np_scan(queries[0])
-    t_rg, t_flat, t_np = [], [], []
-    flush = (lambda: None) if warm else flush_caches
-    for i, q in enumerate(queries):
-        q2 = q[None]
-        runs = [
-            ("rg", lambda: g.search(q, TOP_K)),
-            ("flat", lambda: flat.search(q2, TOP_K)),  # noqa: F821 - deleted only after the loop
-            ("np", lambda: np_scan(q)),
-        ]
-        for name, fn in runs[i % 3 :] + runs[: i % 3]:  # rotate the order too
-            flush()
-            t = time.perf_counter()
-            res = fn()
-            dt = time.perf_counter() - t
-            {"rg": t_rg, "flat": t_flat, "np": t_np}[name].append(dt)
-            if name == "rg":
-                assert len(res) == TOP_K
-    del flat
-
-    # eviction: window steps of STEP_S of data (= N/60 vectors each), then steps of exactly
-    # 1,000 vectors; medians of 3 and 5 steps
-    now = g.newest_ns
-    step_t, step_n = [], []
-    for _ in range(3):
-        before = len(g)
-        now += int(STEP_S * S)
+def evict_1k(g, dt_ns):
+    now, ts = g.newest_ns, []
+    for _ in range(5):
+        now += 1000 // PEOPLE_PER_FRAME * dt_ns
         t = time.perf_counter()
         removed = g.evict(now)
-        step_t.append(time.perf_counter() - t)
-        assert removed == before - len(g) and removed > 0
-        step_n.append(removed)
-    frames_1k = 1000 // PEOPLE_PER_FRAME
-    k_t, k_n = [], []
-    for _ in range(5):
-        now += frames_1k * dt_ns
-        t = time.perf_counter()
-        k_n.append(g.evict(now))
-        k_t.append(time.perf_counter() - t)
-    step_s, k_s = float(np.median(step_t)), float(np.median(k_t))
-    step_n, k_n = int(np.median(step_n)), int(np.median(k_n))
-    return {
-        "n": n,
-        "add_per_s": n / add_s,
-        "rg": (pct(t_rg, 50), pct(t_rg, 95)),
-        "flat": (pct(t_flat, 50), pct(t_flat, 95)),
-        "np": (pct(t_np, 50), pct(t_np, 95)),
-        "speed": pct(t_flat, 50) / pct(t_rg, 50),
-        "step": (step_s * 1e3, step_n, step_s * 1e6 / step_n),
-        "k": (k_s * 1e3, k_n),
-        "mem": mem,
-        "blocks": g.stats()["blocks"],
-        "queries": n_queries,
-    }
+        ts.append(time.perf_counter() - t)
+        assert abs(removed - 1000) <= PEOPLE_PER_FRAME, removed  # stamps are rounded to whole ns
+    return float(np.median(ts)) * 1e3
+
+
+def bench(n: int, rng: np.random.Generator, n_queries: int, warm: bool = False):
+    x, track_of, queries = make_data(rng, n, n_queries)
+    dt_ns = int(WINDOW_S * S / (n // PEOPLE_PER_FRAME))  # the N vectors span [0, 600 s): one window
+    flat = faiss.IndexFlatIP(DIM)
+    flat.add(x)
+    galleries, add_rate = {}, {}
+    for name in GALLERIES:
+        galleries[name], add_rate[name] = build(name, x, track_of, dt_ns)
+    del x
+    names = ["flat"] + list(GALLERIES)
+    runs = {"flat": lambda q: flat.search(q[None], TOP_K)}  # noqa: F821 - deleted only after the loop
+    runs.update({name: (lambda q, g=g: g.search(q, TOP_K)) for name, g in galleries.items()})
+    times = {name: [] for name in names}
+    results = {name: [] for name in GALLERIES}
+    for fn in runs.values():  # warm-up
+        fn(queries[0])
+    flush = (lambda: None) if warm else flush_caches
+    for i, q in enumerate(queries):
+        order = names[i % len(names):] + names[: i % len(names)]  # rotate the order too
+        for name in order:
+            flush()
+            t = time.perf_counter()
+            res = runs[name](q)
+            times[name].append(time.perf_counter() - t)
+            if name != "flat":
+                assert len(res) == TOP_K, (name, len(res))
+                results[name].append({m.track_id for m in res})
+    del flat
+    exact = results["fp32"]
+    raw = n * DIM * 4
+    row = {"n": n, "queries": n_queries}
+    for name in names:
+        p50, p95 = pct(times[name], 50), pct(times[name], 95)
+        row[name] = dict(p50=p50, p95=p95, x=pct(times["flat"], 50) / p50)
+    row["flat"]["mem"] = 1.0
+    for name, g in galleries.items():
+        rec = np.mean([len(a & b) / TOP_K for a, b in zip(results[name], exact)])
+        row[name].update(rec=float(rec), mem=g.memory_bytes() / raw, add=add_rate[name], evict=evict_1k(g, dt_ns))
+    return row
+
+
+def print_row(r) -> None:
+    cells = [f"{r['n']:>9,}"]
+    for name in ["flat"] + list(GALLERIES):
+        c = r[name]
+        cell = f"{c['p50']:>7.2f} {c['p95']:>7.2f} {c['x']:>5.2f}"
+        if name != "flat":
+            cell += f" {c['rec']:>5.3f} {c['mem']:>5.3f} {c['add'] / 1e3:>5.1f}k {c['evict']:>5.2f}"
+        cells.append(cell)
+    print(" | ".join(cells), flush=True)
+
+
+def plot(rows, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    ns = [r["n"] for r in rows]
+    for name in ["flat"] + list(GALLERIES):
+        label = "IndexFlatIP" if name == "flat" else f"gallery {name}"
+        ax[0].plot(ns, [r[name]["p50"] for r in rows], marker="o", label=label)
+        ax[1].plot(ns, [r[name]["x"] for r in rows], marker="o", label=label)
+    for a, title in zip(ax, ("p50 search latency (ms), top-10, 1 thread", "speed vs IndexFlatIP (p50 ratio)")):
+        a.set_xscale("log")
+        a.set_xlabel("vectors in the gallery (512-d)")
+        a.set_title(title)
+        a.grid(True, alpha=0.3)
+        a.legend()
+    for a in ax:
+        a.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot: {path}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="gallery sizes (default 10000 100000 1000000)")
     ap.add_argument("--quick", action="store_true", help="sizes 10000 100000")
-    ap.add_argument(
-        "--queries", type=int, default=0, help="queries per size (default: 200 / 60 / 15 for 10k / 100k / 1M)"
-    )
+    ap.add_argument("--queries", type=int, default=0,
+                    help="queries per size (default: 200 / 60 / 20 for 10k / 100k / 1M)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warm", action="store_true", help="do not evict the CPU caches before each timed search")
+    ap.add_argument("--png", default="", help="also draw the figures into this PNG (needs matplotlib)")
     args = ap.parse_args(argv)
     sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    if min(sizes) < 4096:
+        ap.error("sizes must be >= 4096")
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(args.seed)
-    print(
-        f"faiss {faiss.__version__}, numpy {np.__version__}, dim {DIM}, top-{TOP_K}, "
-        f"1 thread, {PEOPLE_PER_FRAME} people/frame, {FRAMES_PER_TRACK} frames/track"
-    )
-    head = (
-        f"{'N':>9} {'add/s':>8} | {'RG p50':>7} {'RG p95':>7} | "
-        f"{'Flat p50':>8} {'Flat p95':>8} | {'np p50':>7} {'np p95':>7} | "
-        f"{'speed':>5} | {'evict step':>22} | {'evict 1k':>8} | {'mem':>5} | {'blocks':>6}"
-    )
+    print(f"faiss {faiss.__version__}, numpy {np.__version__}, dim {DIM}, top-{TOP_K}, 1 thread, "
+          f"{'warm' if args.warm else 'cold'} caches; times in ms")
+    head = (f"{'N':>9} | {'Flat p50':>7} {'p95':>7} {'x':>5} | "
+            + " | ".join(f"{name + ' p50':>7} {'p95':>7} {'x':>5} {'rec':>5} {'mem':>5} {'add/s':>6} {'ev1k':>5}"
+                         for name in GALLERIES))
     print(head)
     print("-" * len(head))
+    rows = []
     for n in sizes:
-        nq = args.queries or (200 if n <= 20_000 else 60 if n <= 200_000 else 15)
-        r = bench(n, rng, nq, warm=args.warm)
-        step_ms, step_n, step_us = r["step"]
-        print(
-            f"{n:>9,} {r['add_per_s']:>8,.0f} | {r['rg'][0]:>7.2f} "
-            f"{r['rg'][1]:>7.2f} | {r['flat'][0]:>8.2f} {r['flat'][1]:>8.2f} | "
-            f"{r['np'][0]:>7.2f} {r['np'][1]:>7.2f} | {r['speed']:>5.2f} "
-            f"| {step_ms:>6.2f} ms {step_n:>6} v {step_us:>4.1f} us/v | "
-            f"{r['k'][0]:>5.2f} ms | {r['mem']:>5.3f} | {r['blocks']:>6}",
-            flush=True,
-        )
-    print(
-        f"times in ms ({'warm' if args.warm else 'cold'} caches); speed "
-        "= Flat p50 / RG p50; mem = memory_bytes / raw vector bytes"
-    )
+        nq = args.queries or (200 if n <= 20_000 else 60 if n <= 200_000 else 20)
+        rows.append(bench(n, rng, nq, warm=args.warm))
+        print_row(rows[-1])
+    print("x = Flat p50 / p50; rec = recall@10 of distinct tracks vs the exact fp32 gallery; "
+          "mem = memory_bytes / raw fp32 bytes; ev1k = ms to evict 1,000 vectors")
+    if args.png:
+        try:
+            plot(rows, args.png)
+        except ImportError:
+            print("no PNG: matplotlib is not installed")
     return 0
 
 

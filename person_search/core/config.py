@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -158,6 +158,12 @@ class EncoderConfig:
 class GalleryConfig:
     """The rolling gallery of everyone seen."""
 
+    CHOICES: ClassVar[Dict[str, Tuple[str, ...]]] = {
+        "backend": ("faiss", "milvus"),
+        "storage": ("fp32", "fp16"),
+        "index": ("flat", "ivf"),
+    }
+
     window_s: float = param(600.0, "embeddings older than this are evicted", range=(0.001, 1e9))
     capacity: int = param(100_000, "most embeddings kept; the oldest go first", range=(1, 1_000_000_000))
     max_per_track: int = param(8, "most embeddings kept per track (diverse ones)", range=(1, 10_000))
@@ -166,6 +172,14 @@ class GalleryConfig:
     thumb_budget_bytes: int = param(64 * 1024 * 1024, "JPEG crops + frame thumbnails, all tracks", range=(0, 1 << 40))
     snapshot_path: str = param("", 'where the index node saves / reloads the gallery; "" = no snapshot')
     snapshot_interval_s: float = param(10.0, "seconds between snapshots", range=(0.01, 1e6))
+    backend: str = param("faiss", '"faiss" (embedded, this process) or "milvus" (a Milvus Lite file or server, '
+                                  'shared)')
+    storage: str = param("fp32", 'faiss: "fp32" or "fp16" vectors (half the memory, scores within ~1e-3)')
+    index: str = param("flat", 'faiss: "flat" (exact) or "ivf" (approximate, faster on large galleries)')
+    ivf_nprobe: int = param(0, "faiss ivf: inverted lists scanned per query; 0 = a third of them "
+                               "(recall@10 >= 0.99)", range=(0, 4096))
+    milvus_uri: str = param("", "milvus: a local .db path (Milvus Lite) or http://host:19530; token from "
+                                "MILVUS_TOKEN")
 
     def validate(self) -> None:
         _check_ranges(self)
@@ -175,6 +189,22 @@ class GalleryConfig:
         _check(0.0 < self.diversity <= 1.0, "gallery.diversity must be in (0, 1]")
         _check(self.thumb_budget_bytes >= 0, "gallery.thumb_budget_bytes must be >= 0")
         _check(self.snapshot_interval_s > 0, "gallery.snapshot_interval_s must be > 0")
+        for name, choices in self.CHOICES.items():
+            _check(getattr(self, name) in choices,
+                   f"gallery.{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        if self.backend == "milvus":
+            _check(bool(self.milvus_uri), "gallery.milvus_uri must be set with gallery.backend=milvus "
+                   "(a local .db path or http://host:19530)")
+            _check(not self.snapshot_path, "gallery.snapshot_path must be empty with gallery.backend=milvus "
+                   "(Milvus keeps the gallery itself)")
+        for name, choices in self.CHOICES.items():
+            _check(getattr(self, name) in choices,
+                   f"gallery.{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        if self.backend == "milvus":
+            _check(bool(self.milvus_uri), "gallery.milvus_uri must be set with gallery.backend=milvus "
+                   "(a local .db path or http://host:19530)")
+            _check(not self.snapshot_path, "gallery.snapshot_path must be empty with gallery.backend=milvus "
+                   "(Milvus keeps the gallery itself)")
 
 
 @dataclass

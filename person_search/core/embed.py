@@ -10,7 +10,7 @@ import numpy as np
 
 from person_search.core.budget import CropBudget, parse_crop_budget
 from person_search.core.config import EncoderConfig
-from person_search.core.imaging import encode_jpeg
+from person_search.core.gallery.thumbs import crop_thumbnail, frame_thumbnail
 from person_search.core.types import EmbeddingBatch, FrameDetections
 
 log = logging.getLogger(__name__)
@@ -24,14 +24,13 @@ class Embedder:
     measured throughput. ``clock`` (seconds, monotonic) is injectable for tests.
     """
 
-    def __init__(self, cfg: EncoderConfig, encoder=None, *, crop_jpeg_max_side: int = 256,
-                 frame_jpeg_max_side: int = 480, clock: Callable[[], float] = time.perf_counter):
+    def __init__(self, cfg: EncoderConfig, encoder=None, *, frame_jpeg_max_side: int = 480,
+                 clock: Callable[[], float] = time.perf_counter):
         if encoder is None:
             from person_search.core.encoder import ClipEncoder
             encoder = ClipEncoder(cfg, towers=("image",))
         self.encoder = encoder
         self.budget = CropBudget(parse_crop_budget(cfg.crop_budget), per_track_s=cfg.max_crops_per_track_s)
-        self.crop_jpeg_max_side = crop_jpeg_max_side
         self.frame_jpeg_max_side = frame_jpeg_max_side
         self.clock = clock
 
@@ -66,8 +65,8 @@ class Embedder:
             return None
         vectors = self.encoder.encode_images([p.crop for p in people])
         if not frame_jpeg and frame is not None:
-            frame_jpeg = encode_jpeg(frame, max_side=self.frame_jpeg_max_side, quality=75)
-        crops_jpeg = [encode_jpeg(p.crop, max_side=self.crop_jpeg_max_side) for p in people]
+            frame_jpeg = frame_thumbnail(frame, max_side=self.frame_jpeg_max_side)
+        crops_jpeg = [crop_thumbnail(p.crop) for p in people]
         self.budget.observe(len(people), self.clock() - t0)
         return EmbeddingBatch(
             model_id=self.encoder.model_id,

@@ -1,4 +1,7 @@
-"""Small image helpers shared by stages: JPEG thumbnails and the annotated overlay."""
+"""Small image helpers shared by stages: JPEG decoding, the annotated overlay, contact sheets.
+
+JPEG encoding lives in :mod:`person_search.core.gallery.thumbs` (re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,8 @@ from typing import Mapping, Optional, Tuple
 import cv2
 import numpy as np
 
+from person_search.core.gallery.thumbs import encode_jpeg  # noqa: F401 - the one JPEG encoder
 from person_search.core.types import FrameDetections
-
-
-def encode_jpeg(img: np.ndarray, *, quality: int = 85, max_side: int = 0) -> bytes:
-    """Encode a BGR image as JPEG, downscaled so that its longer side is at most max_side."""
-    if max_side and max(img.shape[:2]) > max_side:
-        s = max_side / max(img.shape[:2])
-        img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
-                         interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
 
 
 def decode_jpeg(data: bytes) -> Optional[np.ndarray]:

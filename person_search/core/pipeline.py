@@ -37,11 +37,11 @@ class OfflinePipeline:
     def __init__(self, cfg: PipelineConfig, *, encoder=None, tracker=None):
         from person_search.core.detect import PersonTracker
         from person_search.core.embed import Embedder
-        from person_search.core.gallery import RollingGallery
+        from person_search.core.gallery import make_gallery
         self.cfg = cfg
         self.tracker = tracker or PersonTracker(cfg.detector)
         self.embedder = Embedder(cfg.encoder, encoder)
-        self.gallery = RollingGallery(cfg.gallery, dim=self.embedder.dim, model_id=self.embedder.model_id)
+        self.gallery = make_gallery(cfg.gallery, dim=self.embedder.dim, model_id=self.embedder.model_id)
         self.stats = RunStats()
 
     def process_frame(self, frame) -> int:

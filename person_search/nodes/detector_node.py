@@ -11,7 +11,8 @@ from std_srvs.srv import SetBool
 
 from person_search.core.config import DetectorConfig
 from person_search.core.detect import PersonTracker
-from person_search.core.imaging import draw_overlay, encode_jpeg
+from person_search.core.gallery.thumbs import frame_thumbnail
+from person_search.core.imaging import draw_overlay
 from person_search.core.types import Frame
 from person_search.nodes.common import (LATCHED_QOS, RELIABLE_QOS, ManagedNode, StageStats, declare_ros,
                                         declare_section, publisher, run_node, sensor_qos, subscription,
@@ -141,7 +142,7 @@ class DetectorNode(ManagedNode):
             return
         for p in det.people:
             p.track_id += self.id_base
-        thumb = encode_jpeg(img, max_side=int(self.ros["thumbnail_side"]), quality=75) if det.people else b""
+        thumb = frame_thumbnail(img, int(self.ros["thumbnail_side"])) if det.people else b""
         self.pub.publish(detections_to_msg(det, frame_jpeg=thumb))
         if self.pub_det is not None:
             self.pub_det.publish(detections_to_vision(det))

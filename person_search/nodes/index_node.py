@@ -13,7 +13,7 @@ from rclpy.node import Node
 from std_msgs.msg import Int64
 
 from person_search.core.config import GalleryConfig
-from person_search.core.gallery import GalleryMismatchError, RollingGallery, SnapshotError
+from person_search.core.gallery import GalleryMismatchError, RollingGallery, SnapshotError, make_gallery
 from person_search.nodes.common import (RELIABLE_QOS, SERVICE_QOS, StageStats, declare_section, publisher, run_node,
                                         subscription)
 from person_search.nodes.convert import match_to_msg, msg_to_batch, time_to_ns
@@ -54,7 +54,7 @@ class IndexNode(Node):
             batch = msg_to_batch(msg)
             with self.lock:
                 if self.gallery is None:
-                    self.gallery = RollingGallery(self.cfg, dim=batch.dim, model_id=batch.model_id)
+                    self.gallery = make_gallery(self.cfg, dim=batch.dim, model_id=batch.model_id)
                     self.get_logger().info(f"gallery started: model {batch.model_id}, dim {batch.dim}")
                 self.gallery.add(batch)
                 self._dirty = True

@@ -59,32 +59,24 @@ def gallery(dim=16, block_rows=16, **cfg):
 
 
 def live_rows(g):
-    """{(source, track): [(id, vector, stamp), ...]} read from the gallery's storage."""
-    out = {}
-    keys = {t.tidx: (t.source_id, t.track_id) for t in g._tracks.values()}
-    for blk in g._blocks:
-        for p in range(blk.lo, blk.hi):
-            if blk.alive[p]:
-                out.setdefault(keys[int(blk.tidx[p])], []).append(
-                    (int(blk.ids[p]), blk.vecs[p].copy(), int(blk.stamps[p]))
-                )
-    return out
+    """{(source, track): [(id, vector, stamp), ...]} read through the public API."""
+    return {(t.source_id, t.track_id): g.embeddings(t.source_id, t.track_id) for t in g.tracks()}
 
 
 def check_invariants(g):
     rows = live_rows(g)
+    infos = g.tracks()
     assert len(g) == sum(len(v) for v in rows.values())
-    assert g.num_tracks == len(rows)  # no track without vectors, no vector without track
-    all_ids = [i for blk in g._blocks for i in blk.ids[blk.lo : blk.hi].tolist()]
-    assert all_ids == sorted(all_ids) and len(set(all_ids)) == len(all_ids)
-    for tr in g._tracks.values():
-        assert sorted(tr.ids) == sorted(r[0] for r in rows[(tr.source_id, tr.track_id)])
-        assert len(tr.ids) <= g.cfg.max_per_track
-    for blk in g._blocks:
-        assert blk.dead == int((~blk.alive[blk.lo : blk.hi]).sum())
-        assert blk.live > 0 or blk is g._blocks[-1]
-    assert g._thumb_bytes == sum(len(t.crop_jpeg) + len(t.frame_jpeg) for t in g._tracks.values())
-    assert g._thumb_bytes <= g.cfg.thumb_budget_bytes
+    assert g.num_tracks == len(rows) == len(infos)  # no track without vectors
+    assert all(rs for rs in rows.values())
+    all_ids = [r[0] for rs in rows.values() for r in rs]
+    assert len(set(all_ids)) == len(all_ids)
+    for t in infos:
+        assert t.num_embeddings == len(rows[(t.source_id, t.track_id)]) <= g.cfg.max_per_track
+    st = g.stats()
+    assert st["vectors"] == len(g) and st["tracks"] == g.num_tracks and st["dead_rows"] >= 0
+    assert st["thumb_bytes"] == sum(t.crop_bytes + t.frame_bytes for t in infos)
+    assert st["thumb_bytes"] <= g.cfg.thumb_budget_bytes
     return rows
 
 
@@ -92,7 +84,7 @@ def brute_force(g, q, top_k, *, source_id=None, since_ns=None, until_ns=None, mi
     q = unit(q).astype(np.float64)
     best = []
     for key, rs in live_rows(g).items():
-        tr = g._tracks[g._keys[key]]
+        tr = g.track(*key)
         if source_id is not None and key[0] != source_id:
             continue
         if since_ns is not None and tr.last_seen_ns < since_ns:
@@ -115,7 +107,7 @@ def test_known_vectors_retrieve_their_tracks_with_exact_scores():
     vecs = unit(rng.standard_normal((40, 32)))
     for i in range(40):  # one track per vector, spread over many blocks
         g.add(make_batch(vecs[i], [i], 1.0 + i))
-    assert len(g) == 40 and g.num_tracks == 40 and len(g._blocks) >= 3
+    assert len(g) == 40 and g.num_tracks == 40 and g.stats()["blocks"] >= 3
     for i in range(40):
         res = g.search(vecs[i], 5)
         assert res[0].track_id == i and res[0].source_id == "cam0"
@@ -125,9 +117,10 @@ def test_known_vectors_retrieve_their_tracks_with_exact_scores():
         assert [m.track_id for m in res] == list(np.argsort(-(vecs @ vecs[i]), kind="stable")[:5])
 
 
-def test_search_matches_brute_force_with_tombstones_and_many_blocks():
+@pytest.mark.parametrize("storage", ["fp32", "fp16"])
+def test_search_matches_brute_force_with_tombstones_and_many_blocks(storage):
     rng = np.random.default_rng(2)
-    g = gallery(dim=8, max_per_track=3, diversity=0.9)  # low dim: many replacements -> dead rows
+    g = gallery(dim=8, max_per_track=3, diversity=0.9, storage=storage)  # low dim: many replacements -> dead rows
     for f in range(300):
         v = unit(rng.standard_normal((4, 8)))
         g.add(make_batch(v, rng.integers(0, 30, 4), f * 0.1, source=f"cam{f % 2}"))
@@ -350,7 +343,7 @@ def test_age_eviction_is_exact_at_the_vector_level():
         assert n == removed_before - len(g)
         check_invariants(g)
     assert g.evict(100 * S) == len(stamps[stamps >= 37.3]) and len(g) == 0 and g.num_tracks == 0
-    assert g._blocks == [] and g.search(np.ones(8), 3) == []
+    assert g.stats()["blocks"] == 0 and g.search(np.ones(8), 3) == []
 
 
 def test_age_eviction_with_out_of_order_stamps_from_several_cameras():
@@ -482,9 +475,9 @@ def test_non_finite_and_malformed_rows_refused_without_losing_state():
 # ---------------------------------------------------------------------------- snapshots
 
 
-def _busy_gallery():
+def _busy_gallery(storage="fp32"):
     rng = np.random.default_rng(10)
-    g = gallery(dim=8, max_per_track=3, diversity=0.9, window_s=20.0, thumb_budget_bytes=3000)
+    g = gallery(dim=8, max_per_track=3, diversity=0.9, window_s=20.0, thumb_budget_bytes=3000, storage=storage)
     for f in range(150):
         v = unit(rng.standard_normal((3, 8)))
         crops = [bytes(rng.integers(0, 256, rng.integers(10, 60), dtype=np.uint8)) for _ in range(3)]
@@ -502,9 +495,10 @@ def _busy_gallery():
     return g, rng
 
 
-def test_snapshot_round_trip_answers_every_query_identically(tmp_path):
-    g, rng = _busy_gallery()
-    assert sum(b.dead for b in g._blocks) > 0 and g.stats()["thumb_bytes"] > 0
+@pytest.mark.parametrize("storage", ["fp32", "fp16"])
+def test_snapshot_round_trip_answers_every_query_identically(tmp_path, storage):
+    g, rng = _busy_gallery(storage=storage)
+    assert g.stats()["dead_rows"] > 0 and g.stats()["thumb_bytes"] > 0
     path = tmp_path / "snap" / "gallery.npz"
     g.save(path)
     assert [p.name for p in path.parent.iterdir()] == ["gallery.npz"]  # no temporary file left
@@ -628,10 +622,12 @@ def test_concurrent_add_and_search():
     assert len(g) <= 300
 
 
-def test_random_operations_keep_invariants_and_exact_search():
+@pytest.mark.parametrize("storage", ["fp32", "fp16"])
+def test_random_operations_keep_invariants_and_exact_search(storage):
     rng = np.random.default_rng(13)
     g = gallery(
-        dim=6, window_s=3.0, capacity=120, max_per_track=4, diversity=0.8, block_rows=16, thumb_budget_bytes=500
+        dim=6, window_s=3.0, capacity=120, max_per_track=4, diversity=0.8, block_rows=16, thumb_budget_bytes=500,
+        storage=storage,
     )
     t = 0.0
     for step in range(400):
@@ -653,3 +649,74 @@ def test_random_operations_keep_invariants_and_exact_search():
             check_invariants(g)
             q = rng.standard_normal(6)
             assert [(m.source_id, m.track_id) for m in g.search(q, 6)] == [e[1] for e in brute_force(g, q, 6)]
+
+
+# ---------------------------------------------------------------------------- storage and index options
+
+
+def clustered(rng, n_tracks, per_track, d, groups=8):
+    """Person-like embeddings: tracks around group centres, embeddings around track centres."""
+    g = unit(rng.standard_normal((groups, d)))
+    centres = unit(g[rng.integers(0, groups, n_tracks)] + 0.6 * unit(rng.standard_normal((n_tracks, d))))
+    return np.stack([unit(centres + 0.6 * unit(rng.standard_normal((n_tracks, d)))) for _ in range(per_track)], 1)
+
+
+def test_fp16_storage_halves_vector_memory_and_keeps_the_ranking():
+    rng = np.random.default_rng(20)
+    d, n_tracks = 256, 400
+    v = clustered(rng, n_tracks, 8, d)
+    a, b = gallery(dim=d, block_rows=1024), gallery(dim=d, block_rows=1024, storage="fp16")
+    for f in range(8):
+        for x in (a, b):
+            x.add(make_batch(v[:, f], np.arange(n_tracks), 1.0 + f))
+    assert len(a) == len(b) == n_tracks * 8
+    assert b.stats()["vector_bytes"] * 2 == a.stats()["vector_bytes"]
+    assert b.memory_bytes() < 0.6 * a.memory_bytes()
+    for q in clustered(rng, 20, 1, d)[:, 0]:
+        ra, rb = a.search(q, 10), b.search(q, 10)
+        np.testing.assert_allclose([m.score for m in rb], [m.score for m in ra], atol=2e-3)
+        assert len({m.track_id for m in ra} & {m.track_id for m in rb}) >= 9  # near-ties may swap
+
+
+def test_ivf_index_recall_and_exact_eviction():
+    rng = np.random.default_rng(21)
+    d, n_tracks = 32, 300
+    v = clustered(rng, n_tracks, 8, d, groups=12)
+    kw = dict(dim=d, window_s=100.0, capacity=2400, block_rows=256, diversity=0.999)
+    exact, ivf = gallery(**kw), gallery(index="ivf", ivf_nprobe=16, **kw)
+    for f in range(8):
+        for x in (exact, ivf):
+            x.add(make_batch(v[:, f], np.arange(n_tracks), 10.0 * f))
+    assert ivf.stats()["ann_ready"] and not exact.stats()["ann_ready"]
+    queries = clustered(rng, 30, 1, d, groups=12)[:, 0]
+
+    def recall():
+        hits = [len({m.track_id for m in ivf.search(q, 10)} & {m.track_id for m in exact.search(q, 10)})
+                for q in queries]
+        return sum(hits) / (10 * len(queries))
+
+    assert recall() >= 0.9
+    # evict the first 4 frames by time: no evicted row may come back, scores are the kept rows'
+    for x in (exact, ivf):
+        assert x.evict(int(135 * S)) == 4 * n_tracks
+    for q in queries:
+        exp = dict(((k[1], s) for s, k in brute_force(ivf, q, 10_000)))
+        for m in ivf.search(q, 10):
+            assert m.score == pytest.approx(exp[m.track_id], abs=1e-5)
+    assert recall() >= 0.9
+    # replacements (tombstones) are never returned either
+    w = unit(rng.standard_normal((n_tracks, d)))
+    for x in (exact, ivf):
+        x.add(make_batch(w, np.arange(n_tracks), 80.0))
+    check_invariants(ivf)
+    for q in list(queries) + list(w[:5]):
+        exp = dict(((k[1], s) for s, k in brute_force(ivf, q, 10_000)))
+        for m in ivf.search(q, 10):
+            assert m.score == pytest.approx(exp[m.track_id], abs=1e-5)
+
+
+def test_bad_storage_or_index_refused_clearly():
+    from person_search.core.config import ConfigError
+    for bad in (dict(storage="int8"), dict(index="hnsw"), dict(backend="redis"), dict(backend="milvus")):
+        with pytest.raises(ConfigError, match="gallery"):
+            gallery(**bad)

@@ -1,0 +1,103 @@
+"""Thumbnails: the one JPEG encoder of the package, and the gallery's thumbnail budget.
+
+Every JPEG the pipeline makes goes through :func:`encode_jpeg`; person crops and frame
+thumbnails through :func:`crop_thumbnail` / :func:`frame_thumbnail`, so the detector node
+and the offline embedder send the gallery the same sizes and quality.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterable, Iterator, Tuple
+
+import cv2
+import numpy as np
+
+CROP_MAX_SIDE = 256  # px, longer side of a stored person crop
+CROP_QUALITY = 85
+FRAME_MAX_SIDE = 480  # px, longer side of a frame thumbnail
+FRAME_QUALITY = 75
+LRU_ENTRY_BYTES = 110  # one OrderedDict entry, measured with tracemalloc
+
+
+def encode_jpeg(img: np.ndarray, *, quality: int = 85, max_side: int = 0) -> bytes:
+    """Encode a BGR image as JPEG, downscaled so that its longer side is at most max_side."""
+    if max_side and max(img.shape[:2]) > max_side:
+        s = max_side / max(img.shape[:2])
+        img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                         interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def crop_thumbnail(crop: np.ndarray) -> bytes:
+    """JPEG of a person crop as the gallery keeps it."""
+    return encode_jpeg(crop, quality=CROP_QUALITY, max_side=CROP_MAX_SIDE)
+
+
+def frame_thumbnail(frame: np.ndarray, max_side: int = FRAME_MAX_SIDE) -> bytes:
+    """JPEG thumbnail of a whole frame as the gallery keeps it."""
+    return encode_jpeg(frame, quality=FRAME_QUALITY, max_side=max_side)
+
+
+class ThumbBudget:
+    """JPEG crops and frame thumbnails of the tracks within ``budget`` bytes.
+
+    Over budget, frame thumbnails of the least recently seen tracks go first, then crops
+    (least recently seen first). Tracks are any objects with ``tidx``, ``crop_jpeg`` and
+    ``frame_jpeg`` attributes.
+    """
+
+    KINDS = ("frame_jpeg", "crop_jpeg")  # dropped in this order
+
+    def __init__(self, budget: int):
+        self.budget = int(budget)
+        self.bytes = 0
+        self.lru = {k: OrderedDict() for k in self.KINDS}
+
+    def touch(self, tidx: int) -> None:
+        """Mark a track as just seen."""
+        for lru in self.lru.values():
+            if tidx in lru:
+                lru.move_to_end(tidx)
+
+    def set(self, tr, kind: str, data: bytes) -> None:
+        """Give a track a new thumbnail of one kind."""
+        self.bytes += len(data) - len(getattr(tr, kind))
+        setattr(tr, kind, data)
+        lru = self.lru[kind]
+        lru[tr.tidx] = None
+        lru.move_to_end(tr.tidx)
+
+    def enforce(self, tracks) -> None:
+        """Drop thumbnails until the budget holds; ``tracks[tidx]`` gives a track."""
+        for kind in self.KINDS:
+            lru = self.lru[kind]
+            while self.bytes > self.budget and lru:
+                tidx, _ = lru.popitem(last=False)
+                tr = tracks[tidx]
+                self.bytes -= len(getattr(tr, kind))
+                setattr(tr, kind, b"")
+
+    def drop(self, tr) -> None:
+        """Release a removed track's thumbnails."""
+        self.bytes -= len(tr.crop_jpeg) + len(tr.frame_jpeg)
+        tr.crop_jpeg = tr.frame_jpeg = b""
+        for lru in self.lru.values():
+            lru.pop(tr.tidx, None)
+
+    def order(self, kind: str) -> Iterator[int]:
+        """Track indices holding a thumbnail of this kind, least recently seen first."""
+        return iter(self.lru[kind])
+
+    def restore(self, tracks, orders: Iterable[Tuple[str, Iterable[int]]]) -> None:
+        """Rebuild the byte count and the LRU orders of restored tracks."""
+        self.bytes = sum(len(t.crop_jpeg) + len(t.frame_jpeg) for t in tracks)
+        for kind, order in orders:
+            for tidx in order:
+                self.lru[kind][int(tidx)] = None
+
+    def memory_bytes(self) -> int:
+        return self.bytes + sum(len(lru) for lru in self.lru.values()) * LRU_ENTRY_BYTES
