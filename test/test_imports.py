@@ -37,12 +37,19 @@ def import_graph(root: Path, package: str = "person_search") -> Dict[str, Set[st
                     mod = ".".join(base + ([node.module] if node.module else []))
                 else:
                     mod = node.module or ""
-                targets += [mod] + [f"{mod}.{a.name}" for a in node.names]
+                subs = [f"{mod}.{a.name}" for a in node.names]
+                # `from pkg import submodule` runs the submodule; `from pkg import name` needs pkg itself
+                targets += subs if all(t in files for t in subs) else [mod] + subs
         deps: Set[str] = set()
+        ancestors = {".".join(name.split(".")[:i]) for i in range(1, len(name.split(".")))}
         for target in targets:
             parts = target.split(".")
             for i in range(1, len(parts) + 1):  # the module and the packages it runs on the way
                 prefix = ".".join(parts[:i])
+                # a package this module lives in is already being imported when the module runs:
+                # passing through it is no cycle; importing a name *from* it is
+                if prefix in ancestors and i < len(parts) and ".".join(parts[:i + 1]) in files:
+                    continue
                 if prefix in files and prefix != name:
                     deps.add(prefix)
         graph[name] = deps
@@ -109,7 +116,8 @@ def test_cycle_finder_sees_relative_and_function_level_imports(tmp_path):
     (pkg / "b.py").write_text("from pkg.sub import a\n")
     (pkg / "c.py").write_text("from . import b\n")
     graph = import_graph(tmp_path, "pkg")
-    assert graph["pkg.sub.a"] == {"pkg", "pkg.b"} and "pkg.sub.a" in graph["pkg.b"]
+    # pkg.sub.a lives in pkg: passing through pkg on the way to pkg.b is no dependency
+    assert graph["pkg.sub.a"] == {"pkg.b"} and "pkg.sub.a" in graph["pkg.b"]
     assert [set(c) for c in cycles(graph)] == [{"pkg.b", "pkg.sub.a"}]
 
 
