@@ -54,9 +54,13 @@ class IndexNode(Node):
             batch = msg_to_batch(msg)
             with self.lock:
                 if self.gallery is None:
-                    self.gallery = make_gallery(self.cfg, dim=batch.dim, model_id=batch.model_id)
+                    # the first batch sets the gallery's model and dim only if it is valid itself
+                    gallery = make_gallery(self.cfg, dim=batch.dim, model_id=batch.model_id)
+                    gallery.add(batch)
+                    self.gallery = gallery
                     self.get_logger().info(f"gallery started: model {batch.model_id}, dim {batch.dim}")
-                self.gallery.add(batch)
+                else:
+                    self.gallery.add(batch)
                 self._dirty = True
         except (GalleryMismatchError, ValueError) as exc:
             self.stats.drops += 1
