@@ -133,6 +133,13 @@ def expected_metadata(path: Path) -> Optional[Dict[str, str]]:
     return meta if "person_search_format" in meta else None
 
 
+def check_metadata(path: Path, found: Dict[str, Optional[str]], expected: Dict[str, str]) -> None:
+    """Raise ValueError naming every key whose stored value is not the expected one."""
+    bad = {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v}
+    if bad:
+        raise ValueError(f"{path}: metadata mismatch {bad}")
+
+
 def _session(path: Path, expected: Dict[str, str], threads: int):
     import onnxruntime as ort
 
@@ -145,10 +152,7 @@ def _session(path: Path, expected: Dict[str, str], threads: int):
     # and spinning ORT workers starve torch's OpenMP threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    bad = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
-    if bad:
-        raise ValueError(f"{path}: metadata mismatch {bad}")
+    check_metadata(path, session.get_modelmeta().custom_metadata_map, expected)
     return session
 
 

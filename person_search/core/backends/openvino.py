@@ -21,7 +21,7 @@ from typing import Dict
 import numpy as np
 
 from person_search.core.backends.base import ImageBackend
-from person_search.core.backends.onnx import _safe, export_image_tower, metadata_for
+from person_search.core.backends.onnx import _safe, check_metadata, export_image_tower, metadata_for
 from person_search.core.models.weights import module_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -49,13 +49,8 @@ def convert_to_ir(tower, path: Path, image_size, metadata: Dict[str, str]) -> No
 
 def _read_checked(core, path: Path, expected: Dict[str, str]):
     model = core.read_model(str(path))
-    bad = {}
-    for k, v in expected.items():
-        have = model.get_rt_info([RT_SECTION, k]).astype(str) if model.has_rt_info([RT_SECTION, k]) else None
-        if have != v:
-            bad[k] = (have, v)
-    if bad:
-        raise ValueError(f"{path}: metadata mismatch {bad}")
+    found = {k: model.get_rt_info([RT_SECTION, k]).astype(str) for k in expected if model.has_rt_info([RT_SECTION, k])}
+    check_metadata(path, found, expected)
     return model
 
 
