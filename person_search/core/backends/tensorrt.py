@@ -286,9 +286,11 @@ class TensorRTImageTower:
                 self.context.set_input_shape(INPUT_NAME, (n, *self._input.shape[1:]))
                 if not self.context.execute_async_v3(stream.cuda_stream):
                     raise TensorRTError("TensorRT execution failed")
-                outs.append(self._output[:n].float())  # .float() copies fp16; fp32 is cloned below
-            out = torch.cat(outs) if outs else self._output[:0].float()
-            return out.clone() if out.data_ptr() == self._output.data_ptr() else out
+                # a copy: the next chunk overwrites the shared output buffer
+                outs.append(self._output[:n].to(torch.float32, copy=True))
+            if not outs:
+                return self._output[:0].float()
+            return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run a float32 (N, 3, H, W) numpy batch; return float32 (N, D) features (not normalised)."""
