@@ -172,16 +172,17 @@ def register(sub) -> None:
     sp.add_argument("--detector", action="store_true", help="export the person detector")
     sp.add_argument("--to", choices=TOWER_TARGETS, help="export the CLIP image tower of the configured encoder")
     sp.add_argument("--config", default="orin", help="image tower: cpu, orin, test, or a YAML path")
-    sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="image tower: override a config value (repeatable)")
     sp.add_argument("--random-weights", action="store_true", help="image tower: random CLIP weights")
     sp.add_argument("--precision", choices=("fp32", "fp16"),
                     help="image tower: onnx fp32 (default, CPU) or fp16 (on a GPU); engine: default encoder.precision")
     sp.add_argument("--model", default="yolo11n.pt", help="ultralytics .pt (as given or under models/)")
-    sp.add_argument("--format", choices=DETECTOR_FORMATS, default="openvino")
+    sp.add_argument("--format", choices=DETECTOR_FORMATS, default="openvino", help="detector export format")
     sp.add_argument("--int8", action="store_true", help="post-training int8 quantization (OpenVINO, needs nncf)")
     sp.add_argument("--data", default="coco8.yaml",
                     help="int8 calibration dataset yaml (ultralytics downloads coco8 when online)")
-    sp.add_argument("--imgsz", type=int, default=640)
+    sp.add_argument("--imgsz", type=int, default=640, help="detector input size (px)")
     sp.add_argument("--out", help="detector: folder for the result (default: beside the .pt); image tower: the "
                                   ".onnx / .engine file (engine default: the engine cache the backend reads)")
     sp.set_defaults(func=cmd_export)
