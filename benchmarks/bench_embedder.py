@@ -14,6 +14,11 @@ RSS with the baseline model). All measured in one run, same threads, random weig
 
 Example (default, ~5 min on 2 cores):
     python benchmarks/bench_embedder.py --archs ViT-B-16 ViT-B-32 MobileCLIP-S1 --batches 1 8 32 --threads 2
+
+Where torch sees a CUDA GPU, GPU rows follow (``gpu_rows.py``): torch eager fp32 / fp16,
+sdpa fp16 and TensorRT fp16 of ``--gpu-archs`` at ``--gpu-size`` (crops/s, p50/p95 ms, GPU
+memory, ratio to torch eager fp16), and the YOLO ``.pt`` vs ``.engine`` frames/s;
+``--gpu-only`` skips the CPU rows. Without a GPU it says "GPU rows: not run (no CUDA GPU)".
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from person_search.core.config import AttentionConfig, EncoderConfig  # noqa: E4
 from person_search.core.encoder import ClipEncoder  # noqa: E402
 from person_search.core.models.registry import native_image_size, open_clip_registered  # noqa: E402
 
-VARIANTS = BACKENDS.names()
+VARIANTS = tuple(n for n in BACKENDS.names() if "cpu" in BACKENDS.get(n).devices)  # CPU rows; GPU rows below
 
 
 def rss_mb() -> float:
@@ -47,6 +52,16 @@ def rss_mb() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return float("nan")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or "unknown CPU"
 
 
 def timed(fn, n_items: int, seconds: float, min_iters: int = 1, max_iters: int = 1000) -> float:
@@ -67,7 +82,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement (at least 1 call)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--attention", default="sdpa", choices=KERNELS.names())
-    ap.add_argument("--cache-dir", default="", help="ONNX cache (default: a temporary folder)")
+    ap.add_argument("--cache-dir", default="", help="ONNX / OpenVINO / TensorRT cache (default: a temporary folder)")
+    ap.add_argument("--gpu-only", action="store_true", help="skip the CPU rows")
+    ap.add_argument("--gpu-archs", nargs="+", default=["ViT-B-16"])
+    ap.add_argument("--gpu-size", default="384x128", help="HxW of the GPU rows (the deploy shape)")
+    ap.add_argument("--gpu-batches", nargs="+", type=int, default=[1, 8, 32])
+    ap.add_argument("--detector-model", default="yolo11n.pt", help="YOLO .pt of the detector GPU rows")
     args = ap.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING)
@@ -76,6 +96,7 @@ def main(argv=None) -> int:
     open_clip = open_clip_registered()
     cache = args.cache_dir or tempfile.mkdtemp(prefix="ps_bench_")
     rng = np.random.default_rng(0)
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"torch {torch.__version__}, open_clip {open_clip.__version__}, threads {args.threads}, "
           f"{args.seconds}s/measurement, random weights; ClipEncoder timed from BGR crops (incl. preprocessing)")
     header = f"{'arch':<14}{'batch':>6}  {'variant':<11}{'crops/s':>9}{'ratio':>7}{'cos_min':>9}{'+rss_MB':>8}"
@@ -86,7 +107,7 @@ def main(argv=None) -> int:
         rows.append(line)
         print(line, flush=True)
 
-    for arch in args.archs:
+    for arch in [] if args.gpu_only else args.archs:
         h, w = native_image_size(arch)
         crops = [rng.integers(0, 256, (int(rng.integers(120, 320)), int(rng.integers(50, 140)), 3), dtype=np.uint8)
                  for _ in range(max(args.batches))]
@@ -138,6 +159,15 @@ def main(argv=None) -> int:
                 emit(f"{arch:<14}{b:>6}  {v:<11}{r:>9.2f}{r / base_rate:>7.2f}{c:>9}{mem[v]:>8.0f}")
         del base, encs, calls, fn, run_base
         gc.collect()
+    if torch.cuda.is_available():
+        import gpu_rows
+
+        emit(f"GPU rows: {torch.cuda.get_device_name()}, image {args.gpu_size}, ratio to {gpu_rows.BASELINE}")
+        h, w = (int(v) for v in args.gpu_size.lower().split("x"))
+        gpu_rows.clip_rows(args.gpu_archs, (h, w), args.gpu_batches, args.seconds, cache, emit)
+        gpu_rows.detector_rows(args.detector_model, args.seconds, emit)
+    else:
+        emit("GPU rows: not run (no CUDA GPU)")
     print("\n" + "\n".join(rows))
     return 0
 

@@ -1,4 +1,4 @@
-"""Jetson Orin: V4L2 camera, YOLO TensorRT engine, CLIP on the GPU (config/orin.yaml).
+"""Jetson Orin: V4L2 camera, YOLO TensorRT engine, CLIP image tower as a TensorRT engine (config/orin.yaml).
 
 Usage::
 

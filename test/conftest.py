@@ -1,6 +1,8 @@
-"""Markers that depend on the machine: `gpu` tests skip with the reason where CUDA is absent."""
+"""Markers that depend on the machine: `gpu` / `tensorrt` tests skip with the reason where CUDA / TensorRT is absent."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 
@@ -16,6 +18,11 @@ def _cuda_reason() -> str:
 
 
 def pytest_collection_modifyitems(config, items):
+    trt_items = [i for i in items if "tensorrt" in i.keywords]
+    if trt_items and importlib.util.find_spec("tensorrt") is None:
+        for item in trt_items:
+            item.add_marker(pytest.mark.skip(reason="TensorRT is not installed (GPU machines: "
+                                                    "pip install -r requirements-gpu.txt; JetPack ships it)"))
     gpu_items = [i for i in items if "gpu" in i.keywords]
     if not gpu_items:
         return

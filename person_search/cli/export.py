@@ -1,8 +1,12 @@
 """``person-search export``: turn models into deployable runtimes.
 
-Today: the detector (``--detector``), through ultralytics' own exporter, to an OpenVINO IR
-folder (``--format openvino``, optionally ``--int8``) that ``detector.model`` then names.
-The image-tower exports (TensorRT / ONNX) will join this group.
+* ``--detector``: the YOLO detector through ultralytics' own exporter, to an OpenVINO IR
+  folder (``--format openvino``, optionally ``--int8``), ONNX, or a TensorRT engine
+  (``--format engine``, FP16, on the GPU that will run it); ``detector.model`` then names it.
+* ``--to onnx|engine``: the CLIP image tower of the configured encoder (``--config`` /
+  ``--set``, any checkpoint, a merged LoRA one included) to ONNX (opset 17, dynamic batch)
+  or to a TensorRT engine with its metadata sidecar (default: into the engine cache, where
+  ``encoder.backend: tensorrt`` finds it).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-DETECTOR_FORMATS = ("openvino", "onnx")
+DETECTOR_FORMATS = ("openvino", "onnx", "engine")
+TOWER_TARGETS = ("onnx", "engine")
 
 
 def _error(message: str) -> int:
@@ -41,6 +46,11 @@ def export_detector(a) -> int:
             import openvino  # noqa: F401
         except ImportError:
             return _error("--format openvino needs the openvino runtime: pip install -r requirements.txt")
+    if a.format == "engine":
+        import torch
+        if not torch.cuda.is_available():
+            return _error("--format engine needs a CUDA GPU with TensorRT, and torch sees none: export the engine "
+                          "on the machine that runs it (an engine is tied to its GPU and TensorRT version)")
     if a.int8:
         try:
             import nncf  # noqa: F401
@@ -57,6 +67,8 @@ def export_detector(a) -> int:
     calib = f", int8 calibrated on {a.data} (takes minutes)" if a.int8 else ""
     print(f"[export] 2/3 exporting to {a.format} at imgsz {a.imgsz}{calib}", flush=True)
     kwargs = dict(format=a.format, imgsz=a.imgsz, int8=bool(a.int8), dynamic=False, device="cpu")
+    if a.format == "engine":  # FP16 TensorRT engine built by ultralytics on the GPU
+        kwargs.update(device=0, half=True)
     if a.int8:
         kwargs["data"] = a.data
     try:
@@ -75,22 +87,102 @@ def export_detector(a) -> int:
     return 0
 
 
+def _check_engine_machine() -> str:
+    """Return why no engine can be built here ("" when a CUDA GPU and TensorRT are present)."""
+    import torch
+
+    from person_search.core.backends.tensorrt import TensorRTError, import_tensorrt
+    if not torch.cuda.is_available():
+        return ("--to engine needs a CUDA GPU with TensorRT, and torch sees none: build the engine on the machine "
+                "that runs it (an engine is tied to its GPU and TensorRT version), or use --to onnx")
+    try:
+        import_tensorrt()
+    except TensorRTError as exc:
+        return str(exc)
+    return ""
+
+
+def export_tower(a) -> int:
+    """Export the configured CLIP image tower to ONNX or a TensorRT engine."""
+    from person_search.cli.common import load_config_args
+    from person_search.core.errors import ConfigError
+    from person_search.core.models.factory import build_clip
+    from person_search.core.models.weights import WeightsError
+
+    if a.to == "engine":
+        why = _check_engine_machine()
+        if why:
+            return _error(why)
+    elif not a.out:
+        return _error("--to onnx needs --out FILE.onnx")
+    t0 = time.monotonic()
+    try:
+        cfg = load_config_args(a).encoder
+        if a.to == "engine":
+            cfg.device = cfg.device if cfg.device.startswith("cuda") else "cuda"
+            cfg.precision = a.precision or cfg.precision
+        else:  # an FP16 file is traced on the GPU where there is one (else on the CPU, in half)
+            import torch
+            gpu = a.precision == "fp16" and torch.cuda.is_available()
+            cfg.device, cfg.precision = ("cuda", "fp16") if gpu else ("cpu", "fp32")
+        print(f"[export] 1/3 building {cfg.arch} ({cfg.weights or 'random weights'}) at "
+              f"{cfg.image_height}x{cfg.image_width}, attention {cfg.attention.kind}", flush=True)
+        built = build_clip(cfg, towers=("image",))
+    except (ConfigError, WeightsError, ValueError) as exc:
+        return _error(str(exc).splitlines()[0])
+    tower, facts = built.image_tower, built.facts
+    if a.to == "onnx":
+        from person_search.core.backends.onnx import export_image_tower, metadata_for
+        from person_search.core.models.weights import module_fingerprint
+        out = Path(a.out).expanduser()
+        half = a.precision == "fp16"
+        print(f"[export] 2/3 exporting to ONNX ({'fp16' if half else 'fp32'}, opset 17, dynamic batch)", flush=True)
+        meta = {**metadata_for(facts, False, module_fingerprint(tower)), "precision": "fp16" if half else "fp32"}
+        export_image_tower(tower, out, facts.image_size, meta, half=half)
+    else:
+        from person_search.core.backends.tensorrt import (
+            BUILD_MINUTES_ORIN, TensorRTError, engine_spec, export_and_build)
+        from person_search.core.paths import cache_dir
+        precision = cfg.precision
+        try:
+            spec = engine_spec(tower, facts, device=built.device, precision=precision,
+                               profile=(cfg.trt_min_batch, cfg.trt_opt_batch, cfg.trt_max_batch))
+            out = Path(a.out).expanduser() if a.out else cache_dir() / "tensorrt" / spec.filename()
+            print(f"[export] 2/3 building the TensorRT {precision} engine, batch {spec.min_batch}/{spec.opt_batch}/"
+                  f"{spec.max_batch} on {spec.gpu_name} (TensorRT {spec.tensorrt_version}; takes ~"
+                  f"{BUILD_MINUTES_ORIN} min on an Orin)", flush=True)
+            export_and_build(tower, facts, spec, out, workspace_mb=cfg.trt_workspace_mb)
+        except TensorRTError as exc:
+            return _error(str(exc).splitlines()[0])
+    print(f"[export] 3/3 wrote {out} ({_size_mb(out):.1f} MB) in {time.monotonic() - t0:.0f} s", flush=True)
+    return 0
+
+
 def cmd_export(a) -> int:
     """Dispatch ``person-search export``."""
-    if not a.detector:
-        return _error("say what to export: --detector (the image-tower exports are not here yet)")
-    return export_detector(a)
+    if a.detector == bool(a.to):
+        return _error("say what to export: --detector, or --to onnx|engine for the CLIP image tower")
+    return export_detector(a) if a.detector else export_tower(a)
 
 
 def register(sub) -> None:
     """Add ``export``."""
-    sp = sub.add_parser("export", help="export the YOLO detector to OpenVINO (int8) or ONNX with ultralytics")
+    sp = sub.add_parser("export", help="export the YOLO detector (OpenVINO, ONNX, TensorRT) or the CLIP image "
+                                       "tower (ONNX, TensorRT engine)")
     sp.add_argument("--detector", action="store_true", help="export the person detector")
+    sp.add_argument("--to", choices=TOWER_TARGETS, help="export the CLIP image tower of the configured encoder")
+    sp.add_argument("--config", default="orin", help="image tower: cpu, orin, test, or a YAML path")
+    sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="image tower: override a config value (repeatable)")
+    sp.add_argument("--random-weights", action="store_true", help="image tower: random CLIP weights")
+    sp.add_argument("--precision", choices=("fp32", "fp16"),
+                    help="image tower: onnx fp32 (default, CPU) or fp16 (on a GPU); engine: default encoder.precision")
     sp.add_argument("--model", default="yolo11n.pt", help="ultralytics .pt (as given or under models/)")
     sp.add_argument("--format", choices=DETECTOR_FORMATS, default="openvino", help="detector export format")
     sp.add_argument("--int8", action="store_true", help="post-training int8 quantization (OpenVINO, needs nncf)")
     sp.add_argument("--data", default="coco8.yaml",
                     help="int8 calibration dataset yaml (ultralytics downloads coco8 when online)")
     sp.add_argument("--imgsz", type=int, default=640, help="detector input size (px)")
-    sp.add_argument("--out", help="folder for the result (default: beside the .pt)")
+    sp.add_argument("--out", help="detector: folder for the result (default: beside the .pt); image tower: the "
+                                  ".onnx / .engine file (engine default: the engine cache the backend reads)")
     sp.set_defaults(func=cmd_export)

@@ -127,8 +127,15 @@ class EncoderConfig:
     batch_size: int = param(8, "crops per forward pass", range=(1, 1024))
     threads: int = param(0, "torch CPU threads; 0 = leave torch's default", range=(0, 256))
     attention: AttentionConfig = field(default_factory=AttentionConfig)
-    backend: str = param("torch", 'image tower runtime: "torch" (CPU/GPU), "torch-int8", "onnx", "onnx-int8" '
-                                  '(CPU only)')
+    backend: str = param("torch", 'image tower runtime: "torch" (CPU/GPU), "torch-int8", "onnx", "onnx-int8", '
+                                  '"openvino" (CPU only), "tensorrt" (CUDA GPU)')
+    trt_min_batch: int = param(1, "tensorrt: smallest batch of the engine's optimisation profile",
+                               range=(1, 1024))
+    trt_opt_batch: int = param(8, "tensorrt: the batch the engine is tuned for", range=(1, 1024))
+    trt_max_batch: int = param(32, "tensorrt: largest batch of one engine call (larger batches are split)",
+                               range=(1, 1024))
+    trt_workspace_mb: int = param(2048, "tensorrt: builder workspace memory (MB) while building the engine",
+                                  range=(64, 65536))
     crop_budget: str = param("auto", "crops/s embedded overall: auto (0.8 x measured encoder throughput), all, "
                                      "or a number")
     max_crops_per_track_s: float = param(0.0, "refreshes of a known track at most this often per second; "
@@ -146,6 +153,9 @@ class EncoderConfig:
         _check(self.batch_size >= 1, "encoder.batch_size must be >= 1")
         self.attention.validate()
         BACKENDS.check(self.backend)
+        _check(self.trt_min_batch <= self.trt_opt_batch <= self.trt_max_batch,
+               f"encoder.trt_min_batch <= trt_opt_batch <= trt_max_batch must hold, got "
+               f"{self.trt_min_batch}/{self.trt_opt_batch}/{self.trt_max_batch}")
         _check(self.max_crops_per_track_s >= 0, "encoder.max_crops_per_track_s must be >= 0")
         from person_search.core.budget import parse_crop_budget
         try:

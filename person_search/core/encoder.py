@@ -82,7 +82,9 @@ class ClipEncoder:
         if built.image_tower is not None:
             root = Path(cache_dir).expanduser() if cache_dir else paths_cache_dir()
             ctx = BackendContext(device=built.device, dtype=built.dtype, threads=cfg.threads,
-                                 max_batch=cfg.batch_size, cache_dir=root)
+                                 max_batch=cfg.batch_size, cache_dir=root,
+                                 batch_profile=(cfg.trt_min_batch, cfg.trt_opt_batch, cfg.trt_max_batch),
+                                 workspace_mb=cfg.trt_workspace_mb)
             self.backend = backend_cls(built.image_tower, facts, ctx)
         self._text_model = built.text_model
         self._tokenizer = built.tokenizer

@@ -22,6 +22,8 @@ class BackendContext:
     threads: int  # CPU threads; 0 = the runtime's default
     max_batch: int  # largest batch run() gets (encoder.batch_size): a TensorRT profile's max
     cache_dir: Path  # root of exported files; each backend keeps its own sub-folder (onnx/, tensorrt/)
+    batch_profile: Tuple[int, int, int] = (1, 8, 32)  # TensorRT min / opt / max batch (encoder.trt_*_batch)
+    workspace_mb: int = 2048  # TensorRT builder workspace (encoder.trt_workspace_mb)
 
 
 class ImageBackend:

@@ -51,24 +51,40 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def export_image_tower(visual: nn.Module, path: Path, image_size, metadata: Dict[str, str], int8: bool) -> None:
-    """Export ``visual`` to ONNX at ``path`` (atomically), int8-quantised if asked, with ``metadata``."""
+def export_image_tower(visual: nn.Module, path: Path, image_size, metadata: Dict[str, str], int8: bool = False,
+                       *, half: bool = False, opset: int = 17) -> None:
+    """Export ``visual`` to ONNX at ``path`` (atomically), with ``metadata``.
+
+    Args:
+        visual: the torch image tower (its weights, input size and attention variant).
+        path: the ``.onnx`` file to write.
+        image_size: (H, W) of the input; the batch axis is dynamic.
+        metadata: written into the file's ``metadata_props`` (checked on load).
+        int8: quantise the MatMul/Gemm weights dynamically (ONNX Runtime, CPU).
+        half: export in FP16 (input, weights and output), as strongly typed TensorRT 11
+            needs; traced on the tower's device (a GPU, or the CPU where torch has the ops).
+            Without it the tower is exported in FP32 (it is converted in place).
+        opset: ONNX opset (>= 17 keeps LayerNorm one op).
+    """
     import onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = image_size
-    tower = _Tower(visual).eval().float()
+    tower = _Tower(visual).eval()
+    tower = tower.half() if half else tower.float()
+    device = next(iter(tower.parameters())).device
+    dummy = torch.zeros(2, 3, h, w, dtype=torch.float16 if half else torch.float32, device=device)
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=str(path.parent))
     os.close(fd)
     tmp_q = tmp + ".q.onnx"
     try:
-        # plain MatMul/Softmax attention: quantisable by ORT
+        # plain MatMul/Softmax attention: quantisable by ORT, and the pattern TensorRT fuses
         with export_kernels(tower), warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
-            torch.onnx.export(tower, (torch.zeros(2, 3, h, w),), tmp, input_names=[INPUT_NAME],
+            torch.onnx.export(tower, (dummy,), tmp, input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"},
                                                                         OUTPUT_NAME: {0: "batch"}},
-                              opset_version=17, do_constant_folding=True, dynamo=False)
+                              opset_version=opset, do_constant_folding=True, dynamo=False)
         src = tmp
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -117,6 +133,13 @@ def expected_metadata(path: Path) -> Optional[Dict[str, str]]:
     return meta if "person_search_format" in meta else None
 
 
+def check_metadata(path: Path, found: Dict[str, Optional[str]], expected: Dict[str, str]) -> None:
+    """Raise ValueError naming every key whose stored value is not the expected one."""
+    bad = {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v}
+    if bad:
+        raise ValueError(f"{path}: metadata mismatch {bad}")
+
+
 def _session(path: Path, expected: Dict[str, str], threads: int):
     import onnxruntime as ort
 
@@ -129,10 +152,7 @@ def _session(path: Path, expected: Dict[str, str], threads: int):
     # and spinning ORT workers starve torch's OpenMP threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    bad = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
-    if bad:
-        raise ValueError(f"{path}: metadata mismatch {bad}")
+    check_metadata(path, session.get_modelmeta().custom_metadata_map, expected)
     return session
 
 

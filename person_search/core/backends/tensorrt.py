@@ -32,6 +32,9 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from person_search.core.backends.base import ImageBackend
+from person_search.core.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 ENGINE_FORMAT = "1"
@@ -261,21 +264,33 @@ class TensorRTImageTower:
         self.context.set_tensor_address(OUTPUT_NAME, self._output.data_ptr())
         self.run(np.zeros((spec.opt_batch, 3, h, w), dtype=np.float32))  # warm-up
 
+    @property
+    def device_memory_bytes(self) -> int:
+        """Return the engine's activation memory on the GPU (beside its weights and our buffers)."""
+        for name in ("device_memory_size_v2", "device_memory_size"):
+            if hasattr(self.engine, name):
+                return int(getattr(self.engine, name))
+        return 0
+
     def run_torch(self, batch) -> "Any":
-        """Run a (N, 3, H, W) tensor of any N; return a float32 (N, D) CUDA tensor."""
+        """Run a (N, 3, H, W) tensor of any N, device and float dtype; return a float32 (N, D) CUDA tensor."""
         import torch
 
         outs = []
-        stream = torch.cuda.current_stream(self.device)
-        for i in range(0, batch.shape[0], self.spec.max_batch):
-            chunk = batch[i:i + self.spec.max_batch]
-            n = chunk.shape[0]
-            self._input[:n].copy_(chunk, non_blocking=True)
-            self.context.set_input_shape(INPUT_NAME, (n, *self._input.shape[1:]))
-            if not self.context.execute_async_v3(stream.cuda_stream):
-                raise TensorRTError("TensorRT execution failed")
-            outs.append(self._output[:n].float().clone())
-        return torch.cat(outs) if outs else self._output[:0].float()
+        with torch.cuda.device(self.device):
+            stream = torch.cuda.current_stream(self.device)
+            for i in range(0, batch.shape[0], self.spec.max_batch):
+                chunk = batch[i:i + self.spec.max_batch]
+                n = chunk.shape[0]
+                self._input[:n].copy_(chunk, non_blocking=True)  # casts to the engine's input dtype
+                self.context.set_input_shape(INPUT_NAME, (n, *self._input.shape[1:]))
+                if not self.context.execute_async_v3(stream.cuda_stream):
+                    raise TensorRTError("TensorRT execution failed")
+                # a copy: the next chunk overwrites the shared output buffer
+                outs.append(self._output[:n].to(torch.float32, copy=True))
+            if not outs:
+                return self._output[:0].float()
+            return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run a float32 (N, 3, H, W) numpy batch; return float32 (N, D) features (not normalised)."""
@@ -283,3 +298,79 @@ class TensorRTImageTower:
 
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         return self.run_torch(x).cpu().numpy()
+
+
+BUILD_MINUTES_ORIN = "5-15"  # an estimate for ViT-B/16 on a Jetson AGX Orin, not measured here
+
+
+def engine_spec(tower, facts, *, device: Any, precision: str, profile: Tuple[int, int, int]) -> EngineSpec:
+    """Return the spec of an engine for this tower on this GPU and TensorRT (raises TensorRTError)."""
+    from person_search.core.models.weights import module_fingerprint
+
+    trt = import_tensorrt()
+    gpu_name, capability = current_gpu(device)
+    h, w = facts.image_size
+    return EngineSpec(model_id=facts.model_id, arch=facts.arch, weights_fingerprint=module_fingerprint(tower),
+                      attention=facts.attention, image_height=int(h), image_width=int(w), dim=int(facts.dim),
+                      min_batch=profile[0], opt_batch=profile[1], max_batch=profile[2], precision=precision,
+                      tensorrt_version=str(trt.__version__), gpu_name=gpu_name, compute_capability=capability)
+
+
+def export_and_build(tower, facts, spec: EngineSpec, engine_path: Path, *, workspace_mb: int = 2048) -> Path:
+    """Export ``tower`` to ONNX beside ``engine_path`` and build the engine from it (the ONNX is removed).
+
+    The ONNX is FP32 for a weakly typed build (TensorRT <= 10: the FP16 flag picks the
+    kernels) and FP16 where TensorRT is strongly typed (11+: the types in the file are used).
+    The timing cache lives in the engine's folder and is shared by all builds there.
+    """
+    from person_search.core.backends.onnx import export_image_tower, metadata_for
+
+    trt = import_tensorrt()
+    half = spec.precision == "fp16" and strongly_typed(trt)
+    engine_path = Path(engine_path)
+    onnx_path = engine_path.with_suffix(".onnx")
+    export_image_tower(tower, onnx_path, facts.image_size, metadata_for(facts, False, spec.weights_fingerprint),
+                       half=half)
+    try:
+        return build_engine(onnx_path, engine_path, spec, timing_cache=engine_path.parent / "timing.cache",
+                            workspace_mb=workspace_mb)
+    finally:
+        onnx_path.unlink(missing_ok=True)
+
+
+class TensorRTBackend(ImageBackend):
+    """TensorRT engine (FP16 by default) on a CUDA GPU, built once per spec and cached."""
+
+    name = "tensorrt"
+    devices = ("cuda",)
+
+    def __init__(self, tower, facts, ctx):
+        super().__init__(tower, facts, ctx)
+        import torch
+
+        precision = "fp16" if ctx.dtype == torch.float16 else "fp32"
+        try:
+            spec = engine_spec(tower, facts, device=ctx.device, precision=precision, profile=ctx.batch_profile)
+            folder = Path(ctx.cache_dir) / "tensorrt"
+            path = cached_engine(folder, spec)
+            if path is None:
+                path = folder / spec.filename()
+                logger.warning("building the TensorRT engine for %s at %dx%d %s, batch %d-%d on %s (takes ~%s min "
+                               "on an Orin, once), cached at %s", facts.arch, spec.image_height, spec.image_width,
+                               precision, spec.min_batch, spec.max_batch, spec.gpu_name, BUILD_MINUTES_ORIN, path)
+                export_and_build(tower, facts, spec, path, workspace_mb=ctx.workspace_mb)
+            else:
+                logger.info("TensorRT engine loaded from cache %s", path)
+            self.path = path
+            self.tower = TensorRTImageTower(path, spec, ctx.device)
+        except TensorRTError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.tower.run(batch)
+
+    def describe(self):
+        spec = self.tower.spec
+        return {**super().describe(), "precision": spec.precision, "file": str(self.path),
+                "batch_profile": f"{spec.min_batch}/{spec.opt_batch}/{spec.max_batch}",
+                "tensorrt": spec.tensorrt_version, "gpu": spec.gpu_name}

@@ -12,7 +12,7 @@ Which folder owns what (all under ``person_search/core/``):
   serving (frozen, eval) or training (trainable, both towers).
 * ``attention/``: the attention module, its kernels and ``patch.py`` (the only file that
   touches open_clip's attention internals). A new attention variant is a kernel there.
-* ``backends/``: image-tower runtimes (torch, torch-int8, onnx, onnx-int8) behind
+* ``backends/``: image-tower runtimes (torch, torch-int8, onnx, onnx-int8, openvino, tensorrt) behind
   ``backends/base.py``; a new runtime is one file there plus one line in its registry.
 * ``encoder.py``: the thin runtime :class:`ClipEncoder` (preprocess, backend, normalise).
 """
