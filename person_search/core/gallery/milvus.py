@@ -154,7 +154,12 @@ class MilvusGallery:
             schema.add_field("box", DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=4)
             index = c.prepare_index_params()
             index.add_index(field_name=vec_field, index_type="FLAT", metric_type="IP")
-            c.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+            try:
+                c.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+            except Exception as exc:  # noqa: BLE001 - another index node created it between the check and here
+                if "already exist" not in str(exc).lower():
+                    raise
+                c.load_collection(name)
 
     # ------------------------------------------------------------------ read-only views
     def _count(self, name: str) -> int:
