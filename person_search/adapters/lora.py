@@ -1,0 +1,147 @@
+"""LoRA on open_clip CLIP through peft: inject on the split q/k/v, merge back to a plain checkpoint.
+
+peft wraps ``nn.MultiheadAttention`` only as a whole and cannot match the raw
+``in_proj_weight`` Parameter (peft #761), so :func:`apply_lora` first moves every attention's
+input projection into an ``nn.Linear`` named ``qkv`` (``ClipAttention.split_qkv_linear``) and
+targets ``qkv``, ``out_proj``, ``c_fc`` and ``c_proj``. Deployment is one step,
+:func:`merge_lora`: peft's ``merge_and_unload`` folds the adapters into the base weights, then
+:func:`fold_qkv` puts ``qkv`` back into ``in_proj_weight`` / ``in_proj_bias``, so the state
+dict has open_clip's key names and loads anywhere open_clip checkpoints load.
+:func:`merge_run` does that for a training run folder and writes FILE + FILE.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, Sequence
+
+from torch import nn
+
+from person_search.core.encoders import ClipAttention
+
+logger = logging.getLogger(__name__)
+
+PROJECTIONS = ("visual.proj", "text_projection")  # nn.Parameters: peft's modules_to_save cannot hold them
+
+
+class MergeError(RuntimeError):
+    """A run folder cannot be merged (missing files, not a LoRA run, bad checkpoint)."""
+
+
+def _attentions(model: nn.Module):
+    found = [m for m in model.modules() if isinstance(m, ClipAttention)]
+    if not found:  # open_clip's blocks not swapped: LoRA would silently miss q/k/v
+        raise ValueError(f"{type(model).__name__} has no ClipAttention module (set_attention first)")
+    return found
+
+
+def split_qkv(model: nn.Module) -> int:
+    """Move every attention's in_proj into an ``nn.Linear`` ``qkv``; return how many were split."""
+    count = 0
+    for att in _attentions(model):
+        if att.qkv is None:
+            att.split_qkv_linear()
+            count += 1
+    return count
+
+
+def fold_qkv(model: nn.Module) -> int:
+    """Put every ``qkv`` Linear back into ``in_proj_weight`` / ``in_proj_bias``; return the count.
+
+    The inverse of :func:`split_qkv`: the parameters move (no copy), so the result is exact.
+    """
+    count = 0
+    for att in _attentions(model):
+        lin = att.qkv
+        if lin is None:
+            continue
+        if not isinstance(lin, nn.Linear):
+            raise ValueError(f"qkv is a {type(lin).__name__}, not a plain nn.Linear: merge the adapters first")
+        att.qkv = None
+        att.in_proj_weight = lin.weight
+        att.in_proj_bias = lin.bias
+        count += 1
+    return count
+
+
+def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float = 0.0,
+               targets: Sequence[str] = ("qkv", "out_proj", "c_fc", "c_proj"),
+               train_projections: bool = True) -> nn.Module:
+    """Inject LoRA adapters into ``model`` (in place) and return peft's wrapper.
+
+    Only the adapters train (peft freezes the rest); ``train_projections`` also unfreezes the
+    two projection matrices (``visual.proj``, ``text_projection``). ``model`` itself keeps
+    working with the adapters in its graph (peft replaces the targeted Linears in place).
+
+    Args:
+        model: an open_clip CLIP whose attentions are :class:`ClipAttention` (``set_attention``).
+        rank, alpha, dropout: the LoRA rank r, scaling alpha (delta = alpha / r * B A) and dropout.
+        targets: module names (suffixes) to adapt.
+        train_projections: train the projections too.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if "qkv" in targets:
+        split_qkv(model)
+    config = LoraConfig(r=int(rank), lora_alpha=alpha, lora_dropout=float(dropout),
+                        target_modules=list(targets), bias="none")
+    wrapped = get_peft_model(model, config)
+    if train_projections:
+        params = dict(model.named_parameters())
+        for name in PROJECTIONS:
+            if name in params:
+                params[name].requires_grad_(True)
+    return wrapped
+
+
+def merge_lora(wrapped: nn.Module) -> nn.Module:
+    """Fold the adapters into the weights and ``qkv`` into ``in_proj``; return the plain CLIP."""
+    merged = wrapped.merge_and_unload(safe_merge=True)
+    fold_qkv(merged)
+    return merged
+
+
+def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best") -> Dict[str, Any]:
+    """Merge a LoRA run's checkpoint into a plain open_clip safetensors file ``out`` (+ ``out.json``).
+
+    A full or frozen-text run's checkpoint is already plain: it is re-saved as it is.
+
+    Args:
+        run_dir: the training run folder (``model.json``, ``best.safetensors``, ...).
+        out: the merged checkpoint to write (``.safetensors``).
+        checkpoint: "best" or "last".
+
+    Returns:
+        the metadata written to ``out.json``.
+
+    Raises:
+        MergeError: a missing or unreadable run file, or a checkpoint that does not fit.
+    """
+    from person_search.train.checkpoint import describe_checkpoint, load_weights, read_model_json, save_weights
+    from person_search.train.config import TrainConfig
+    from person_search.train.model import build_trainable
+
+    run_dir, out = Path(run_dir), Path(out)
+    if out.suffix != ".safetensors":
+        raise MergeError(f"{out}: the merged checkpoint must be a .safetensors file")
+    try:
+        info = read_model_json(run_dir)
+    except (OSError, ValueError) as exc:
+        raise MergeError(str(exc)) from None
+    ckpt = run_dir / f"{checkpoint}.safetensors"
+    if not ckpt.is_file():
+        raise MergeError(f"{ckpt}: no such checkpoint (train the run first)")
+    cfg = TrainConfig.from_dict(info["train_config"])
+    trainable = build_trainable(cfg, weights="")
+    try:
+        load_weights(trainable.clip, ckpt)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise MergeError(f"{ckpt} does not fit {cfg.arch} ({cfg.mode}): {str(exc).splitlines()[0][:200]}") from None
+    clip = merge_lora(trainable.peft) if trainable.peft is not None else trainable.clip
+    meta = describe_checkpoint(info, source=str(ckpt))
+    save_weights(clip, out)
+    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+    logger.info("merged %s -> %s", ckpt, out)
+    return meta

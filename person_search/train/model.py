@@ -1,0 +1,181 @@
+"""The model being trained: build it, choose what trains, and view it as an encoder.
+
+:func:`build_model` is the one place that builds the open_clip CLIP (with today's
+``core/encoders.py`` helpers); :func:`build_trainable` applies the training mode on top.
+:class:`LiveEncoder` gives validation hooks the ``ClipEncoder`` API over the live model.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from person_search.core.config import ConfigError
+from person_search.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What travels with the weights: architecture, input size, normalisation, embedding dim."""
+
+    arch: str
+    image_size: Tuple[int, int]
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    dim: int
+    attention: str
+    start_weights: str  # model-id suffix of the start weights ("random-seed0", a tag, "sha256-...")
+
+
+def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Module, ModelFacts]:
+    """Build the open_clip CLIP of ``cfg`` in float32 on the CPU, image tower at ``cfg.image_size``.
+
+    Becomes ``build_clip(encoder_cfg, for_training=True)`` of ``core/models`` once that lands:
+    this function is the only one here that knows how the model is built and loaded.
+
+    Args:
+        cfg: the run's settings (arch, image size, attention).
+        weights: start weights instead of ``cfg.weights``: a checkpoint path, an open_clip tag,
+            or "" for a random init (seeded as ``ClipEncoder`` does, same in every process).
+    """
+    from person_search.core import encoders as enc
+
+    open_clip = enc._import_open_clip()
+    if open_clip.get_model_config(cfg.arch) is None:
+        raise ConfigError(f"unknown arch {cfg.arch!r} (open_clip.list_models() names the known ones)")
+    weights_id, ckpt, pre = enc.resolve_weights(cfg.arch, cfg.weights if weights is None else weights)
+    if not pre:
+        pre = (enc._default_preprocess(open_clip, cfg.arch) if ckpt
+               else {"mean": enc._OPENAI_MEAN, "std": enc._OPENAI_STD})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(enc.RANDOM_SEED)
+        model = open_clip.create_model(cfg.arch, pretrained=None, device="cpu", precision="fp32")
+    patch = getattr(model.visual, "patch_size", None)
+    target_grid = None
+    if patch is not None:
+        p = patch if isinstance(patch, tuple) else (patch, patch)
+        target_grid = (cfg.image_height // p[0], cfg.image_width // p[1])
+    if ckpt is not None:
+        enc._load_checkpoint(open_clip, model, ckpt, target_grid)
+    enc._set_image_size(model.visual, cfg.arch, cfg.image_size)
+    enc.set_attention(model, cfg.attention)
+    facts = ModelFacts(arch=cfg.arch, image_size=cfg.image_size, mean=tuple(map(float, pre["mean"])),
+                       std=tuple(map(float, pre["std"])), dim=int(enc.ClipEncoder._embed_dim(model)),
+                       attention=cfg.attention, start_weights=weights_id)
+    return model, facts
+
+
+@dataclass
+class Trainable:
+    """The CLIP under training, peft's wrapper in LoRA mode, its tokenizer and facts."""
+
+    clip: nn.Module  # open_clip CLIP; in LoRA mode with the adapters injected (same object peft wraps)
+    peft: Optional[nn.Module]
+    tokenizer: object
+    facts: ModelFacts
+
+    def parameter_counts(self) -> Tuple[int, int]:
+        """Return (trainable, total) parameter counts (adapters included in both)."""
+        return count_parameters(self.clip)
+
+
+def count_parameters(model: nn.Module) -> Tuple[int, int]:
+    """Return (trainable, total) numbers of parameter elements of ``model``."""
+    total = trainable = 0
+    for p in model.parameters():
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return trainable, total
+
+
+def apply_mode(model: nn.Module, cfg: TrainConfig) -> Optional[nn.Module]:
+    """Choose what trains: everything, everything but the text tower, or LoRA adapters.
+
+    Also sets the logit scale to ``cfg.logit_scale`` (learnt only with ``learn_logit_scale``).
+    Returns peft's wrapper in LoRA mode, else None.
+    """
+    wrapped = None
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if cfg.mode == "frozen-text":
+        model.lock_text_tower()
+    elif cfg.mode == "lora":
+        from person_search.adapters.lora import apply_lora
+        wrapped = apply_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                             targets=cfg.lora_targets, train_projections=cfg.lora_train_projections)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(cfg.logit_scale))
+    model.logit_scale.requires_grad_(cfg.learn_logit_scale)
+    return wrapped
+
+
+def build_trainable(cfg: TrainConfig, weights: Optional[str] = None) -> Trainable:
+    """Build the model of ``cfg`` (see :func:`build_model`) and apply its training mode."""
+    from person_search.core.encoders import _import_open_clip
+
+    cfg.validate()
+    model, facts = build_model(cfg, weights)
+    wrapped = apply_mode(model, cfg)
+    return Trainable(clip=model, peft=wrapped, tokenizer=_import_open_clip().get_tokenizer(cfg.arch), facts=facts)
+
+
+class LiveEncoder:
+    """The ``ClipEncoder`` API (encode_images / encode_preprocessed / encode_text) over a training model.
+
+    Validation hooks receive one, so the evaluation that scores a served encoder scores the
+    model under training the same way. Call it with the model in eval mode (the loop does).
+    """
+
+    def __init__(self, trainable: Trainable, *, device: torch.device, autocast_dtype: Optional[torch.dtype] = None,
+                 batch_size: int = 64, step: int = 0):
+        self._t = trainable
+        self.device = device
+        self.autocast_dtype = autocast_dtype
+        self.batch_size = int(batch_size)
+        f = trainable.facts
+        self.arch, self.image_size, self.mean, self.std, self.dim = f.arch, f.image_size, f.mean, f.std, f.dim
+        self.model_id = f"{f.arch}@training-step{step}"
+        self.towers = ("image", "text")
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 crops -> float32 (N, 3, H, W), as the embedder preprocesses them."""
+        from person_search.core.encoders import preprocess_crops
+        return preprocess_crops(crops, self.image_size, self.mean, self.std)
+
+    def encode_images(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 crops -> (N, dim) float32 L2-normalised embeddings."""
+        crops = list(crops)
+        outs = [self.encode_preprocessed(self.preprocess(crops[i:i + self.batch_size]))
+                for i in range(0, len(crops), self.batch_size)]
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+
+    def encode_preprocessed(self, batch) -> np.ndarray:
+        """Float32 (N, 3, H, W) batch (numpy or tensor) -> (N, dim) float32 L2-normalised."""
+        x = torch.as_tensor(batch).to(self.device, dtype=torch.float32, non_blocking=True)
+        with torch.inference_mode(), self._autocast():
+            feats = self._t.clip.encode_image(x)
+        return F.normalize(feats.float(), dim=-1).cpu().numpy()
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (N, dim) float32 L2-normalised embeddings."""
+        texts = list(texts)
+        outs = []
+        for i in range(0, len(texts), max(self.batch_size, 32)):
+            tokens = self._t.tokenizer(texts[i:i + max(self.batch_size, 32)]).to(self.device)
+            with torch.inference_mode(), self._autocast():
+                feats = self._t.clip.encode_text(tokens)
+            outs.append(F.normalize(feats.float(), dim=-1).cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
