@@ -119,29 +119,19 @@ def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best")
     Raises:
         MergeError: a missing or unreadable run file, or a checkpoint that does not fit.
     """
-    from person_search.train.checkpoint import describe_checkpoint, load_weights, read_model_json, save_weights
-    from person_search.train.config import TrainConfig
-    from person_search.train.model import build_trainable
+    from person_search.train.checkpoint import describe_checkpoint, save_weights
+    from person_search.train.model import load_run
 
     run_dir, out = Path(run_dir), Path(out)
     if out.suffix != ".safetensors":
         raise MergeError(f"{out}: the merged checkpoint must be a .safetensors file")
     try:
-        info = read_model_json(run_dir)
-    except (OSError, ValueError) as exc:
-        raise MergeError(str(exc)) from None
-    ckpt = run_dir / f"{checkpoint}.safetensors"
-    if not ckpt.is_file():
-        raise MergeError(f"{ckpt}: no such checkpoint (train the run first)")
-    cfg = TrainConfig.from_dict(info["train_config"])
-    trainable = build_trainable(cfg, weights="")
-    try:
-        load_weights(trainable.clip, ckpt)
+        trainable, info = load_run(run_dir, checkpoint)
     except (OSError, RuntimeError, ValueError) as exc:
-        raise MergeError(f"{ckpt} does not fit {cfg.arch} ({cfg.mode}): {str(exc).splitlines()[0][:200]}") from None
+        raise MergeError(str(exc)) from None
     clip = merge_lora(trainable.peft) if trainable.peft is not None else trainable.clip
-    meta = describe_checkpoint(info, source=str(ckpt))
+    meta = describe_checkpoint(info, source=str(run_dir / f"{checkpoint}.safetensors"))
     save_weights(clip, out)
     out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
-    logger.info("merged %s -> %s", ckpt, out)
+    logger.info("merged %s -> %s", meta["source"], out)
     return meta

@@ -273,7 +273,7 @@ def train(cfg: TrainConfig, data: Dataset | Callable[[ModelFacts], Dataset], run
                 if cfg.shuffle_captions:
                     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.step * 1009 + len(losses))
                     captions = shuffle_captions(list(captions), g)
-                loss = _forward(trainable, cfg, images, captions, labels, device, amp)
+                loss = forward_loss(trainable, cfg, images, captions, labels, device, amp)
                 scaler.scale(loss / cfg.accum).backward()
                 losses.append(float(loss.detach()))
                 micro += 1
@@ -321,7 +321,9 @@ def train(cfg: TrainConfig, data: Dataset | Callable[[ModelFacts], Dataset], run
     return TrainResult(run_dir, run.step, last_loss, run.best, run.final_eval, trainable_n, total_n)
 
 
-def _forward(t: Trainable, cfg: TrainConfig, images, captions, labels, device, amp) -> torch.Tensor:
+def forward_loss(t: Trainable, cfg: TrainConfig, images: torch.Tensor, captions: Sequence[str], labels: torch.Tensor,
+                 device: torch.device, amp: Optional[torch.dtype]) -> torch.Tensor:
+    """Return the loss of one batch (forward of both towers under autocast ``amp`` when given)."""
     images = images.to(device, non_blocking=True)
     tokens = t.tokenizer(list(captions)).to(device, non_blocking=True)
     with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):

@@ -127,6 +127,33 @@ def build_trainable(cfg: TrainConfig, weights: Optional[str] = None) -> Trainabl
     return Trainable(clip=model, peft=wrapped, tokenizer=_import_open_clip().get_tokenizer(cfg.arch), facts=facts)
 
 
+def load_run(run_dir, checkpoint: str = "best") -> Tuple[Trainable, dict]:
+    """Rebuild a run's model from ``RUN/model.json`` with ``RUN/<checkpoint>.safetensors`` loaded.
+
+    Works for every mode (a LoRA run comes back with its adapters); ``LiveEncoder(trainable,
+    device=...)`` then evaluates it. Returns (trainable in eval mode, model.json).
+
+    Raises:
+        OSError / ValueError: a missing or unreadable run file; RuntimeError: weights that do not fit.
+    """
+    from pathlib import Path
+
+    from person_search.train.checkpoint import load_weights, read_model_json
+
+    info = read_model_json(run_dir)
+    path = Path(run_dir) / f"{checkpoint}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (train the run first)")
+    cfg = TrainConfig.from_dict(info["train_config"])
+    trainable = build_trainable(cfg, weights="")
+    try:
+        load_weights(trainable.clip, path)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{path} does not fit {cfg.arch} ({cfg.mode}): {str(exc).splitlines()[0][:200]}") from None
+    trainable.clip.eval()
+    return trainable, info
+
+
 class LiveEncoder:
     """The ``ClipEncoder`` API (encode_images / encode_preprocessed / encode_text) over a training model.
 
