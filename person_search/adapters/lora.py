@@ -12,6 +12,7 @@ dict has open_clip's key names and loads anywhere open_clip checkpoints load.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -103,10 +104,16 @@ def merge_lora(wrapped: nn.Module) -> nn.Module:
     return merged
 
 
+def merged_copy(wrapped: nn.Module) -> nn.Module:
+    """Return a merged plain copy of peft's wrapper, which keeps training unchanged (checkpoints)."""
+    return merge_lora(copy.deepcopy(wrapped))
+
+
 def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best") -> Dict[str, Any]:
     """Merge a LoRA run's checkpoint into a plain open_clip safetensors file ``out`` (+ ``out.json``).
 
-    A full or frozen-text run's checkpoint is already plain: it is re-saved as it is.
+    Reads ``RUN/<checkpoint>.adapters.safetensors`` (the training layout), folds the adapters
+    and ``qkv`` back. A full or frozen-text run's checkpoint is already plain: it is re-saved.
 
     Args:
         run_dir: the training run folder (``model.json``, ``best.safetensors``, ...).

@@ -69,8 +69,7 @@ def load_training_data(root: str, fmt: str) -> Tuple[Callable, Optional[Callable
     The one place that knows the dataset and evaluation packages (branches ``data`` / ``eval``):
     training pairs from the train split, validation on the val split when the format has one.
     """
-    from person_search.data import load_dataset  # lazy: only this command needs it
-    from person_search.data.torchdata import CaptionPairs, TrainTransform
+    from person_search.data import CaptionPairs, TrainTransform, load_dataset  # lazy: only this command needs it
     from person_search.train.checkpoint import file_digest
 
     ds = load_dataset(root, fmt)
@@ -86,8 +85,8 @@ def load_training_data(root: str, fmt: str) -> Tuple[Callable, Optional[Callable
         except ImportError as exc:
             log.warning("no validation (person_search.eval unavailable: %s); best = last", exc)
         else:
-            val_split = ds.split("val")
-            validate = lambda encoder: evaluate(encoder, val_split)  # noqa: E731 - the hook is one call
+            val_view = ds.split("val").eval_view()
+            validate = lambda encoder: evaluate(encoder, val_view, progress=False).t2i  # noqa: E731 - one call
     data = {"path": str(Path(root).resolve()), "format": fmt, "digest": file_digest([ds.annotations])}
     return make, validate, data
 

@@ -3,10 +3,12 @@
 A run folder ``RUN/`` holds:
 
 * ``last.safetensors`` -- the latest weights; ``best.safetensors`` -- the weights with the best
-  validation Rank-1 (the last weights when no validation hook is given). In ``full`` and
-  ``frozen-text`` mode both are plain open_clip checkpoints (servable as ``encoder.weights``);
-  in ``lora`` mode they hold the adapter layout (``...qkv.base_layer.weight``,
-  ``...lora_A.default.weight``), which ``person-search lora merge`` turns into a plain one.
+  validation Rank-1 (the last weights when no validation hook is given). Always plain open_clip
+  checkpoints, in every mode (servable as ``encoder.weights``, read by the eval command); a
+  LoRA run writes them with its adapters merged into a copy of the model.
+* ``last.adapters.safetensors`` / ``best.adapters.safetensors`` (LoRA runs only) -- the same
+  weights in the training layout (``...qkv.base_layer.weight``, ``...qkv.lora_A.default.weight``):
+  what ``--resume`` and ``person-search lora merge`` read.
 * ``state.pt`` -- optimizer, scheduler, grad scaler, step, RNG states and best score: ``--resume``.
 * ``metrics.jsonl`` -- one JSON row per optimizer step (``kind: train``: step, epoch, loss, lr,
   step_time_s, logit_scale) and per validation (``kind: eval``: step and the hook's figures).
@@ -43,6 +45,21 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
     _atomic(Path(path), lambda p: save_file(sd, str(p), metadata={"format": "pt"}))
 
 
+def training_file(name: str, layout: str) -> str:
+    """Return the file of checkpoint ``name`` ("best" / "last") in the training layout ``layout``."""
+    return f"{name}.adapters.safetensors" if layout == "lora" else f"{name}.safetensors"
+
+
+def save_checkpoint(trainable, run_dir: Path, name: str) -> None:
+    """Write ``RUN/<name>.safetensors`` (plain open_clip) and, for LoRA, ``RUN/<name>.adapters.safetensors``."""
+    if trainable.peft is None:
+        save_weights(trainable.clip, run_dir / f"{name}.safetensors")
+        return
+    from person_search.adapters.lora import merged_copy
+    save_weights(trainable.clip, run_dir / training_file(name, "lora"))
+    save_weights(merged_copy(trainable.peft), run_dir / f"{name}.safetensors")
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a safetensors state dict into ``model`` strictly (every key, every shape)."""
     from safetensors.torch import load_file
@@ -75,8 +92,8 @@ def model_info(cfg, facts, *, counts, step: int, best: Optional[Dict[str, Any]],
     """Return the ``model.json`` of a run.
 
     Keys: format, arch, image_size [H, W], attention, mean, std, embed_dim, mode, lora (settings
-    or null), start_weights (as given) and start_weights_id, checkpoint (best / last file names
-    and their layout "open_clip" or "lora"), trainable_params, total_params, trainable_share,
+    or null), start_weights (as given) and start_weights_id, checkpoint (best / last: plain
+    open_clip files; adapters: the LoRA-layout files or null), trainable_params, total_params, trainable_share,
     loss, data (path, format, digest), steps, best ({step, metrics} or null), final_eval
     (the hook's figures at the end, or null), train_config (every TrainConfig field), versions.
     """
@@ -93,7 +110,8 @@ def model_info(cfg, facts, *, counts, step: int, best: Optional[Dict[str, Any]],
         "mean": list(facts.mean), "std": list(facts.std), "embed_dim": facts.dim,
         "mode": cfg.mode, "lora": cfg.lora_settings() or None,
         "start_weights": cfg.weights, "start_weights_id": facts.start_weights,
-        "checkpoint": {"best": BEST, "last": LAST, "layout": "lora" if cfg.mode == "lora" else "open_clip"},
+        "checkpoint": {"best": BEST, "last": LAST, "adapters": None if cfg.mode != "lora" else {
+            "best": training_file("best", "lora"), "last": training_file("last", "lora")}},
         "trainable_params": int(trainable), "total_params": int(total),
         "trainable_share": round(trainable / max(total, 1), 6),
         "loss": cfg.loss, "data": dict(cfg.data), "steps": int(step), "best": best, "final_eval": final_eval,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import random
 import sys
 import time
@@ -150,19 +151,20 @@ class _Run:
             return None
         self.t.clip.eval()
         try:
-            figures = dict(self.validate(LiveEncoder(self.t, device=self.device, autocast_dtype=self.amp,
-                                                     batch_size=self.cfg.batch_size, step=self.step)))
+            raw = self.validate(LiveEncoder(self.t, device=self.device, autocast_dtype=self.amp,
+                                            batch_size=self.cfg.batch_size, step=self.step))
         finally:
             self.t.clip.train()
+        figures = {k: float(v) for k, v in dict(raw).items() if isinstance(v, numbers.Real)}  # scalars only
         if "R1" not in figures:
             raise TrainError(f"the validation hook returned {sorted(figures)}: it must return R1")
         if self.best is None or figures["R1"] > self.best["metrics"]["R1"]:
             self.best = {"step": self.step, "metrics": figures}
-            ck.save_weights(self.t.clip, self.dir / ck.BEST)
+            ck.save_checkpoint(self.t, self.dir, "best")
         return figures
 
     def save(self, optimizer, scheduler, scaler) -> None:
-        ck.save_weights(self.t.clip, self.dir / ck.LAST)
+        ck.save_checkpoint(self.t, self.dir, "last")
         _, keys, pos, has_gauss, cached = np.random.get_state()
         rng = {"torch": torch.get_rng_state(), "random": random.getstate(),
                "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
@@ -181,7 +183,8 @@ class _Run:
         if differ:
             raise TrainError(f"{self.dir} was trained with other settings ({', '.join(differ)}); "
                              f"resume with the same ones or use another --out")
-        ck.load_weights(self.t.clip, self.dir / ck.LAST)
+        layout = "lora" if self.t.peft is not None else "open_clip"
+        ck.load_weights(self.t.clip, self.dir / ck.training_file("last", layout))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -316,7 +319,7 @@ def train(cfg: TrainConfig, data: Dataset | Callable[[ModelFacts], Dataset], run
         raise
     bar.close()
     if validate is None:
-        ck.save_weights(clip, run_dir / ck.BEST)  # no validation: the final weights are the best we know
+        ck.save_checkpoint(trainable, run_dir, "best")  # no validation: the final weights are the best we know
     run.finish(log)
     return TrainResult(run_dir, run.step, last_loss, run.best, run.final_eval, trainable_n, total_n)
 

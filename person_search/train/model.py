@@ -130,18 +130,19 @@ def build_trainable(cfg: TrainConfig, weights: Optional[str] = None) -> Trainabl
 def load_run(run_dir, checkpoint: str = "best") -> Tuple[Trainable, dict]:
     """Rebuild a run's model from ``RUN/model.json`` with ``RUN/<checkpoint>.safetensors`` loaded.
 
-    Works for every mode (a LoRA run comes back with its adapters); ``LiveEncoder(trainable,
-    device=...)`` then evaluates it. Returns (trainable in eval mode, model.json).
+    Works for every mode (a LoRA run comes back with its adapters, from
+    ``<checkpoint>.adapters.safetensors``); ``LiveEncoder(trainable, device=...)`` then evaluates
+    it. Returns (trainable in eval mode, model.json).
 
     Raises:
         OSError / ValueError: a missing or unreadable run file; RuntimeError: weights that do not fit.
     """
     from pathlib import Path
 
-    from person_search.train.checkpoint import load_weights, read_model_json
+    from person_search.train.checkpoint import load_weights, read_model_json, training_file
 
     info = read_model_json(run_dir)
-    path = Path(run_dir) / f"{checkpoint}.safetensors"
+    path = Path(run_dir) / training_file(checkpoint, "lora" if info.get("lora") else "open_clip")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (train the run first)")
     cfg = TrainConfig.from_dict(info["train_config"])

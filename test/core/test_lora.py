@@ -98,13 +98,13 @@ def _train_lora(run, size):
 
 
 def _served_vs_trained(run, cfg, merged_file, size):
-    trained = build_trainable(cfg, weights="")
-    load_weights(trained.clip, run / "best.safetensors")
-    trained.clip.eval()
-    if (run / "model.json").is_file():  # the same model as the run folder rebuilds it
-        same, info = load_run(run)
-        assert info["mode"] == cfg.mode and all(torch.equal(a, b) for a, b in zip(
-            same.clip.state_dict().values(), trained.clip.state_dict().values()))
+    if (run / "model.json").is_file():  # the model as the run folder rebuilds it (adapters and all)
+        trained, info = load_run(run)
+        assert info["mode"] == cfg.mode
+    else:
+        trained = build_trainable(cfg, weights="")
+        load_weights(trained.clip, run / "best.safetensors")
+        trained.clip.eval()
     served = ClipEncoder(EncoderConfig(arch=ARCH, weights=str(merged_file), image_height=size[0],
                                        image_width=size[1]))
     images, texts = _probe(size)
@@ -122,6 +122,9 @@ def test_merged_checkpoint_is_served_by_clip_encoder(tmp_path, capsys):
     served, cos_img, cos_txt = _served_vs_trained(run, cfg, merged, size)
     assert served.model_id == f"{ARCH}@sha256-{file_digest(merged)[:12]}"
     assert cos_img >= 0.9999 and cos_txt >= 0.9999
+    # the run's own best.safetensors is the same plain checkpoint (what the eval command reads)
+    assert (run / "best.safetensors").read_bytes() == merged.read_bytes()
+    assert {p.name for p in run.iterdir()} >= {"best.adapters.safetensors", "last.adapters.safetensors"}
     meta = json.loads((tmp_path / "merged.safetensors.json").read_text())
     assert meta["arch"] == ARCH and meta["image_size"] == [64, 64] and meta["attention"] == "sdpa"
     assert meta["lora"]["rank"] == 4 and meta["mode"] == "lora" and meta["trained_steps"] == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -20,8 +21,8 @@ from person_search.train.model import LiveEncoder, build_trainable
 
 
 def _dataset_loss(cfg, weights_file=None) -> float:
-    """InfoNCE + SDM of the whole toy set through a fresh model (optionally with trained weights)."""
-    t = build_trainable(cfg)
+    """InfoNCE + SDM of the whole toy set through a fresh model (optionally with a plain checkpoint)."""
+    t = build_trainable(dataclasses.replace(cfg, mode="full"))  # the plain layout every run's last.safetensors has
     if weights_file is not None:
         load_weights(t.clip, weights_file)
     t.clip.eval()
@@ -123,7 +124,7 @@ def test_run_folder_contract_and_best_by_validation(tmp_path):
     assert info["best"] == {"step": 4, "metrics": {"R1": 30.0, "mAP": 1.0}} == result.best
     assert info["final_eval"] == {"R1": 20.0, "mAP": 1.0}
     assert info["arch"] == "PS-Tiny-ViT" and info["image_size"] == [64, 32] and info["mode"] == "frozen-text"
-    assert info["trainable_params"] == result.trainable_params and info["checkpoint"]["layout"] == "open_clip"
+    assert info["trainable_params"] == result.trainable_params and info["checkpoint"]["adapters"] is None
     assert (run / "best.safetensors").read_bytes() != (run / "last.safetensors").read_bytes()
     with pytest.raises(TrainError, match="already holds a run"):
         train(config(mode="frozen-text", max_steps=6), Outfits(), run, progress=False)
