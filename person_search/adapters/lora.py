@@ -126,7 +126,7 @@ def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best")
     Raises:
         MergeError: a missing or unreadable run file, or a checkpoint that does not fit.
     """
-    from person_search.train.checkpoint import describe_checkpoint, save_weights
+    from person_search.train.checkpoint import describe_checkpoint, save_weights, training_file
     from person_search.train.model import load_run
 
     run_dir, out = Path(run_dir), Path(out)
@@ -137,7 +137,8 @@ def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best")
     except (OSError, RuntimeError, ValueError) as exc:
         raise MergeError(str(exc)) from None
     clip = merge_lora(trainable.peft) if trainable.peft is not None else trainable.clip
-    meta = describe_checkpoint(info, source=str(run_dir / f"{checkpoint}.safetensors"))
+    layout = "lora" if trainable.peft is not None else "open_clip"
+    meta = describe_checkpoint(info, source=str(run_dir / training_file(checkpoint, layout)))
     save_weights(clip, out)
     out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
     logger.info("merged %s -> %s", meta["source"], out)

@@ -81,7 +81,7 @@ def load_training_data(root: str, fmt: str) -> Tuple[Callable, Optional[Callable
     validate: Optional[Callable] = None
     if "val" in ds.splits:
         try:
-            from person_search.eval import evaluate
+            from person_search.eval.evaluate import evaluate
         except ImportError as exc:
             log.warning("no validation (person_search.eval unavailable: %s); best = last", exc)
         else:

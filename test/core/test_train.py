@@ -204,6 +204,21 @@ def test_bad_train_arguments_give_one_line(tmp_path, capsys, args, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_command_on_a_generated_dataset(tmp_path, capsys):
+    pytest.importorskip("person_search.data", reason="the dataset package (branch data) is not merged here")
+    data, run = tmp_path / "synth", tmp_path / "run"
+    assert cli_main(["data", "synth", str(data), "--ids", "10", "--images-per-id", "2", "--size", "64x32"]) == 0
+    assert cli_main(["train", "--data", str(data), "--arch", "PS-Tiny-ViT", "--image-size", "64x32", "--mode", "lora",
+                     "--lora-rank", "4", "--max-steps", "2", "--batch-size", "4", "--threads", "1",
+                     "--out", str(run)]) == 0
+    assert "parameters trained" in capsys.readouterr().out
+    info = json.loads((run / "model.json").read_text())
+    assert info["data"]["format"] == "cuhk-pedes" and info["data"]["digest"].startswith("sha256-")
+    assert info["final_eval"] is None or 0.0 <= info["final_eval"]["R1"] <= 100.0
+    assert cli_main(["train", "--data", str(data), "--out", str(run), "--mode", "lora", "--lora-rank", "8",
+                     "--arch", "PS-Tiny-ViT", "--image-size", "64x32", "--resume"]) == 2  # other settings
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_autocast_training_on_gpu(tmp_path, precision):
