@@ -20,8 +20,6 @@ from typing import Any, Dict, Sequence
 
 from torch import nn
 
-from person_search.core.encoders import ClipAttention
-
 logger = logging.getLogger(__name__)
 
 PROJECTIONS = ("visual.proj", "text_projection")  # nn.Parameters: peft's modules_to_save cannot hold them
@@ -32,14 +30,19 @@ class MergeError(RuntimeError):
 
 
 def _attentions(model: nn.Module):
-    found = [m for m in model.modules() if isinstance(m, ClipAttention)]
+    # the project's ClipAttention, found by structure (it moves between modules; the API stays)
+    found = [m for m in model.modules() if hasattr(m, "split_qkv_linear") and hasattr(m, "qkv")]
     if not found:  # open_clip's blocks not swapped: LoRA would silently miss q/k/v
-        raise ValueError(f"{type(model).__name__} has no ClipAttention module (set_attention first)")
+        raise ValueError(f"{type(model).__name__} has no ClipAttention module (patch the attention first)")
     return found
 
 
 def split_qkv(model: nn.Module) -> int:
-    """Move every attention's in_proj into an ``nn.Linear`` ``qkv``; return how many were split."""
+    """Move every attention's in_proj into an ``nn.Linear`` ``qkv``; return how many were split.
+
+    Raises:
+        ValueError: ``model`` has no ClipAttention (open_clip's own blocks were not swapped).
+    """
     count = 0
     for att in _attentions(model):
         if att.qkv is None:

@@ -3,6 +3,8 @@
 :func:`build_model` is the one place that builds the open_clip CLIP (with today's
 ``core/encoders.py`` helpers); :func:`build_trainable` applies the training mode on top.
 :class:`LiveEncoder` gives validation hooks the ``ClipEncoder`` API over the live model.
+This module is the training package's only user of ``core/encoders.py``: ``build_model``,
+``skeleton`` (the attention patch) and ``LiveEncoder.preprocess`` (``preprocess_crops``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ class ModelFacts:
     start_weights: str  # model-id suffix of the start weights ("random-seed0", a tag, "sha256-...")
 
 
-def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Module, ModelFacts]:
+def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Module, ModelFacts, object]:
     """Build the open_clip CLIP of ``cfg`` in float32 on the CPU, image tower at ``cfg.image_size``.
+
+    Returns (model, facts, tokenizer).
 
     Becomes ``build_clip(encoder_cfg, for_training=True)`` of ``core/models`` once that lands:
     this function is the only one here that knows how the model is built and loaded.
@@ -69,7 +73,19 @@ def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Mod
     facts = ModelFacts(arch=cfg.arch, image_size=cfg.image_size, mean=tuple(map(float, pre["mean"])),
                        std=tuple(map(float, pre["std"])), dim=int(enc.ClipEncoder._embed_dim(model)),
                        attention=cfg.attention, start_weights=weights_id)
-    return model, facts
+    return model, facts, open_clip.get_tokenizer(cfg.arch)
+
+
+def skeleton(arch: str, attention: str = "sdpa") -> nn.Module:
+    """Return ``arch`` on the meta device with the project's attention: shapes only, to count parameters.
+
+    No memory and no forward pass, so ViT-B/16-sized counts (LoRA shares) are instant.
+    """
+    from person_search.core import encoders as enc
+
+    model = enc._import_open_clip().create_model(arch, device="meta")
+    enc.set_attention(model, attention)
+    return model
 
 
 @dataclass
@@ -119,12 +135,10 @@ def apply_mode(model: nn.Module, cfg: TrainConfig) -> Optional[nn.Module]:
 
 def build_trainable(cfg: TrainConfig, weights: Optional[str] = None) -> Trainable:
     """Build the model of ``cfg`` (see :func:`build_model`) and apply its training mode."""
-    from person_search.core.encoders import _import_open_clip
-
     cfg.validate()
-    model, facts = build_model(cfg, weights)
+    model, facts, tokenizer = build_model(cfg, weights)
     wrapped = apply_mode(model, cfg)
-    return Trainable(clip=model, peft=wrapped, tokenizer=_import_open_clip().get_tokenizer(cfg.arch), facts=facts)
+    return Trainable(clip=model, peft=wrapped, tokenizer=tokenizer, facts=facts)
 
 
 def load_run(run_dir, checkpoint: str = "best") -> Tuple[Trainable, dict]:

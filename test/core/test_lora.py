@@ -12,10 +12,10 @@ from trainkit import ARCH, Outfits, config
 from person_search.adapters.lora import MergeError, apply_lora, fold_qkv, merge_lora, merge_run, split_qkv
 from person_search.cli import main as cli_main
 from person_search.core.config import EncoderConfig
-from person_search.core.encoders import ClipEncoder, _import_open_clip, file_digest, set_attention
+from person_search.core.encoders import ClipEncoder, file_digest
 from person_search.train import train
 from person_search.train.checkpoint import load_weights, save_weights
-from person_search.train.model import LiveEncoder, build_trainable, count_parameters, load_run
+from person_search.train.model import LiveEncoder, build_model, build_trainable, count_parameters, load_run, skeleton
 
 CPU = torch.device("cpu")
 
@@ -47,9 +47,7 @@ def test_only_adapters_and_projections_train():
 
 def test_vit_b16_lora_r16_share_is_below_5_percent():
     """Counted on the meta device (no memory, no forward), checked against r * (in + out) per Linear."""
-    with torch.device("meta"):
-        model = _import_open_clip().create_model("ViT-B-16", device="meta")
-    set_attention(model, "sdpa")
+    model = skeleton("ViT-B-16")
     base = count_parameters(model)[1]
     apply_lora(model, rank=16, alpha=32)
     trainable, total = count_parameters(model)
@@ -61,15 +59,15 @@ def test_vit_b16_lora_r16_share_is_below_5_percent():
 
 
 def test_fold_qkv_inverts_split_exactly():
-    model = _import_open_clip().create_model(ARCH)
-    set_attention(model, "sdpa")
+    model = build_model(config(mode="full"))[0]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert split_qkv(model) == 4 and not any("in_proj" in k for k in model.state_dict())
     assert fold_qkv(model) == 4
     after = model.state_dict()
     assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
+    import open_clip
     with pytest.raises(ValueError, match="no ClipAttention"):
-        split_qkv(_import_open_clip().create_model(ARCH))  # open_clip's own blocks: nothing to adapt
+        split_qkv(open_clip.create_model(ARCH))  # open_clip's own blocks: LoRA could not reach q/k/v
 
 
 def test_merged_model_gives_the_unmerged_embeddings():
@@ -82,7 +80,8 @@ def test_merged_model_gives_the_unmerged_embeddings():
     images, texts = _probe((64, 64))
     img_a, txt_a = _embeddings(LiveEncoder(t, device=CPU), images, texts)
     merged = merge_lora(t.peft)
-    plain = _import_open_clip().create_model(ARCH)
+    import open_clip
+    plain = open_clip.create_model(ARCH)  # registered by the build above
     assert sorted(merged.state_dict()) == sorted(plain.state_dict())  # open_clip's key names, nothing else
     t.clip = merged
     img_b, txt_b = _embeddings(LiveEncoder(t, device=CPU), images, texts)
