@@ -30,8 +30,8 @@ class MergeError(RuntimeError):
 
 
 def _attentions(model: nn.Module):
-    # the project's ClipAttention, found by structure (it moves between modules; the API stays)
-    found = [m for m in model.modules() if hasattr(m, "split_qkv_linear") and hasattr(m, "qkv")]
+    from person_search.core.attention.patch import attention_modules
+    found = list(attention_modules(model))
     if not found:  # open_clip's blocks not swapped: LoRA would silently miss q/k/v
         raise ValueError(f"{type(model).__name__} has no ClipAttention module (patch the attention first)")
     return found

@@ -13,7 +13,7 @@ log = logging.getLogger("person_search")
 OPTIONS: Tuple[Tuple[str, str, Any, str], ...] = (
     ("--arch", "arch", str, "open_clip architecture"),
     ("--weights", "weights", str, 'start checkpoint (path or open_clip tag); "" = random init'),
-    ("--attention", "attention", str, "sdpa or eager"),
+    ("--attention", "attention", str, "attention kernel (sdpa, eager, ...)"),
     ("--mode", "mode", str, "full, frozen-text or lora"),
     ("--lora-rank", "lora_rank", int, "LoRA rank r"),
     ("--lora-alpha", "lora_alpha", float, "LoRA alpha (delta = alpha / r * B A)"),
@@ -94,6 +94,7 @@ def load_training_data(root: str, fmt: str) -> Tuple[Callable, Optional[Callable
 def cmd_train(a) -> int:
     """Train into ``--out``; one line on stderr and exit code 2 for any user error."""
     from person_search.core.config import ConfigError
+    from person_search.core.models.weights import WeightsError
     from person_search.train import TrainError, train
 
     try:
@@ -114,7 +115,7 @@ def cmd_train(a) -> int:
         return 2
     try:
         result = train(cfg, make, a.out, validate=validate, resume=a.resume)
-    except (ConfigError, TrainError) as exc:
+    except (ConfigError, TrainError, WeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple
 
-from person_search.core.config import ConfigError
+from person_search.core.config import AttentionConfig, ConfigError
 
 MODES = ("full", "frozen-text", "lora")
 LOSSES = ("infonce", "infonce+sdm")
@@ -32,7 +32,7 @@ class TrainConfig:
     weights: str = ""  # start checkpoint (path or open_clip tag); "" = random init (from scratch)
     image_height: int = 384
     image_width: int = 128
-    attention: str = "sdpa"  # "sdpa" or "eager"
+    attention: str = "sdpa"  # attention kernel (core/attention): "sdpa", "eager", ...
     # what trains
     mode: str = "full"  # "full", "frozen-text" (text tower frozen) or "lora"
     lora_rank: int = 16
@@ -76,7 +76,7 @@ class TrainConfig:
         check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         check(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        check(self.attention in ("sdpa", "eager"), f"attention must be sdpa or eager, not {self.attention!r}")
+        AttentionConfig(kind=self.attention).validate()  # a kernel of core/attention (sdpa, eager, ...)
         check(self.image_height >= 16 and self.image_width >= 16, "image size must be at least 16x16")
         check(self.lora_rank > 0, f"lora rank must be > 0, not {self.lora_rank}")
         check(self.lora_alpha > 0, f"lora alpha must be > 0, not {self.lora_alpha}")

@@ -1,10 +1,8 @@
 """The model being trained: build it, choose what trains, and view it as an encoder.
 
-:func:`build_model` is the one place that builds the open_clip CLIP (with today's
-``core/encoders.py`` helpers); :func:`build_trainable` applies the training mode on top.
+:func:`build_model` gets the open_clip CLIP from ``core.models.build_clip`` (the builder
+serving uses); :func:`build_trainable` applies the training mode on top.
 :class:`LiveEncoder` gives validation hooks the ``ClipEncoder`` API over the live model.
-This module is the training package's only user of ``core/encoders.py``: ``build_model``,
-``skeleton`` (the attention patch) and ``LiveEncoder.preprocess`` (``preprocess_crops``).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from person_search.core.config import ConfigError
 from person_search.train.config import TrainConfig
 
 
@@ -37,43 +34,32 @@ class ModelFacts:
 
 
 def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Module, ModelFacts, object]:
-    """Build the open_clip CLIP of ``cfg`` in float32 on the CPU, image tower at ``cfg.image_size``.
+    """Build the open_clip CLIP of ``cfg`` for training (float32, CPU), image tower at ``cfg.image_size``.
 
-    Returns (model, facts, tokenizer).
-
-    Becomes ``build_clip(encoder_cfg, for_training=True)`` of ``core/models`` once that lands:
-    this function is the only one here that knows how the model is built and loaded.
+    The model comes from ``build_clip(..., for_training=True)``, the builder serving uses, so a
+    checkpoint of this model is what ``ClipEncoder`` loads.
 
     Args:
         cfg: the run's settings (arch, image size, attention).
         weights: start weights instead of ``cfg.weights``: a checkpoint path, an open_clip tag,
-            or "" for a random init (seeded as ``ClipEncoder`` does, same in every process).
-    """
-    from person_search.core import encoders as enc
+            or "" for a random init (seeded, the same in every process).
 
-    open_clip = enc._import_open_clip()
-    if open_clip.get_model_config(cfg.arch) is None:
-        raise ConfigError(f"unknown arch {cfg.arch!r} (open_clip.list_models() names the known ones)")
-    weights_id, ckpt, pre = enc.resolve_weights(cfg.arch, cfg.weights if weights is None else weights)
-    if not pre:
-        pre = (enc._default_preprocess(open_clip, cfg.arch) if ckpt
-               else {"mean": enc._OPENAI_MEAN, "std": enc._OPENAI_STD})
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(enc.RANDOM_SEED)
-        model = open_clip.create_model(cfg.arch, pretrained=None, device="cpu", precision="fp32")
-    patch = getattr(model.visual, "patch_size", None)
-    target_grid = None
-    if patch is not None:
-        p = patch if isinstance(patch, tuple) else (patch, patch)
-        target_grid = (cfg.image_height // p[0], cfg.image_width // p[1])
-    if ckpt is not None:
-        enc._load_checkpoint(open_clip, model, ckpt, target_grid)
-    enc._set_image_size(model.visual, cfg.arch, cfg.image_size)
-    enc.set_attention(model, cfg.attention)
-    facts = ModelFacts(arch=cfg.arch, image_size=cfg.image_size, mean=tuple(map(float, pre["mean"])),
-                       std=tuple(map(float, pre["std"])), dim=int(enc.ClipEncoder._embed_dim(model)),
-                       attention=cfg.attention, start_weights=weights_id)
-    return model, facts, open_clip.get_tokenizer(cfg.arch)
+    Returns:
+        (model, facts, tokenizer).
+
+    Raises:
+        ConfigError: unknown arch or bad size; WeightsError: missing or unfitting weights.
+    """
+    from person_search.core.config import EncoderConfig
+    from person_search.core.models.factory import build_clip
+
+    built = build_clip(EncoderConfig(arch=cfg.arch, weights=cfg.weights if weights is None else weights,
+                                     image_height=cfg.image_height, image_width=cfg.image_width,
+                                     attention=cfg.attention, device="cpu"), for_training=True)
+    f = built.facts
+    facts = ModelFacts(arch=f.arch, image_size=tuple(f.image_size), mean=tuple(f.mean), std=tuple(f.std),
+                       dim=int(f.dim), attention=str(f.attention), start_weights=f.weights_id)
+    return built.model, facts, built.tokenizer
 
 
 def skeleton(arch: str, attention: str = "sdpa") -> nn.Module:
@@ -81,10 +67,12 @@ def skeleton(arch: str, attention: str = "sdpa") -> nn.Module:
 
     No memory and no forward pass, so ViT-B/16-sized counts (LoRA shares) are instant.
     """
-    from person_search.core import encoders as enc
+    from person_search.core.attention.patch import apply_attention
+    from person_search.core.config import AttentionConfig
+    from person_search.core.models.registry import open_clip_registered
 
-    model = enc._import_open_clip().create_model(arch, device="meta")
-    enc.set_attention(model, attention)
+    model = open_clip_registered().create_model(arch, device="meta")
+    apply_attention(model, AttentionConfig(kind=attention))
     return model
 
 
@@ -194,7 +182,7 @@ class LiveEncoder:
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 crops -> float32 (N, 3, H, W), as the embedder preprocesses them."""
-        from person_search.core.encoders import preprocess_crops
+        from person_search.core.preprocess import preprocess_crops
         return preprocess_crops(crops, self.image_size, self.mean, self.std)
 
     def encode_images(self, crops: Sequence[np.ndarray]) -> np.ndarray:

@@ -12,7 +12,8 @@ from trainkit import ARCH, Outfits, config
 from person_search.adapters.lora import MergeError, apply_lora, fold_qkv, merge_lora, merge_run, split_qkv
 from person_search.cli import main as cli_main
 from person_search.core.config import EncoderConfig
-from person_search.core.encoders import ClipEncoder, file_digest
+from person_search.core.encoder import ClipEncoder
+from person_search.core.models.weights import file_digest
 from person_search.train import train
 from person_search.train.checkpoint import load_weights, save_weights
 from person_search.train.model import LiveEncoder, build_model, build_trainable, count_parameters, load_run, skeleton
@@ -137,7 +138,7 @@ def test_full_run_best_checkpoint_is_servable_as_is(tmp_path):
     assert cos_img >= 0.9999 and cos_txt >= 0.9999
 
 
-@pytest.mark.xfail(strict=True, reason="today's _load_checkpoint resamples a tall positional embedding through "
+@pytest.mark.xfail(strict=True, reason="core.models.weights.load_checkpoint resamples a tall positional embedding via "
                                        "the native grid and back (lossy); fix it in the model builder, drop this")
 def test_tall_checkpoint_is_served_exactly(tmp_path):
     """A full fine-tune at 96x32 learns its own 6x2 positional embedding; serving must keep it as it is."""
