@@ -7,26 +7,20 @@ targets ``qkv``, ``out_proj``, ``c_fc`` and ``c_proj``. Deployment is one step,
 :func:`merge_lora`: peft's ``merge_and_unload`` folds the adapters into the base weights, then
 :func:`fold_qkv` puts ``qkv`` back into ``in_proj_weight`` / ``in_proj_bias``, so the state
 dict has open_clip's key names and loads anywhere open_clip checkpoints load.
-:func:`merge_run` does that for a training run folder and writes FILE + FILE.json.
+``person_search.train.merge.merge_run`` does that for a training run folder (FILE + FILE.json).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
-from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Sequence
 
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
 PROJECTIONS = ("visual.proj", "text_projection")  # nn.Parameters: peft's modules_to_save cannot hold them
-
-
-class MergeError(RuntimeError):
-    """A run folder cannot be merged (missing files, not a LoRA run, bad checkpoint)."""
 
 
 def _attentions(model: nn.Module):
@@ -110,39 +104,3 @@ def merge_lora(wrapped: nn.Module) -> nn.Module:
 def merged_copy(wrapped: nn.Module) -> nn.Module:
     """Return a merged plain copy of peft's wrapper, which keeps training unchanged (checkpoints)."""
     return merge_lora(copy.deepcopy(wrapped))
-
-
-def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best") -> Dict[str, Any]:
-    """Merge a LoRA run's checkpoint into a plain open_clip safetensors file ``out`` (+ ``out.json``).
-
-    Reads ``RUN/<checkpoint>.adapters.safetensors`` (the training layout), folds the adapters
-    and ``qkv`` back. A full or frozen-text run's checkpoint is already plain: it is re-saved.
-
-    Args:
-        run_dir: the training run folder (``model.json``, ``best.safetensors``, ...).
-        out: the merged checkpoint to write (``.safetensors``).
-        checkpoint: "best" or "last".
-
-    Returns:
-        the metadata written to ``out.json``.
-
-    Raises:
-        MergeError: a missing or unreadable run file, or a checkpoint that does not fit.
-    """
-    from person_search.train.checkpoint import describe_checkpoint, save_weights, training_file
-    from person_search.train.model import load_run
-
-    run_dir, out = Path(run_dir), Path(out)
-    if out.suffix != ".safetensors":
-        raise MergeError(f"{out}: the merged checkpoint must be a .safetensors file")
-    try:
-        trainable, info = load_run(run_dir, checkpoint)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise MergeError(str(exc)) from None
-    clip = merge_lora(trainable.peft) if trainable.peft is not None else trainable.clip
-    layout = "lora" if trainable.peft is not None else "open_clip"
-    meta = describe_checkpoint(info, source=str(run_dir / training_file(checkpoint, layout)))
-    save_weights(clip, out)
-    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
-    logger.info("merged %s -> %s", meta["source"], out)
-    return meta

@@ -133,7 +133,7 @@ def cmd_train(a) -> int:
 
 def cmd_lora_merge(a) -> int:
     """Merge a run's LoRA adapters into a plain open_clip checkpoint."""
-    from person_search.adapters.lora import MergeError, merge_run
+    from person_search.train.merge import MergeError, merge_run
     try:
         meta = merge_run(a.run, a.out, checkpoint=a.checkpoint)
     except MergeError as exc:
