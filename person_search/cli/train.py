@@ -168,9 +168,9 @@ def register(sub) -> None:
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("lora", help="LoRA adapters: merge a run into a plain checkpoint")
-    lsub = sp.add_subparsers(dest="lora_cmd", required=True)
+    lsub = sp.add_subparsers(dest="lora_cmd", required=True, help="merge: fold the adapters into a plain checkpoint")
     mp = lsub.add_parser("merge", help="fold a run's adapters into the weights: a plain open_clip checkpoint")
     mp.add_argument("run", help="training run folder")
     mp.add_argument("--out", required=True, help="merged checkpoint to write (.safetensors; metadata in FILE.json)")
-    mp.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    mp.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which of the run's checkpoints")
     mp.set_defaults(func=cmd_lora_merge)
