@@ -1,0 +1,211 @@
+"""The model being trained: build it, choose what trains, and view it as an encoder.
+
+:func:`build_model` gets the open_clip CLIP from ``core.models.build_clip`` (the builder
+serving uses); :func:`build_trainable` applies the training mode on top.
+:class:`LiveEncoder` gives validation hooks the ``ClipEncoder`` API over the live model.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from person_search.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What travels with the weights: architecture, input size, normalisation, embedding dim."""
+
+    arch: str
+    image_size: Tuple[int, int]
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    dim: int
+    attention: str
+    start_weights: str  # model-id suffix of the start weights ("random-seed0", a tag, "sha256-...")
+
+
+def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Module, ModelFacts, object]:
+    """Build the open_clip CLIP of ``cfg`` for training (float32, CPU), image tower at ``cfg.image_size``.
+
+    The model comes from ``build_clip(..., for_training=True)``, the builder serving uses, so a
+    checkpoint of this model is what ``ClipEncoder`` loads.
+
+    Args:
+        cfg: the run's settings (arch, image size, attention).
+        weights: start weights instead of ``cfg.weights``: a checkpoint path, an open_clip tag,
+            or "" for a random init (seeded, the same in every process).
+
+    Returns:
+        (model, facts, tokenizer).
+
+    Raises:
+        ConfigError: unknown arch or bad size; WeightsError: missing or unfitting weights.
+    """
+    from person_search.core.config import EncoderConfig
+    from person_search.core.models.factory import build_clip
+
+    built = build_clip(EncoderConfig(arch=cfg.arch, weights=cfg.weights if weights is None else weights,
+                                     image_height=cfg.image_height, image_width=cfg.image_width,
+                                     attention=cfg.attention, device="cpu"), for_training=True)
+    f = built.facts
+    facts = ModelFacts(arch=f.arch, image_size=tuple(f.image_size), mean=tuple(f.mean), std=tuple(f.std),
+                       dim=int(f.dim), attention=str(f.attention), start_weights=f.weights_id)
+    return built.model, facts, built.tokenizer
+
+
+def skeleton(arch: str, attention: str = "sdpa") -> nn.Module:
+    """Return ``arch`` on the meta device with the project's attention: shapes only, to count parameters.
+
+    No memory and no forward pass, so ViT-B/16-sized counts (LoRA shares) are instant.
+    """
+    from person_search.core.attention.patch import apply_attention
+    from person_search.core.config import AttentionConfig
+    from person_search.core.models.registry import open_clip_registered
+
+    model = open_clip_registered().create_model(arch, device="meta")
+    apply_attention(model, AttentionConfig(kind=attention))
+    return model
+
+
+@dataclass
+class Trainable:
+    """The CLIP under training, peft's wrapper in LoRA mode, its tokenizer and facts."""
+
+    clip: nn.Module  # open_clip CLIP; in LoRA mode with the adapters injected (same object peft wraps)
+    peft: Optional[nn.Module]
+    tokenizer: object
+    facts: ModelFacts
+
+    def parameter_counts(self) -> Tuple[int, int]:
+        """Return (trainable, total) parameter counts (adapters included in both)."""
+        return count_parameters(self.clip)
+
+
+def count_parameters(model: nn.Module) -> Tuple[int, int]:
+    """Return (trainable, total) numbers of parameter elements of ``model``."""
+    total = trainable = 0
+    for p in model.parameters():
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return trainable, total
+
+
+def apply_mode(model: nn.Module, cfg: TrainConfig) -> Optional[nn.Module]:
+    """Choose what trains: everything, everything but the text tower, or LoRA adapters.
+
+    Also sets the logit scale to ``cfg.logit_scale`` (learnt only with ``learn_logit_scale``).
+    Returns peft's wrapper in LoRA mode, else None.
+    """
+    wrapped = None
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if cfg.mode == "frozen-text":
+        model.lock_text_tower()
+    elif cfg.mode == "lora":
+        from person_search.adapters.lora import apply_lora
+        wrapped = apply_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                             targets=cfg.lora_targets, train_projections=cfg.lora_train_projections)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(cfg.logit_scale))
+    model.logit_scale.requires_grad_(cfg.learn_logit_scale)
+    return wrapped
+
+
+def build_trainable(cfg: TrainConfig, weights: Optional[str] = None) -> Trainable:
+    """Build the model of ``cfg`` (see :func:`build_model`) and apply its training mode."""
+    cfg.validate()
+    model, facts, tokenizer = build_model(cfg, weights)
+    wrapped = apply_mode(model, cfg)
+    return Trainable(clip=model, peft=wrapped, tokenizer=tokenizer, facts=facts)
+
+
+def load_run(run_dir, checkpoint: str = "best") -> Tuple[Trainable, dict]:
+    """Rebuild a run's model from ``RUN/model.json`` with ``RUN/<checkpoint>.safetensors`` loaded.
+
+    Works for every mode (a LoRA run comes back with its adapters, from
+    ``<checkpoint>.adapters.safetensors``); ``LiveEncoder(trainable, device=...)`` then evaluates
+    it. Returns (trainable in eval mode, model.json).
+
+    Raises:
+        OSError / ValueError: a missing or unreadable run file; RuntimeError: weights that do not fit.
+    """
+    from pathlib import Path
+
+    from person_search.train.checkpoint import load_weights, read_model_json, training_file
+
+    info = read_model_json(run_dir)
+    path = Path(run_dir) / training_file(checkpoint, "lora" if info.get("lora") else "open_clip")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (train the run first)")
+    cfg = TrainConfig.from_dict(info["train_config"])
+    trainable = build_trainable(cfg, weights="")
+    try:
+        load_weights(trainable.clip, path)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{path} does not fit {cfg.arch} ({cfg.mode}): {str(exc).splitlines()[0][:200]}") from None
+    trainable.clip.eval()
+    return trainable, info
+
+
+class LiveEncoder:
+    """The ``ClipEncoder`` API (encode_images / encode_preprocessed / encode_text) over a training model.
+
+    Validation hooks receive one, so the evaluation that scores a served encoder scores the
+    model under training the same way. Call it with the model in eval mode (the loop does).
+    """
+
+    def __init__(self, trainable: Trainable, *, device: torch.device, autocast_dtype: Optional[torch.dtype] = None,
+                 batch_size: int = 64, step: int = 0):
+        self._t = trainable
+        self.device = device
+        self.autocast_dtype = autocast_dtype
+        self.batch_size = int(batch_size)
+        f = trainable.facts
+        self.arch, self.image_size, self.mean, self.std, self.dim = f.arch, f.image_size, f.mean, f.std, f.dim
+        self.model_id = f"{f.arch}@training-step{step}"
+        self.towers = ("image", "text")
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 crops -> float32 (N, 3, H, W), as the embedder preprocesses them."""
+        from person_search.core.preprocess import preprocess_crops
+        return preprocess_crops(crops, self.image_size, self.mean, self.std)
+
+    def encode_images(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 crops -> (N, dim) float32 L2-normalised embeddings."""
+        crops = list(crops)
+        outs = [self.encode_preprocessed(self.preprocess(crops[i:i + self.batch_size]))
+                for i in range(0, len(crops), self.batch_size)]
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+
+    def encode_preprocessed(self, batch) -> np.ndarray:
+        """Float32 (N, 3, H, W) batch (numpy or tensor) -> (N, dim) float32 L2-normalised."""
+        x = torch.as_tensor(batch).to(self.device, dtype=torch.float32, non_blocking=True)
+        with torch.inference_mode(), self._autocast():
+            feats = self._t.clip.encode_image(x)
+        return F.normalize(feats.float(), dim=-1).cpu().numpy()
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (N, dim) float32 L2-normalised embeddings."""
+        texts = list(texts)
+        outs = []
+        for i in range(0, len(texts), max(self.batch_size, 32)):
+            tokens = self._t.tokenizer(texts[i:i + max(self.batch_size, 32)]).to(self.device)
+            with torch.inference_mode(), self._autocast():
+                feats = self._t.clip.encode_text(tokens)
+            outs.append(F.normalize(feats.float(), dim=-1).cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
