@@ -139,8 +139,6 @@ def test_full_run_best_checkpoint_is_servable_as_is(tmp_path):
     assert cos_img >= 0.9999 and cos_txt >= 0.9999
 
 
-@pytest.mark.xfail(strict=True, reason="core.models.weights.load_checkpoint resamples a tall positional embedding via "
-                                       "the native grid and back (lossy); fix it in the model builder, drop this")
 def test_tall_checkpoint_is_served_exactly(tmp_path):
     """A full fine-tune at 96x32 learns its own 6x2 positional embedding; serving must keep it as it is."""
     size = (96, 32)

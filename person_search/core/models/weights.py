@@ -194,7 +194,7 @@ def load_checkpoint(model, path: str, target_grid: Optional[Tuple[int, int]] = N
     """
     from open_clip.factory import load_state_dict
 
-    from person_search.core.models.pos_embed import is_vit_tower, resize_pos_embed_2d
+    from person_search.core.models.pos_embed import is_vit_tower, resize_pos_embed_2d, set_image_size
 
     try:
         sd = load_state_dict(path, device="cpu", weights_only=True)
@@ -217,13 +217,15 @@ def load_checkpoint(model, path: str, target_grid: Optional[Tuple[int, int]] = N
             and pe.shape[0] != visual.positional_embedding.shape[0]:
         n = pe.shape[0] - 1
         side = int(round(math.sqrt(n)))
-        if side * side == n:
-            old = (side, side)
-        elif target_grid is not None and target_grid[0] * target_grid[1] == n:
-            old = tuple(target_grid)
+        if target_grid is not None and target_grid[0] * target_grid[1] == n:
+            # saved at the configured size (e.g. fine-tuned at 384x128): move the model to that
+            # grid and load the embedding as it is, rather than through the native grid and back
+            ph, pw = visual.patch_size if isinstance(visual.patch_size, tuple) else (visual.patch_size,) * 2
+            set_image_size(visual, type(model).__name__, (target_grid[0] * ph, target_grid[1] * pw))
+        elif side * side == n:
+            sd["visual.positional_embedding"] = resize_pos_embed_2d(pe, (side, side), tuple(visual.grid_size))
         else:
             raise WeightsError(f"{path}: cannot infer the positional-embedding grid of {n} patches")
-        sd["visual.positional_embedding"] = resize_pos_embed_2d(pe, old, tuple(visual.grid_size))
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
