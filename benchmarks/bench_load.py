@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from graph_probe import DiagnosticsProbe  # noqa: E402
+from graph_probe import DiagnosticsProbe, private_domain  # noqa: E402
 
 COLOURS = ["red", "blue", "black", "white", "green", "yellow", "grey", "brown", "pink", "orange"]
 THINGS = ["jacket", "shirt", "coat", "dress", "hoodie", "sweater", "t-shirt", "suit"]
@@ -90,6 +90,7 @@ def main() -> int:
     from person_search.launcher import make_graph
     from person_search.nodes.common import SERVICE_QOS
 
+    private_domain()
     work = Path(tempfile.mkdtemp(prefix="bench_load_"))
     video = make_sample_video(work / "sample.mp4", seconds=6.0)
     graph = make_graph(a.config, [CameraSpec("cam0", str(video))], loop=True,

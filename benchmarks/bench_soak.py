@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from graph_probe import DiagnosticsProbe, rss_bytes  # noqa: E402
+from graph_probe import DiagnosticsProbe, private_domain, rss_bytes  # noqa: E402
 
 
 def growth(samples, warmup_s: float) -> float:
@@ -53,6 +53,7 @@ def main() -> int:
     from person_search.graph import CameraSpec
     from person_search.launcher import make_graph
 
+    private_domain()
     work = Path(tempfile.mkdtemp(prefix="bench_soak_"))
     video = make_sample_video(work / "sample.mp4", seconds=6.0)
     params = {"encoder.weights": "", "video.realtime": False, "gallery.capacity": a.capacity,

@@ -11,6 +11,15 @@ from pathlib import Path
 from typing import Dict, Optional
 
 
+def private_domain(base: int = 110) -> str:
+    """Put this process (and the nodes it starts) in its own DDS domain, unless one is set.
+
+    Other graphs on the machine (tests, other benchmarks) must not mix in.
+    """
+    os.environ.setdefault("ROS_DOMAIN_ID", str(base + os.getpid() % 100))
+    return os.environ["ROS_DOMAIN_ID"]
+
+
 class DiagnosticsProbe:
     """Subscribe to /diagnostics on a background executor; ``latest()`` returns a copy."""
 
