@@ -103,7 +103,8 @@ class IndexNode(Node):
             if self.gallery is not None:
                 st = self.gallery.stats()
                 for key in ("tracks", "memory_bytes", "thumb_bytes", "evicted_total"):
-                    self.stats.extra[key] = st[key]
+                    if key in st:  # a Milvus gallery has no local memory figures
+                        self.stats.extra[key] = st[key]
         self.stats.extra["gallery_size"] = n
         self.pub_size.publish(Int64(data=n))
 

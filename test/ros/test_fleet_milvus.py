@@ -1,0 +1,92 @@
+"""A fleet: two robots' index nodes write to one Milvus (a milvus-lite server on loopback); one
+query node answers over both robots' cameras. Real rclpy, real DDS, real Milvus Lite."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymilvus", reason="pymilvus is not installed (requirements.txt)")
+pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (requirements.txt)")
+
+from person_search.graph import NodeSpec  # noqa: E402
+from person_search.launcher import Graph, config_path  # noqa: E402
+
+DIM = 64  # PS-Tiny-ViT, the test config's CLIP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def milvus_server(tmp_path):
+    port = _free_port()
+    exe = Path(sys.executable).parent / "milvus-lite"
+    server = subprocess.Popen([str(exe), "server", "--data-dir", str(tmp_path / "milvus"), "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "milvus-lite server did not open its port"
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=20)
+
+
+def _batch_msg(model_id: str, camera: str, track: int, vec: np.ndarray):
+    from person_search.core.types import EmbeddingBatch
+    from person_search.nodes.convert import batch_to_msg
+    return batch_to_msg(EmbeddingBatch(model_id=model_id, vectors=vec[None].astype(np.float32),
+                                       track_ids=np.array([track], np.int64),
+                                       boxes=np.array([[0, 0, 10, 20]], np.float32), scores=np.ones(1, np.float32),
+                                       stamp_ns=time.time_ns(), source_id=camera))
+
+
+def test_two_robots_write_one_milvus_and_one_query_node_sees_both(probe, tmp_path, milvus_server):
+    from person_search.core.config import EncoderConfig
+    from person_search.core.encoder import ClipEncoder
+    from person_search.nodes.common import RELIABLE_QOS
+    from person_search_interfaces.msg import PersonEmbeddings
+
+    gallery = {"gallery.backend": "milvus", "gallery.milvus_uri": milvus_server, "gallery.snapshot_path": ""}
+    specs = [NodeSpec("index", "index_node", "/robot1", parameters=gallery),
+             NodeSpec("index", "index_node", "/robot2", parameters=gallery),
+             NodeSpec("query", "query_node", "/robot1")]
+    # the embeddings the robots publish: the text embedding of what each camera "saw", so that
+    # a query ranks them; the model id is the query node's (the test config's tiny CLIP)
+    enc = ClipEncoder(EncoderConfig(arch="PS-Tiny-ViT", image_height=64, image_width=64), towers=("text",))
+    seen = {"robot1": ("front1", "a photo of a man in a red jacket."),
+            "robot2": ("front2", "a photo of a woman with a blue bag.")}
+    pubs = {r: probe.node.create_publisher(PersonEmbeddings, f"/{r}/person_embeddings", RELIABLE_QOS) for r in seen}
+    with Graph(specs, config_path("test"), log_dir=tmp_path / "logs") as graph:
+        probe.wait_for(lambda: all(p.get_subscription_count() >= 1 for p in pubs.values()), 90,
+                       "both index nodes to subscribe", graph=graph)
+        for robot, (camera, text) in seen.items():
+            vec = enc.encode_text([text])[0]
+            for track in range(3):
+                pubs[robot].publish(_batch_msg(enc.model_id, camera, 100 + track, vec))
+
+        def answers_both() -> bool:
+            resp = probe.query("a person", top_k=10, service="/robot1/query_person", timeout=30)
+            return resp.success and {m.camera_frame_id for m in resp.matches} == {"front1", "front2"}
+        probe.wait_for(answers_both, 120, "robot1's query node to see both robots' tracks", graph=graph)
+        resp = probe.query("a man in a red jacket", top_k=10, service="/robot1/query_person")
+        assert resp.success and len(resp.matches) == 6, resp.message
+        assert resp.matches[0].camera_frame_id == "front1"  # the robot that saw him ranks first
+        only2 = probe.query("a man in a red jacket", top_k=10, camera="front2", service="/robot1/query_person")
+        assert {m.camera_frame_id for m in only2.matches} == {"front2"}
+        assert not graph.dead()
