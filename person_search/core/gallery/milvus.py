@@ -32,6 +32,7 @@ import base64
 import hashlib
 import json
 import logging
+import time
 import os
 import re
 import secrets
@@ -156,8 +157,9 @@ class MilvusGallery:
             index.add_index(field_name=vec_field, index_type="FLAT", metric_type="IP")
             try:
                 c.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
-            except Exception as exc:  # noqa: BLE001 - another index node created it between the check and here
-                if "already exist" not in str(exc).lower():
+            except Exception:  # noqa: BLE001 - another index node may have created it since the check
+                time.sleep(0.5)
+                if not c.has_collection(name):
                     raise
                 c.load_collection(name)
 
