@@ -16,6 +16,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from person_search.core.paths import package_share
 from person_search.core.video import source_kind
 from person_search.graph import CameraSpec, node_set, parse_cameras, rviz_config
 
@@ -23,11 +24,8 @@ _BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no":
 
 
 def _share() -> str:
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return get_package_share_directory("person_search")
-    except Exception:  # noqa: BLE001 - running from a source checkout
-        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    share = package_share()  # None when running from a source checkout: the checkout's root
+    return str(share) if share is not None else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _respawn(spec) -> bool:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from person_search.core.paths import package_share
 from person_search.graph import CameraSpec, NodeSpec, node_set
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,19 +26,12 @@ def config_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.is_file():
         return p.resolve()
-    for d in (CONFIG_DIR, _share_config()):
+    share = package_share()
+    for d in (CONFIG_DIR, share / "config" if share is not None else None):
         if d is not None and (d / f"{name_or_path}.yaml").is_file():
             return (d / f"{name_or_path}.yaml").resolve()
     raise FileNotFoundError(f"config {name_or_path!r} not found (give a YAML path or one of: "
                             f"{', '.join(sorted(x.stem for x in CONFIG_DIR.glob('*.yaml')))})")
-
-
-def _share_config() -> Optional[Path]:
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return Path(get_package_share_directory("person_search")) / "config"
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def _parent_death_hook():

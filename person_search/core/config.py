@@ -207,14 +207,6 @@ class GalleryConfig:
                    "(a local .db path or http://host:19530)")
             _check(not self.snapshot_path, "gallery.snapshot_path must be empty with gallery.backend=milvus "
                    "(Milvus keeps the gallery itself)")
-        for name, choices in self.CHOICES.items():
-            _check(getattr(self, name) in choices,
-                   f"gallery.{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
-        if self.backend == "milvus":
-            _check(bool(self.milvus_uri), "gallery.milvus_uri must be set with gallery.backend=milvus "
-                   "(a local .db path or http://host:19530)")
-            _check(not self.snapshot_path, "gallery.snapshot_path must be empty with gallery.backend=milvus "
-                   "(Milvus keeps the gallery itself)")
 
 
 @dataclass

@@ -1,17 +1,51 @@
-"""Small image helpers shared by stages: JPEG decoding, the annotated overlay, contact sheets.
+"""Small image helpers shared by stages: the BGR uint8 check, JPEG decoding, the annotated overlay, contact sheets.
 
 JPEG encoding lives in :mod:`person_search.core.gallery.thumbs` (re-exported here).
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from person_search.core.gallery.thumbs import encode_jpeg  # noqa: F401 - the one JPEG encoder
 from person_search.core.types import FrameDetections
+
+
+def is_bgr(img: Any, *, empty_ok: bool = False) -> bool:
+    """Return True if ``img`` is a BGR uint8 (H, W, 3) numpy array (non-empty unless ``empty_ok``)."""
+    return (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+            and (empty_ok or img.size > 0))
+
+
+def check_image(image: Any) -> np.ndarray:
+    """Return ``image`` if it is a BGR uint8 (H, W, 3) array, else raise a clear ValueError."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"frame image must be a numpy BGR uint8 (H, W, 3) array, got {type(image).__name__}")
+    if not is_bgr(image):
+        raise ValueError(f"frame image must be BGR uint8 (H, W, 3), got shape {tuple(image.shape)} dtype {image.dtype} "
+                         "(convert gray/RGBA/float frames first)")
+    return image
+
+
+def to_bgr(img: Any) -> Optional[np.ndarray]:
+    """Convert a decoded image (gray, BGRA, 16-bit) to BGR uint8 (H, W, 3); None if it cannot be."""
+    if not isinstance(img, np.ndarray) or img.size == 0:
+        return None
+    if img.dtype != np.uint8:
+        if img.dtype == np.uint16:
+            img = (img >> 8).astype(np.uint8)
+        else:
+            return None
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.ndim == 3 and img.shape[2] == 1:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    return img if is_bgr(img) else None
 
 
 def decode_jpeg(data: bytes) -> Optional[np.ndarray]:

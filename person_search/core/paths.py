@@ -20,6 +20,15 @@ def shared_models_dir() -> Path:
     return Path(env).expanduser() if env else _PKG_ROOT.parent / "shared" / "models"
 
 
+def package_share() -> Optional[Path]:
+    """Return the colcon install's ``share/person_search`` (ament index), or None outside a ROS workspace."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory("person_search"))
+    except Exception:  # noqa: BLE001 - not in a ROS workspace (no ament index, or the package not in it)
+        return None
+
+
 def model_dirs() -> List[Path]:
     """Return the directories searched for a model file, in order, without duplicates.
 
@@ -35,11 +44,9 @@ def model_dirs() -> List[Path]:
     if os.environ.get("ROS_HOME"):
         dirs.append(Path(os.environ["ROS_HOME"]).expanduser() / "person_search" / "models")
     dirs.append(Path.home() / ".cache" / "person_search" / "models")
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        dirs.append(Path(get_package_share_directory("person_search")) / "models")
-    except Exception:  # noqa: BLE001 - not in a ROS workspace
-        pass
+    share = package_share()
+    if share is not None:
+        dirs.append(share / "models")
     if MODELS_DIR.is_dir():
         dirs.append(MODELS_DIR)
     shared = shared_models_dir()

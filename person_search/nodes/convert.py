@@ -20,7 +20,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
 
-from person_search.core.imaging import decode_jpeg, encode_jpeg
+from person_search.core.imaging import decode_jpeg, encode_jpeg, is_bgr
 from person_search.core.types import EmbeddingBatch, FrameDetections, PersonDetection, TrackMatch
 
 try:  # cv_bridge exists on a ROS 2 distribution, not among the PyPI wheels
@@ -86,8 +86,8 @@ def image_to_bgr(msg: Image, *, use_bridge: Optional[bool] = None) -> np.ndarray
 
 def bgr_to_image(img: np.ndarray, *, stamp_ns: int = 0, frame_id: str = "") -> Image:
     """Encode a BGR uint8 array as a bgr8 sensor_msgs/Image."""
-    if img is None or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        shape = None if img is None else (img.shape, img.dtype)
+    if not is_bgr(img, empty_ok=True):
+        shape = (img.shape, img.dtype) if isinstance(img, np.ndarray) else None
         raise ImageError(f"expected a BGR uint8 (H, W, 3) array, got {shape}")
     msg = Image()
     msg.header.stamp = ns_to_time(stamp_ns)
