@@ -32,11 +32,11 @@ import base64
 import hashlib
 import json
 import logging
-import time
 import os
 import re
 import secrets
 import threading
+import time
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
