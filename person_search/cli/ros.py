@@ -173,6 +173,9 @@ def cmd_demo(a) -> int:
     from person_search.launcher import Graph, config_path
     from person_search.graph import node_set
 
+    # the demo talks only to its own graph: a DDS domain of its own unless ROS_DOMAIN_ID is set,
+    # so another graph on this machine or network (domain 0) cannot mix its people in
+    os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 80))
     work = Path(a.workdir or tempfile.mkdtemp(prefix="person_search_demo_"))
     work.mkdir(parents=True, exist_ok=True)
     video = make_sample_video(work / "sample.mp4", seconds=a.seconds)
