@@ -188,6 +188,9 @@ def cmd_demo(a) -> int:
         print(f"[demo] no pretrained CLIP weights here ({reason}); using a randomly initialised "
               f"{cfg.encoder.arch}: the ranking shows the pipeline works, not what CLIP would find", flush=True)
         sets["encoder.weights"] = ""
+    # the sample is a short file: every stage waits for its consumer however long a model takes
+    # to load (a first ONNX export on a busy machine took over a minute), so no frame is lost
+    sets.setdefault("ros.wait_for_subscribers_s", float(a.timeout))
     graph = Graph(node_set([CameraSpec("cam0", str(video))]), cfg_file, extra_params=sets, log_dir=work / "logs")
     print(f"[demo] starting {len(graph.specs)} nodes (logs in {work / 'logs'})", flush=True)
     with graph:
