@@ -166,6 +166,25 @@ def _hook_block(block: nn.Module, attn: ClipAttention) -> None:
         setattr(block, HOOK_ATTR, block.register_forward_hook(lambda _m, _a, out: attn.kernel.reduce_tokens(out)))
 
 
+def _image_tower(model: nn.Module) -> Optional[nn.Module]:
+    """Return the image tower of a CLIP, an image tower itself, or None (text only)."""
+    if hasattr(model, "visual"):
+        return None if isinstance(model.visual, nn.Identity) else model.visual
+    return None if hasattr(model, "token_embedding") or hasattr(model, "text") else model
+
+
+def _check_vit(model: nn.Module, sites: List[Site], kind: str) -> None:
+    """Refuse a ViT-only kernel (window, sparse, lam, prune) for an image tower without a patch grid."""
+    visual = _image_tower(model)
+    if visual is None:
+        return
+    if not any(s.style != "flag" and _context(model, s).tower == "image" and _context(model, s).grid
+               for s in sites):
+        name = type(getattr(visual, "trunk", visual)).__name__
+        raise ConfigError(f"encoder.attention.kind {kind!r} needs a ViT image tower (a patch grid); this model's "
+                          f"image tower ({name}) has none: use sdpa or eager")
+
+
 def apply_attention(model: nn.Module, cfg: Any) -> int:
     """Give every attention module of ``model`` the kernel ``cfg.kind``; return how many were set.
 
@@ -183,6 +202,8 @@ def apply_attention(model: nn.Module, cfg: Any) -> int:
     kernel_cls = KERNELS.get(cfg.kind)
     sites = find_sites(model)
     _check_coverage(model, sites)
+    if kernel_cls.needs_vit:
+        _check_vit(model, sites, cfg.kind)
     for site in sites:
         if site.style == "flag":
             if kernel_cls.flag_value is None:
