@@ -230,3 +230,15 @@ def test_model_id_changes_with_function_changing_variants_and_their_settings():
         AttentionConfig(kind="prune", prune_keep=0.7), AttentionConfig(kind="prune", prune_layers="1")]}
     assert len(ids) == 10 and f"{ARCH}@w" not in ids
     assert model_id_for(ARCH, "w", AttentionConfig(kind="sdpa", window_size=3)) == f"{ARCH}@w"
+
+
+@pytest.mark.parametrize("backend", ["torch-int8", "onnx-int8"])
+@pytest.mark.parametrize("kind", ["lam", "prune"])
+def test_parameterised_and_token_reducing_variants_run_on_the_int8_backends(kind, backend):
+    from person_search.core.encoder import ClipEncoder
+
+    crops = [np.random.default_rng(i).integers(0, 256, (90, 40, 3), dtype=np.uint8) for i in range(3)]
+    att = AttentionConfig(kind=kind, prune_keep=0.25)
+    ref = ClipEncoder(cfg(attention=att)).encode_images(crops)
+    out = ClipEncoder(cfg(attention=att, backend=backend)).encode_images(crops)  # a quantised copy of the tower
+    assert (out * ref).sum(1).min() >= 0.99

@@ -156,14 +156,19 @@ def _check_coverage(model: nn.Module, sites: List[Site]) -> None:
 HOOK_ATTR = "_person_search_reduce_hook"
 
 
-def _hook_block(block: nn.Module, attn: ClipAttention) -> None:
-    """Let ``attn``'s kernel drop or merge tokens after ``block`` (one hook per block, replaced on re-apply)."""
+def _hook_block(block: nn.Module, name: str) -> None:
+    """Let the kernel of ``block.<name>`` drop or merge tokens after ``block``; one hook per block.
+
+    The hook reaches the kernel through the block it is called with, not a captured module,
+    so a deep copy of the model (``quantize_dynamic``) runs its own kernels.
+    """
     old = getattr(block, HOOK_ATTR, None)
     if old is not None:
         old.remove()
         delattr(block, HOOK_ATTR)
-    if attn.kernel.reduces_tokens:
-        setattr(block, HOOK_ATTR, block.register_forward_hook(lambda _m, _a, out: attn.kernel.reduce_tokens(out)))
+    if getattr(block, name).kernel.reduces_tokens:
+        setattr(block, HOOK_ATTR, block.register_forward_hook(
+            lambda m, _a, out: getattr(m, name).kernel.reduce_tokens(out)))
 
 
 def _image_tower(model: nn.Module) -> Optional[nn.Module]:
@@ -218,7 +223,7 @@ def apply_attention(model: nn.Module, cfg: Any) -> int:
             mha = isinstance(site.attn, nn.MultiheadAttention)
             setattr(site.parent, site.name, ClipAttention.wrap(
                 site.attn, kernel, batch_first=getattr(site.attn, "batch_first", True), return_tuple=mha))
-        _hook_block(site.parent, getattr(site.parent, site.name))
+        _hook_block(site.parent, site.name)
     return len(sites)
 
 
