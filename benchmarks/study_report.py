@@ -77,8 +77,9 @@ def _ms(values: List[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {spread:.1f}"
 
 
-def accuracy_table(cache: dict, seeds: int) -> List[str]:
+def accuracy_table(cache: dict, args) -> List[str]:
     """Return the markdown of the accuracy table."""
+    seeds = args.seeds
     out = ["| cell | arch | attention | seeds done | Rank-1 % (mean ± sd) | mAP % | train s / run | chance R1 % |",
            "|---|---|---|---|---|---|---|---|"]
     for name, (arch, att) in TRAIN_CELLS.items():
@@ -91,7 +92,8 @@ def accuracy_table(cache: dict, seeds: int) -> List[str]:
     missing = [n for n in TRAIN_CELLS if len(accuracy_stats(cache, n)[0]) < seeds]
     if missing:
         out += ["", f"Cells with fewer than {seeds} seeds ({', '.join(missing)}) were cut by the time budget: "
-                f"`{CMD} --only accuracy --seeds {seeds} --epochs 10` runs what is missing (cached cells are kept)."]
+                f"`{CMD} --only accuracy --seeds {seeds} --epochs {args.epochs} --batch {args.batch}` runs what is "
+                "missing (cached cells are kept)."]
     return out
 
 
@@ -263,7 +265,7 @@ def write_report(cache: dict, args) -> None:
     DOCS.mkdir(exist_ok=True)
     front = pareto_plot(cache, DOCS / "attention_study_pareto.png")
     pics = mask_pictures(DOCS / "attention_study_lam.png", DOCS / "attention_study_prune.png")
-    md = render(speed_tables(cache), accuracy_table(cache, args.seeds), targets(cache), front, pics, args)
+    md = render(speed_tables(cache), accuracy_table(cache, args), targets(cache), front, pics, args)
     (DOCS / "attention_study.md").write_text(md)
     print(f"wrote {DOCS / 'attention_study.md'}")
 
@@ -310,7 +312,7 @@ def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics:
         "",
         f"Trained from random init on `person-search data synth` (240 ids x 4 images, 192x64, seed 0: 192 train / 24 "
         f"val / 24 test identities; chance Rank-1 4.17 %), input {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}, symmetric InfoNCE, "
-        f"AdamW lr 1e-3 cosine, batch 64, {args.epochs} epochs per run (same budget for every cell), CPU "
+        f"AdamW lr 1e-3 cosine, batch {args.batch}, {args.epochs} epochs per run (same budget for every cell), CPU "
         f"{args.threads} threads, seeds 0..{args.seeds - 1} (seed = init of the training RNG and data order; the "
         "model's own init is the project's fixed seed). ViT cells: PS-Study-ViT (6 layers, width 64, patch 8: a 12x4 "
         "grid, 2 text layers of width 64), a stand-in for ViT-B/16, which cannot be trained on these CPUs; window "
