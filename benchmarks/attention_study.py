@@ -81,7 +81,7 @@ def save_cache(cache: dict, kind: str) -> None:
 
 def run_cell(kind: str, spec: dict, timeout: float) -> dict:
     """Run one cell in a fresh subprocess; return its JSON result or {"error": ...}."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(spec.get("threads", 2)))
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec.get("threads", 2)))
     try:
         proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_cells.py"), kind, json.dumps(spec)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

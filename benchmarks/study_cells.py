@@ -5,10 +5,11 @@
 
 Prints one JSON line (the cell's result) last. Speed: crops/s per batch (the best of the
 first call and further calls until ``min_s`` seconds or ``max_iters`` calls), peak memory growth of the first call
-per batch (VmHWM after resetting it through /proc/self/clear_refs, minus VmRSS before; large
-blocks are mmapped so freed memory goes back to the OS and the figure does not depend on the
-allocator's reuse), and the analytic attention figures of the built kernels. Train: the
-study's fixed recipe on a generated dataset, then Rank-1 / mAP on its test split.
+per batch (VmHWM after resetting it through /proc/self/clear_refs, minus VmRSS before, in a
+fresh process per tower and size, batches in increasing order: what the forward touched
+beyond what earlier, smaller batches left in the allocator), and the analytic attention
+figures of the built kernels. Train: the study's fixed recipe on a generated dataset, then
+Rank-1 / mAP on its test split.
 """
 
 from __future__ import annotations

@@ -302,7 +302,7 @@ def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics:
         "## Speed and memory (deploy-size towers)",
         "",
         "crops/s: median of timed calls after one warm-up; peak MB: growth of the process's peak RSS during the first "
-        "call at that batch (fresh subprocess per tower and shape, large blocks mmapped so freed memory leaves); "
+        "call at that batch (fresh subprocess per tower and shape, batches in increasing order); "
         "token-layers, attention GFLOP/img (QK^T + AV, plus LAM's generators) and peak scores MB/img (largest score "
         "tensor of one image, all heads, fp32) are analytic, from the built kernels. CNN towers have no attention "
         "(n/a); MobileCLIP-S1's attention lives in timm blocks that are not analysed (n/a).",

@@ -116,7 +116,7 @@ class WindowKernel(_GridKernel):
             qb = q[:, :, p + q0 * cols:p + q1 * cols]
             kb = torch.cat([k[:, :, :p], k[:, :, p + k0 * cols:p + k1 * cols]], dim=2)
             vb = torch.cat([v[:, :, :p], v[:, :, p + k0 * cols:p + k1 * cols]], dim=2)
-            outs.append(self.attend(qb, kb, vb, getattr(self, f"band{i}").to(q.dtype)))
+            outs.append(self.attend(qb, kb, vb, getattr(self, f"band{i}").to(q)))
         return torch.cat(outs, dim=2)
 
 
@@ -136,4 +136,4 @@ class SparseKernel(_GridKernel):
         if not self.active:
             return self.attend(q, k, v, attn_mask)
         self._check_len(q.shape[2])
-        return self.attend(q, k, v, self.pattern.to(q.dtype))
+        return self.attend(q, k, v, self.pattern.to(q))
