@@ -99,7 +99,8 @@ FIRST = ["sdpa", "prune", "PS-MobileNetV4-S", "eager", "window"]  # what the tar
 def speed_cells(quick: bool):
     """Yield (key, spec) of every speed cell: (arch, variant, shape) with its batches, the targets' cells first.
 
-    ``--quick``: batches 1 and 8 at 384x128, 1 at 768x256, at most 3 calls (4 s) per batch.
+    ``--quick``: only the cells the targets need (ViT-B/16 sdpa, eager, window, prune; MobileNetV4-S),
+    batches 1 and 8 at 384x128, 1 at 768x256, at most 3 calls (4 s) per batch.
     """
     models = [(VIT, name, att) for name, att in VARIANTS.items()] + [(a, "sdpa", {"kind": "sdpa"}) for a in SMALL]
     cells = []
@@ -110,8 +111,12 @@ def speed_cells(quick: bool):
                     "min_s": 4.0 if quick else 10.0, "max_iters": 3 if quick else 10}
             first = (name if arch == VIT else arch) in FIRST and (shape == "deploy" or arch == VIT)
             cells.append((not first, shape != "deploy", f"speed|{arch}|{name}|{shape}", spec))
-    for _, _, key, spec in sorted(cells, key=lambda c: c[:2]):
-        yield key, spec
+    rank = ["speed|ViT-B-16|sdpa|deploy", "speed|ViT-B-16|prune|deploy", "speed|PS-MobileNetV4-S|sdpa|deploy",
+            "speed|ViT-B-16|sdpa|large", "speed|ViT-B-16|window|large", "speed|ViT-B-16|eager|large"]
+    cells.sort(key=lambda c: (c[0], rank.index(c[2]) if c[2] in rank else len(rank), c[1]))
+    for later, _, key, spec in cells:
+        if not (quick and later):  # --quick: only the cells the targets need
+            yield key, spec
 
 
 def run_speed(args, cache: dict) -> None:

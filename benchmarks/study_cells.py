@@ -5,9 +5,8 @@
 
 Prints one JSON line (the cell's result) last. Speed: crops/s per batch (the best of the
 first call and further calls until ``min_s`` seconds or ``max_iters`` calls), peak memory growth of the first call
-per batch (VmHWM after resetting it through /proc/self/clear_refs, minus VmRSS before, in a
-fresh process per tower and size, batches in increasing order: what the forward touched
-beyond what earlier, smaller batches left in the allocator), and the analytic attention
+per batch (free heap given back with glibc's ``malloc_trim``, then VmHWM after resetting it
+through /proc/self/clear_refs, minus VmRSS before: the memory the forward touched), and the analytic attention
 figures of the built kernels. Train: the study's fixed recipe on a generated dataset, then
 Rank-1 / mAP on its test split.
 """
@@ -31,6 +30,12 @@ def _status(field: str) -> int:
 
 
 def _reset_peak() -> bool:
+    """Give free heap memory back to the OS (glibc), then reset the peak RSS; False where that is not possible."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return True
@@ -38,23 +43,34 @@ def _reset_peak() -> bool:
         return False
 
 
-def attention_figures(model, dim_of=None) -> dict:
-    """Return analytic attention figures of a built image tower: token-layers, score entries, FLOPs, peak scores."""
+def vit_kernels(attention: dict, grid, layers: int = 12, width: int = 768, heads: int = 12) -> list:
+    """Return the image-tower kernels of a ViT (ViT-B/16 by default) with ``attention`` at ``grid``, no model built."""
+    from person_search.core.attention.kernels import LayerContext
+    from person_search.core.attention.registry import KERNELS
+    from person_search.core.config import AttentionConfig
+
+    cfg = AttentionConfig(**attention)
+    return [KERNELS.get(cfg.kind)(cfg, LayerContext(tower="image", layer=i, num_layers=layers, embed_dim=width,
+                                                    num_heads=heads, grid=tuple(grid), prefix_tokens=1,
+                                                    seq_len=1 + grid[0] * grid[1]))
+            for i in range(layers)]
+
+
+def attention_figures(kernels: list) -> dict:
+    """Return analytic attention figures of image-tower kernels: token-layers, score entries, FLOPs, peak scores."""
     from person_search.core.attention.lam import LamKernel
     from person_search.core.attention.local import WindowKernel
-    from person_search.core.attention.module import ClipAttention
-    from person_search.core.attention.prune import PruneKernel
+    from person_search.core.attention.prune import PruneKernel, token_schedule
 
-    tokens = entries = flops = 0
-    peak = 0  # largest score matrix of one image and one head (entries)
-    mods = [m for m in model.modules() if isinstance(m, ClipAttention)]
-    if not mods:
+    kernels = [k for k in kernels if k.ctx.tower == "image" and k.ctx.seq_len]
+    if not kernels:
         return {}
-    for m in mods:
-        k, ctx = m.kernel, m.kernel.ctx
-        n = k.tokens if isinstance(k, PruneKernel) and k.tokens else ctx.seq_len
+    tokens = entries = flops = peak = 0  # peak: largest score matrix of one image and one head (entries)
+    for k in kernels:
+        ctx = k.ctx
+        n = ctx.seq_len
         if isinstance(k, PruneKernel):
-            n = _tokens_entering(mods, m)
+            n = token_schedule(k.cfg, ctx.num_layers, ctx.seq_len, ctx.prefix_tokens)[ctx.layer][0]
         if isinstance(k, WindowKernel) and k.active:
             parts = [ctx.prefix_tokens * n] + [getattr(k, f"band{i}").numel() for i in range(len(k.bands))]
             e, top = sum(parts), max(parts)
@@ -63,20 +79,12 @@ def attention_figures(model, dim_of=None) -> dict:
         tokens += n
         entries += e
         peak = max(peak, top)
-        flops += 4 * e * ctx.embed_dim  # QK^T and AV, multiply-add = 2 FLOPs
+        flops += 4 * e * ctx.embed_dim  # QK^T and AV over all heads, multiply-add = 2 FLOPs
         if isinstance(k, LamKernel):
             flops += 2 * n * sum(lin.in_features * lin.out_features for lin in k.generator
                                  if isinstance(lin, torch.nn.Linear))
-    heads = mods[0].num_heads
     return {"token_layers": tokens, "score_entries": entries, "attn_gflops": flops / 1e9,
-            "peak_scores_mb_b1": peak * heads * 4 / 2 ** 20}
-
-
-def _tokens_entering(mods, m) -> int:
-    from person_search.core.attention.prune import token_schedule
-
-    ctx = m.kernel.ctx
-    return token_schedule(m.kernel.cfg, ctx.num_layers, ctx.seq_len, ctx.prefix_tokens)[ctx.layer][0]
+            "peak_scores_mb_b1": peak * kernels[0].ctx.num_heads * 4 / 2 ** 20}
 
 
 def speed(spec: dict) -> dict:
@@ -89,11 +97,14 @@ def speed(spec: dict) -> dict:
     cfg = EncoderConfig(arch=spec["arch"], image_height=h, image_width=w,
                         attention=AttentionConfig(**spec.get("attention", {})))
     tower = build_clip(cfg, towers=("image",)).model
-    out = {"analytic": attention_figures(tower), "batches": {}}
+    from person_search.core.attention.module import ClipAttention
+
+    kernels = [m.kernel for m in tower.modules() if isinstance(m, ClipAttention)]
+    out = {"analytic": attention_figures(kernels), "batches": {}}
     for b in spec["batches"]:
         x = torch.randn(b, 3, h, w)
-        rss = _status("VmRSS")
         ok = _reset_peak()
+        rss = _status("VmRSS")
         t0 = time.perf_counter()
         with torch.inference_mode():
             tower(x)  # warm-up, and the memory figure
