@@ -242,7 +242,8 @@ def targets(cache: dict) -> List[str]:
     xs = ", x".join(_fmt(v) for v in speedups.values())
     change = _fmt(-loss if loss is not None else None, "+.1f")
     out.append(f"- **prune keep 0.5 (last 2/3 of layers)**: throughput x{xs} (b1/b8/b32) vs ViT-B/16 sdpa at "
-               f"384x128; Rank-1 change {change} points (study scale). Target >= 1.5x and <= 2 points lost: "
+               f"384x128 (analytic: 0.67x token-layers, so ~1.5x at best); Rank-1 change {change} points (study "
+               f"scale, {len(r_p)} seed(s)). Target >= 1.5x and <= 2 points lost: "
                f"**{'met' if met else 'missed'}**.")
     win = _speed(cache, VIT, "window", "large")
     wa, sa = win.get("analytic", {}), base_l.get("analytic", {})
@@ -310,7 +311,11 @@ def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics:
         "",
         "## Speed and memory (deploy-size towers)",
         "",
-        "crops/s: median of timed calls after one warm-up; peak MB: growth of the process's peak RSS during the first "
+        "crops/s: the best of the first call and up to 2 more (4 s) per batch (`--quick`; full mode: best of up to 10 "
+        "calls in 10 s): other jobs on the shared cores only ever slow a call down. This run's quick cells were "
+        "measured at a load average of ~12 on the 2 cores (ViT-B/16 at 0.25 crops/s, ~15x below a quiet "
+        "machine), so the measured ratios are indicative only; the analytic columns are exact. Cells marked not run: "
+        f"`{CMD} --only speed` (full mode) measures them. peak MB: growth of the process's peak RSS during the first "
         "call at that batch (fresh subprocess per tower and shape, free heap returned with `malloc_trim` first); "
         "token-layers, attention GFLOP/img (QK^T + AV, plus LAM's generators) and peak scores MB/img (largest score "
         "tensor of one image, all heads, fp32) are analytic, from the built kernels. CNN towers have no attention "
@@ -322,7 +327,7 @@ def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics:
         f"Trained from random init on `person-search data synth` (240 ids x 4 images, 192x64, seed 0: 192 train / 24 "
         f"val / 24 test identities; chance Rank-1 4.17 %), input {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}, symmetric InfoNCE, "
         f"AdamW lr 1e-3 cosine, batch {args.batch}, {args.epochs} epochs per run (same budget for every cell), CPU "
-        f"{args.threads} threads, seeds 0..{args.seeds - 1} (seed = init of the training RNG and data order; the "
+        f"{args.threads} thread(s), seeds 0..{args.seeds - 1} (seed = init of the training RNG and data order; the "
         "model's own init is the project's fixed seed). ViT cells: PS-Study-ViT (6 layers, width 64, patch 8: a 12x4 "
         "grid, 2 text layers of width 64), a stand-in for ViT-B/16, which cannot be trained on these CPUs; window "
         "uses size 5 there (size 7 would cover most of a 12x4 grid). Small encoders: the shipped configs (random "
