@@ -129,7 +129,6 @@ def pareto_plot(cache: dict, path: Path) -> List[Tuple[str, float, float]]:
         f = sorted(front, key=lambda p: p[1])
         ax.plot([p[1] for p in f], [p[2] for p in f], "--", color="tab:red", label="Pareto front")
         ax.legend()
-    ax.set_xscale("log")
     ax.set_xlabel("CPU crops/s at 384x128, batch 8, x ViT-B/16 sdpa (deploy-size towers)")
     ax.set_ylabel(f"Rank-1 % (study-scale models, generated data, {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]})")
     ax.set_title("Speed vs Rank-1 (generated data; not comparable with CUHK-PEDES)", fontsize=9)
