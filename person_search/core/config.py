@@ -105,11 +105,29 @@ class DetectorConfig:
 class AttentionConfig:
     """The attention kernel of both towers (``attention/kernels.py``) and its settings."""
 
-    kind: str = param("sdpa", '"sdpa" (fused) or "eager" (explicit softmax); see person_search/core/attention')
+    kind: str = param("sdpa", '"sdpa" (fused), "eager" (explicit softmax), "window", "sparse", "lam" or "prune" '
+                              '(image tower of a ViT; text keeps sdpa except lam); see core/attention')
+    window_size: int = param(7, "window: side of the square patch neighbourhood each patch attends to (the class "
+                                "token attends to and is seen by all)", range=(1, 255))
+    window_dilation: int = param(1, "window: step between the patches of a neighbourhood", range=(1, 64))
+    sparse_block: int = param(4, "sparse: side of the square blocks of patches that attend to each other",
+                              range=(1, 256))
+    sparse_stride: int = param(8, "sparse: every stride-th patch (row-major) is a global token", range=(1, 65536))
+    lam_hidden: int = param(64, "lam: hidden width of each layer's mask generator", range=(1, 4096))
+    lam_layers: int = param(2, "lam: Linear layers per mask generator (ReLU between)", range=(1, 8))
+    prune_keep: float = param(0.5, "prune: fraction of patch tokens kept at each pruning layer (the rest fused into "
+                                   "one)", range=(0.01, 1.0))
+    prune_layers: str = param("", 'prune: comma-separated image layers whose input is pruned; "" = the layer at a '
+                                  "third of the depth (the last 2/3 run on kept tokens)")
 
     def validate(self) -> None:
         _check_ranges(self)
         KERNELS.check(self.kind)
+        if self.kind == "window":
+            _check(self.window_size % 2 == 1, f"encoder.attention.window_size must be odd, not {self.window_size}")
+        if self.kind == "prune":
+            _check(all(t.strip().isdigit() for t in self.prune_layers.split(",")) or not self.prune_layers.strip(),
+                   f"encoder.attention.prune_layers must be comma-separated layer numbers, not {self.prune_layers!r}")
 
 
 @dataclass

@@ -106,10 +106,12 @@ def test_attention_dotted_overrides_as_set_and_ros_give_them():
 
 
 @pytest.mark.parametrize("overrides,needle", [
-    ({"encoder": {"attention": {"kind": "flash"}}}, "encoder.attention.kind must be one of sdpa, eager, not 'flash'"),
+    ({"encoder": {"attention": {"kind": "flash"}}},
+     "encoder.attention.kind must be one of sdpa, eager, window, sparse, lam, prune, not 'flash'"),
     ({"encoder": {"attention": {"size": 3}}}, "unknown encoder.attention key(s): size"),
     ({"encoder": {"attention": {"kind": [3.5]}}}, "encoder.attention.kind must be a string"),
-    ({"encoder": {"attention": {"kind": 3.5}}}, "encoder.attention.kind must be one of sdpa, eager, not '3.5'"),
+    ({"encoder": {"attention": {"kind": 3.5}}},
+     "encoder.attention.kind must be one of sdpa, eager, window, sparse, lam, prune, not '3.5'"),
     ({"encoder": {"arch.kind": "x"}}, "unknown encoder key(s): arch.kind"),
 ])
 def test_bad_attention_values_name_the_parameter(overrides, needle):

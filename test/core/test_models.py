@@ -84,7 +84,8 @@ def test_unrecognised_attention_fails_loudly():
 
 
 def test_unknown_kernel_is_one_config_error():
-    with pytest.raises(ConfigError, match="encoder.attention.kind must be one of sdpa, eager, not 'flash'"):
+    kinds = "sdpa, eager, window, sparse, lam, prune"
+    with pytest.raises(ConfigError, match=f"encoder.attention.kind must be one of {kinds}, not 'flash'"):
         cfg(attention=AttentionConfig(kind="flash")).validate()
 
 

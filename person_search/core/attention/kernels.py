@@ -14,6 +14,11 @@ of the package what it does:
   :class:`~person_search.core.attention.module.ClipAttention`.
 * ``reduces_tokens``: True when :meth:`AttentionKernel.reduce_tokens` drops or merges
   tokens after its block (EViT-style pruning); patch.py then hooks the block.
+* ``needs_vit``: True when the kernel is defined on a ViT image tower (patch grid, fixed
+  token count): a model whose image tower has no such attention is refused at build.
+
+Kernels: ``sdpa``, ``eager`` (here), ``window`` and ``sparse`` (``local.py``), ``lam``
+(``lam.py``), ``prune`` (``prune.py``).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class AttentionKernel(nn.Module):
     settings: ClassVar[Tuple[str, ...]] = ()  # AttentionConfig fields that enter the model id
     flag_value: ClassVar[Optional[bool]] = None
     reduces_tokens: ClassVar[bool] = False
+    needs_vit: ClassVar[bool] = False
 
     def __init__(self, cfg: Any, ctx: LayerContext):
         super().__init__()
@@ -108,3 +114,25 @@ class EagerKernel(AttentionKernel):
         if attn_mask is not None:
             attn = attn + attn_mask
         return torch.matmul(attn.softmax(dim=-1), v)
+
+
+class VariantKernel(AttentionKernel):
+    """Base of the function-changing ViT variants: SDPA at run time, plain MatMul/Softmax in the export form."""
+
+    changes_function = True
+    flag_value = None
+    needs_vit = True
+
+    def __init__(self, cfg: Any, ctx: LayerContext, eager: bool = False):
+        super().__init__(cfg, ctx)
+        self.eager = eager
+
+    def attend(self, q, k, v, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Return softmax attention of q, k, v with an additive ``mask`` (SDPA, or eager in the export form)."""
+        if self.eager:
+            return EagerKernel.forward(self, q, k, v, mask, None)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    def for_export(self) -> AttentionKernel:
+        """Return the same kernel built in its eager form (no parameters to share)."""
+        return type(self)(self.cfg, self.ctx, eager=True)

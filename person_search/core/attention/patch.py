@@ -156,14 +156,38 @@ def _check_coverage(model: nn.Module, sites: List[Site]) -> None:
 HOOK_ATTR = "_person_search_reduce_hook"
 
 
-def _hook_block(block: nn.Module, attn: ClipAttention) -> None:
-    """Let ``attn``'s kernel drop or merge tokens after ``block`` (one hook per block, replaced on re-apply)."""
+def _hook_block(block: nn.Module, name: str) -> None:
+    """Let the kernel of ``block.<name>`` drop or merge tokens after ``block``; one hook per block.
+
+    The hook reaches the kernel through the block it is called with, not a captured module,
+    so a deep copy of the model (``quantize_dynamic``) runs its own kernels.
+    """
     old = getattr(block, HOOK_ATTR, None)
     if old is not None:
         old.remove()
         delattr(block, HOOK_ATTR)
-    if attn.kernel.reduces_tokens:
-        setattr(block, HOOK_ATTR, block.register_forward_hook(lambda _m, _a, out: attn.kernel.reduce_tokens(out)))
+    if getattr(block, name).kernel.reduces_tokens:
+        setattr(block, HOOK_ATTR, block.register_forward_hook(
+            lambda m, _a, out: getattr(m, name).kernel.reduce_tokens(out)))
+
+
+def _image_tower(model: nn.Module) -> Optional[nn.Module]:
+    """Return the image tower of a CLIP, an image tower itself, or None (text only)."""
+    if hasattr(model, "visual"):
+        return None if isinstance(model.visual, nn.Identity) else model.visual
+    return None if hasattr(model, "token_embedding") or hasattr(model, "text") else model
+
+
+def _check_vit(model: nn.Module, sites: List[Site], kind: str) -> None:
+    """Refuse a ViT-only kernel (window, sparse, lam, prune) for an image tower without a patch grid."""
+    visual = _image_tower(model)
+    if visual is None:
+        return
+    if not any(s.style != "flag" and _context(model, s).tower == "image" and _context(model, s).grid
+               for s in sites):
+        name = type(getattr(visual, "trunk", visual)).__name__
+        raise ConfigError(f"encoder.attention.kind {kind!r} needs a ViT image tower (a patch grid); this model's "
+                          f"image tower ({name}) has none: use sdpa or eager")
 
 
 def apply_attention(model: nn.Module, cfg: Any) -> int:
@@ -183,6 +207,8 @@ def apply_attention(model: nn.Module, cfg: Any) -> int:
     kernel_cls = KERNELS.get(cfg.kind)
     sites = find_sites(model)
     _check_coverage(model, sites)
+    if kernel_cls.needs_vit:
+        _check_vit(model, sites, cfg.kind)
     for site in sites:
         if site.style == "flag":
             if kernel_cls.flag_value is None:
@@ -197,7 +223,7 @@ def apply_attention(model: nn.Module, cfg: Any) -> int:
             mha = isinstance(site.attn, nn.MultiheadAttention)
             setattr(site.parent, site.name, ClipAttention.wrap(
                 site.attn, kernel, batch_first=getattr(site.attn, "batch_first", True), return_tuple=mha))
-        _hook_block(site.parent, getattr(site.parent, site.name))
+        _hook_block(site.parent, site.name)
     return len(sites)
 
 

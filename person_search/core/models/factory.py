@@ -15,7 +15,8 @@ from person_search.core.config import EncoderConfig
 from person_search.core.errors import ConfigError
 from person_search.core.models.pos_embed import patch_grid, set_image_size
 from person_search.core.models.registry import model_config, open_clip_registered
-from person_search.core.models.weights import RANDOM_SEED, load_checkpoint, preprocess_of, resolve_weights
+from person_search.core.models.weights import (RANDOM_SEED, load_checkpoint, load_kernel_state, preprocess_of,
+                                               resolve_weights)
 
 logger = logging.getLogger(__name__)
 
@@ -170,9 +171,10 @@ def build_clip(cfg: EncoderConfig, *, towers: Sequence[str] = TOWERS, for_traini
         torch.manual_seed(RANDOM_SEED)
         model = open_clip.create_model(cfg.arch, pretrained=None, device="cpu", precision="fp32")
     visual = getattr(model, "visual", None)
+    kernel_sd = {}
     if resolved.path is not None:
         grid = patch_grid(visual, size) if getattr(visual, "patch_size", None) is not None else None
-        load_checkpoint(model, resolved.path, grid)
+        kernel_sd = load_checkpoint(model, resolved.path, grid)
     dim = _embed_dim(model)
     if "image" in towers:
         set_image_size(visual, cfg.arch, size)
@@ -181,6 +183,8 @@ def build_clip(cfg: EncoderConfig, *, towers: Sequence[str] = TOWERS, for_traini
     else:
         model.visual = nn.Identity()
     count = apply_attention(model, cfg.attention)
+    load_kernel_state(model, {k: v for k, v in kernel_sd.items()
+                              if "image" in towers or not k.startswith("visual.")}, resolved.path, cfg.attention.kind)
     if towers == ("image",):
         model = model.visual
     model = model.to(device=device, dtype=dtype)

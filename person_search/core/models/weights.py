@@ -17,7 +17,7 @@ import hashlib
 import math
 import os
 from pathlib import Path
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from person_search.core.models.registry import open_clip_registered
 from person_search.core.paths import MODELS_DIR, model_dirs, resolve_model_path
@@ -178,7 +178,10 @@ def preprocess_of(arch: str, resolved: ResolvedWeights) -> Tuple[Tuple[float, ..
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def load_checkpoint(model, path: str, target_grid: Optional[Tuple[int, int]] = None) -> None:
+KERNEL_KEY = ".attn.kernel."  # parameters of attention kernels (lam): loaded after the kernels exist
+
+
+def load_checkpoint(model, path: str, target_grid: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
     """Load an open_clip checkpoint into ``model`` (built at its native size), strictly.
 
     A ViT positional embedding saved at another grid (square, or ``target_grid``, e.g. a
@@ -188,6 +191,10 @@ def load_checkpoint(model, path: str, target_grid: Optional[Tuple[int, int]] = N
         model: the open_clip model, built at its native size.
         path: the checkpoint file (open_clip / OpenAI state dict, .pt/.bin/.safetensors).
         target_grid: the patch grid of the configured input size, for non-square checkpoints.
+
+    Returns:
+        The attention-kernel parameters of the checkpoint (keys with ``.attn.kernel.``, e.g. a
+        trained ``lam``), held back for :func:`load_kernel_state` once the kernels are installed.
 
     Raises:
         WeightsError: unreadable file, unknown grid, or a checkpoint of another architecture.
@@ -226,9 +233,35 @@ def load_checkpoint(model, path: str, target_grid: Optional[Tuple[int, int]] = N
             sd["visual.positional_embedding"] = resize_pos_embed_2d(pe, (side, side), tuple(visual.grid_size))
         else:
             raise WeightsError(f"{path}: cannot infer the positional-embedding grid of {n} patches")
+    kernel_sd = {k: sd.pop(k) for k in [k for k in sd if KERNEL_KEY in k]}
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise WeightsError(f"checkpoint {path} does not fit the architecture: "
                            f"{' '.join(first[:2])[:300]}") from e
+    return kernel_sd
+
+
+def load_kernel_state(model, kernel_sd: Dict[str, Any], path: str, kind: str) -> None:
+    """Load the held-back attention-kernel parameters of a checkpoint into ``model`` (kernels installed).
+
+    A checkpoint without kernel parameters leaves the kernels at their initialisation (a
+    pretrained CLIP starting ``lam`` training); otherwise the keys must match exactly.
+
+    Raises:
+        WeightsError: the checkpoint's kernel parameters do not fit the configured kernel.
+    """
+    own = {k for k in model.state_dict() if KERNEL_KEY in k}
+    if not kernel_sd:
+        return
+    if set(kernel_sd) != own:
+        missing, extra = sorted(own - set(kernel_sd)), sorted(set(kernel_sd) - own)
+        raise WeightsError(f"checkpoint {path} has attention-kernel parameters that do not fit "
+                           f"encoder.attention.kind {kind!r} (missing {missing[:2]}, unexpected {extra[:2]}); "
+                           f"serve it with the attention settings it was trained with")
+    try:
+        model.load_state_dict(kernel_sd, strict=False)
+    except RuntimeError as e:
+        raise WeightsError(f"checkpoint {path}: attention-kernel parameters do not fit: "
+                           f"{str(e).strip().splitlines()[-1][:300]}") from e
