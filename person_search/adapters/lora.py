@@ -20,6 +20,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
+KERNEL_PARAM = ".attn.kernel."  # parameters of an attention kernel (core/attention), e.g. LAM's generators
 PROJECTIONS = ("visual.proj", "text_projection")  # nn.Parameters: peft's modules_to_save cannot hold them
 
 
@@ -86,6 +87,9 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float = 0.
     config = LoraConfig(r=int(rank), lora_alpha=alpha, lora_dropout=float(dropout),
                         target_modules=list(targets), bias="none")
     wrapped = get_peft_model(model, config)
+    for name, prm in model.named_parameters():  # learned attention masks (lam) train with the adapters
+        if KERNEL_PARAM in name:
+            prm.requires_grad_(True)
     if train_projections:
         params = dict(model.named_parameters())
         for name in PROJECTIONS:

@@ -56,6 +56,13 @@ def _config(a):
         fields["lora_targets"] = tuple(a.lora_targets)
     if a.lora_frozen_projections:
         fields["lora_train_projections"] = False
+    if a.attention_set:
+        import yaml
+        for item in a.attention_set:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--attention-set expects KEY=VALUE, got {item!r}")
+            fields.setdefault("attention_settings", {})[key] = yaml.safe_load(value)
     fields["learn_logit_scale"] = a.learn_logit_scale
     fields["shuffle_captions"] = a.shuffle_captions
     cfg = TrainConfig(**fields)
@@ -161,6 +168,8 @@ def register(sub) -> None:
                     help=f"modules to adapt (default: {' '.join(LORA_TARGETS)})")
     sp.add_argument("--lora-frozen-projections", action="store_true",
                     help="LoRA mode: keep visual.proj and text_projection frozen (default: they train)")
+    sp.add_argument("--attention-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of the attention kernel, e.g. window_size=5 or prune_keep=0.5 (repeatable)")
     sp.add_argument("--learn-logit-scale", action="store_true", help="learn the logit scale (default: fixed)")
     sp.add_argument("--shuffle-captions", action="store_true",
                     help="control: shuffle the captions of every batch across identities (must stay at chance)")

@@ -32,7 +32,8 @@ class TrainConfig:
     weights: str = ""  # start checkpoint (path or open_clip tag); "" = random init (from scratch)
     image_height: int = 384
     image_width: int = 128
-    attention: str = "sdpa"  # attention kernel (core/attention): "sdpa", "eager", ...
+    attention: str = "sdpa"  # attention kernel (core/attention): "sdpa", "eager", "window", "lam", ...
+    attention_settings: Dict[str, Any] = field(default_factory=dict)  # the kernel's settings, e.g. window_size
     # what trains
     mode: str = "full"  # "full", "frozen-text" (text tower frozen) or "lora"
     lora_rank: int = 16
@@ -66,6 +67,14 @@ class TrainConfig:
     eval_every: int = 0  # optimizer steps between validations; 0 = at the end of each epoch
     data: Dict[str, Any] = field(default_factory=dict)  # provenance: path, format, digest (model.json)
 
+    def attention_config(self) -> AttentionConfig:
+        """Return the attention sub-config (kind + settings) the model is built with."""
+        names = {f.name for f in dataclasses.fields(AttentionConfig)} - {"kind"}
+        bad = sorted(set(self.attention_settings) - names)
+        if bad:
+            raise ConfigError(f"unknown attention setting(s): {', '.join(bad)} (known: {', '.join(sorted(names))})")
+        return AttentionConfig(kind=self.attention, **self.attention_settings)
+
     def validate(self) -> None:
         """Raise ConfigError (one line) for the first field out of range."""
         def check(ok: bool, msg: str) -> None:
@@ -76,7 +85,7 @@ class TrainConfig:
         check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         check(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        AttentionConfig(kind=self.attention).validate()  # a kernel of core/attention (sdpa, eager, ...)
+        self.attention_config().validate()  # a kernel of core/attention and its settings
         check(self.image_height >= 16 and self.image_width >= 16, "image size must be at least 16x16")
         check(self.lora_rank > 0, f"lora rank must be > 0, not {self.lora_rank}")
         check(self.lora_alpha > 0, f"lora alpha must be > 0, not {self.lora_alpha}")

@@ -55,7 +55,7 @@ def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Mod
 
     built = build_clip(EncoderConfig(arch=cfg.arch, weights=cfg.weights if weights is None else weights,
                                      image_height=cfg.image_height, image_width=cfg.image_width,
-                                     attention=cfg.attention, device="cpu"), for_training=True)
+                                     attention=cfg.attention_config(), device="cpu"), for_training=True)
     f = built.facts
     facts = ModelFacts(arch=f.arch, image_size=tuple(f.image_size), mean=tuple(f.mean), std=tuple(f.std),
                        dim=int(f.dim), attention=str(f.attention), start_weights=f.weights_id)

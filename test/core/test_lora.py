@@ -160,3 +160,24 @@ def test_merge_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and len(err.splitlines()) == 1
     with pytest.raises(MergeError, match="must be a .safetensors file"):
         merge_run(tmp_path, tmp_path / "m.pt")
+
+
+def test_lora_mode_trains_the_learned_attention_masks_too():
+    """LAM's per-layer mask generators are new parameters: they train beside the adapters."""
+    t = build_trainable(config(mode="lora", attention="lam"))
+    trainable = {n for n, p in t.clip.named_parameters() if p.requires_grad}
+    kernels = {n for n in trainable if ".attn.kernel." in n}
+    assert kernels and all("lora_" in n or ".attn.kernel." in n or n.endswith(("proj", "projection"))
+                           for n in trainable), sorted(trainable)[:10]
+
+
+def test_attention_settings_reach_the_model():
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        outs = {w: build_trainable(config(attention="window", attention_settings={"window_size": w}))
+                .clip.eval().encode_image(x) for w in (1, 3, 9)}
+        full = build_trainable(config(attention="eager")).clip.eval().encode_image(x)
+    assert torch.allclose(outs[9], full, atol=1e-4)  # a 9x9 window covers the 4x2 grid: full attention
+    assert not torch.allclose(outs[1], full, atol=1e-3) and not torch.allclose(outs[1], outs[3], atol=1e-3)
+    with pytest.raises(Exception, match="unknown attention setting"):
+        config(attention="window", attention_settings={"size": 3}).validate()
