@@ -330,8 +330,8 @@ def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics:
         "model's own init is the project's fixed seed). ViT cells: PS-Study-ViT (6 layers, width 64, patch 8: a 12x4 "
         "grid, 2 text layers of width 64), a stand-in for ViT-B/16, which cannot be trained on these CPUs; window "
         "uses size 5 there (size 7 would cover most of a 12x4 grid). Small encoders: the shipped configs (random "
-        "init, text tower width 256 x 3 layers). The study's own loop (`benchmarks/study_cells.py`): the project "
-        "trainer takes the attention kind only, not its settings. Test split, text-to-image, IRRA metrics. "
+        "init, text tower width 256 x 3 layers). The study's own short loop (`benchmarks/study_cells.py`; it "
+        "predates the trainer's `--attention-set`). Test split, text-to-image, IRRA metrics. "
         "Figures on generated data: never compare with CUHK-PEDES.",
         "",
         *accuracy,
