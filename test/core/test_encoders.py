@@ -319,7 +319,7 @@ def test_mobileclip_tall_input_builds_offline(crops):
 
 def test_shipped_configs_are_registered():
     names = register_model_configs()
-    assert names == ["PS-EfficientNet-B0", "PS-MobileNetV3-L", "PS-MobileNetV4-S", "PS-Tiny-ViT",
+    assert names == ["PS-EfficientNet-B0", "PS-MobileNetV3-L", "PS-MobileNetV4-S", "PS-Small-ViT", "PS-Tiny-ViT",
                      "TinyCLIP-ViT-40M-32-Text-19M", "TinyCLIP-ViT-8M-16-Text-3M"]
     open_clip = open_clip_registered()
     for name in names:
