@@ -72,7 +72,7 @@ class AttentionKernel(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Optional[torch.Tensor],
                 x: torch.Tensor) -> torch.Tensor:
         """Attend: q, k, v (N, heads, L, head_dim), float additive mask or None, x (N, L, C) the input."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define forward(q, k, v, attn_mask, x): every kernel does")
 
     def reduce_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Return the block output with tokens dropped or merged (only when ``reduces_tokens``)."""

@@ -52,7 +52,7 @@ class ImageBackend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Return float32 (N, dim) un-normalised features of a float32 (N, 3, H, W) batch."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define run(batch): every backend does")
 
     def describe(self) -> Dict[str, Any]:
         """Return what to log once at start: backend, device, precision, files."""
