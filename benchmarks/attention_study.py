@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import List
 
 from tqdm import tqdm
 
@@ -40,15 +41,19 @@ STUDY_VIT = {"embed_dim": 64, "vision_cfg": {"image_size": [96, 32], "layers": 6
                                              "patch_size": 8},
              "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 TRAIN_SIZE = (96, 32)  # a 12 x 4 patch grid at patch 8
+# study-scale small encoders: the shipped timm image towers with the study ViT's text tower and embedding width, so
+# that every cell trains the same text side and only the image tower (or its attention) differs
+SMALL_STUDY = {"PS-Study-MobileNetV4-S": "PS-MobileNetV4-S", "PS-Study-MobileNetV3-L": "PS-MobileNetV3-L",
+               "PS-Study-EfficientNet-B0": "PS-EfficientNet-B0"}
 TRAIN_CELLS = {  # name -> (arch, attention); in priority order
     "sdpa": ("PS-Study-ViT", {"kind": "sdpa"}),
     "prune 0.5": ("PS-Study-ViT", {"kind": "prune", "prune_keep": 0.5}),
     "window 5": ("PS-Study-ViT", {"kind": "window", "window_size": 5}),
     "lam": ("PS-Study-ViT", {"kind": "lam"}),
-    "MobileNetV4-S": ("PS-MobileNetV4-S", {"kind": "sdpa"}),
+    "MobileNetV4-S": ("PS-Study-MobileNetV4-S", {"kind": "sdpa"}),
     "sparse": ("PS-Study-ViT", {"kind": "sparse", "sparse_block": 4, "sparse_stride": 8}),
-    "MobileNetV3-L": ("PS-MobileNetV3-L", {"kind": "sdpa"}),
-    "EfficientNet-B0": ("PS-EfficientNet-B0", {"kind": "sdpa"}),
+    "MobileNetV3-L": ("PS-Study-MobileNetV3-L", {"kind": "sdpa"}),
+    "EfficientNet-B0": ("PS-Study-EfficientNet-B0", {"kind": "sdpa"}),
 }
 SPEED_OF = {"sdpa": (VIT, "sdpa"), "prune 0.5": (VIT, "prune"), "window 5": (VIT, "window"), "lam": (VIT, "lam"),
             "sparse": (VIT, "sparse"), "MobileNetV4-S": ("PS-MobileNetV4-S", "sdpa"),
@@ -66,14 +71,15 @@ def _read(path: Path) -> dict:
 def load_cache() -> dict:
     """Return the cached cells of both files ({} when none)."""
     train = {k: v for k, v in _read(CACHE).items() if k.startswith("train|")}
-    return {**train, **{k: v for k, v in _read(SPEED_CACHE).items() if k.startswith("speed|")}}
+    return {**train, **{k: v for k, v in _read(SPEED_CACHE).items() if k.startswith(("speed|", "attnmem|"))}}
 
 
 def save_cache(cache: dict, kind: str) -> None:
     """Merge this run's ``kind`` cells into their file atomically (a speed and an accuracy run may run at once)."""
     DOCS.mkdir(exist_ok=True)
     path = _file(kind)
-    merged = {**_read(path), **{k: v for k, v in cache.items() if k.startswith(kind + "|")}}
+    prefixes = ("train|",) if kind == "train" else ("speed|", "attnmem|")
+    merged = {**_read(path), **{k: v for k, v in cache.items() if k.startswith(prefixes)}}
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
     os.replace(tmp, path)
@@ -96,7 +102,7 @@ def run_cell(kind: str, spec: dict, timeout: float) -> dict:
 FIRST = ["sdpa", "prune", "PS-MobileNetV4-S", "eager", "window"]  # what the targets need, measured first
 
 
-def speed_cells(quick: bool):
+def speed_cells(quick: bool, device: str = "cpu"):
     """Yield (key, spec) of every speed cell: (arch, variant, shape) with its batches, the targets' cells first.
 
     ``--quick``: only the cells the targets need (ViT-B/16 sdpa, eager, window, prune; MobileNetV4-S),
@@ -108,59 +114,100 @@ def speed_cells(quick: bool):
         for arch, name, att in models:
             batches = ([1, 8] if shape == "deploy" else [1]) if quick else [1, 8, 32]
             spec = {"arch": arch, "attention": att, "size": list(size), "batches": batches,
-                    "min_s": 4.0 if quick else 10.0, "max_iters": 3 if quick else 10}
+                    "min_s": 4.0 if quick else 10.0, "max_iters": 3 if quick else 10, "device": device}
             first = (name if arch == VIT else arch) in FIRST and (shape == "deploy" or arch == VIT)
-            cells.append((not first, shape != "deploy", f"speed|{arch}|{name}|{shape}", spec))
+            suffix = "" if device == "cpu" else f"|{device}"
+            cells.append((not first, shape != "deploy", f"speed|{arch}|{name}|{shape}{suffix}", spec))
     rank = ["speed|ViT-B-16|sdpa|deploy", "speed|ViT-B-16|prune|deploy", "speed|PS-MobileNetV4-S|sdpa|deploy",
             "speed|ViT-B-16|sdpa|large", "speed|ViT-B-16|window|large", "speed|ViT-B-16|eager|large"]
+    rank = [r + ("" if device == "cpu" else f"|{device}") for r in rank]
     cells.sort(key=lambda c: (c[0], rank.index(c[2]) if c[2] in rank else len(rank), c[1]))
     for later, _, key, spec in cells:
         if not (quick and later):  # --quick: only the cells the targets need
             yield key, spec
 
 
+def attnmem_cells():
+    """Yield (key, spec) of the attention-only memory cells: each ViT-B/16 variant's first layer at both shapes."""
+    for shape, size in SHAPES.items():
+        for name, att in VARIANTS.items():
+            yield f"attnmem|{VIT}|{name}|{shape}", {"attention": att, "size": list(size), "batches": [1, 8, 32]}
+
+
 def run_speed(args, cache: dict) -> None:
-    """Measure every speed cell not cached yet."""
-    todo = [(k, s) for k, s in speed_cells(args.quick) if k not in cache or "error" in cache[k]]
+    """Measure every speed and attention-memory cell not cached yet."""
+    import torch
+
+    gpu = [*speed_cells(args.quick, "cuda")] if torch.cuda.is_available() else []  # GPU rows where there is one
+    todo = [(k, s) for k, s in [*speed_cells(args.quick), *gpu, *attnmem_cells()]
+            if k not in cache or "error" in cache[k]]
     for key, spec in tqdm(todo, desc="speed cells", unit="cell"):
         spec["threads"] = args.threads
-        cache[key] = {**run_cell("speed", spec, args.cell_timeout), "spec": spec}
+        cache[key] = {**run_cell(key.split("|")[0], spec, args.cell_timeout), "spec": spec}
         save_cache(cache, "speed")
 
 
-def ensure_data(seed: int = 0) -> Path:
-    """Generate the study's dataset once (240 ids x 4 images, 192x64) and write the study ViT config."""
-    data = WORK / "data"
+def ensure_data(ids: int, seed: int = 0) -> Path:
+    """Generate the study's dataset once (``ids`` identities x 4 images, 192x64) and write the study model configs."""
+    data = WORK / f"data_{ids}"
     if not (data / "stats.json").is_file():
-        subprocess.run([sys.executable, "-m", "person_search", "data", "synth", str(data), "--ids", "240",
+        subprocess.run([sys.executable, "-m", "person_search", "data", "synth", str(data), "--ids", str(ids),
                         "--images-per-id", "4", "--seed", str(seed), "--size", "192x64"], cwd=ROOT, check=True)
-    cfg_dir = WORK / "configs"
-    cfg_dir.mkdir(parents=True, exist_ok=True)
-    (cfg_dir / "PS-Study-ViT.json").write_text(json.dumps(STUDY_VIT))
+    write_study_configs(WORK / "configs")
     return data
 
 
-def run_accuracy(args, cache: dict) -> None:
-    """Train every (cell, seed) not cached yet, in priority order, within ``--budget-min``."""
-    import time
+def write_study_configs(cfg_dir: Path) -> List[Path]:
+    """Write the study's open_clip model configs (PS-Study-ViT and the small encoders with its text tower)."""
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    written = [cfg_dir / "PS-Study-ViT.json"]
+    written[0].write_text(json.dumps(STUDY_VIT))
+    for name, shipped in SMALL_STUDY.items():
+        cfg = json.loads((ROOT / "person_search" / "model_configs" / f"{shipped}.json").read_text())
+        cfg.update(embed_dim=STUDY_VIT["embed_dim"], text_cfg=STUDY_VIT["text_cfg"])
+        written.append(cfg_dir / f"{name}.json")
+        written[-1].write_text(json.dumps(cfg))
+    return written
 
-    data = ensure_data()
+
+def run_accuracy(args, cache: dict) -> None:
+    """Train every (cell, seed) not cached yet, in priority order, ``--jobs`` at a time, within ``--budget-min``."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    data = ensure_data(args.ids)
     deadline = time.monotonic() + args.budget_min * 60
     todo = [(n, s) for n in TRAIN_CELLS for s in range(args.seeds)
             if f"train|{n}|{s}" not in cache or "error" in cache[f"train|{n}|{s}"]]
     order = list(TRAIN_CELLS)  # the first five cells with all their seeds, then the rest
     todo.sort(key=lambda t: (order.index(t[0]) >= 5, t[1], order.index(t[0])))
-    for name, seed in tqdm(todo, desc="training cells", unit="run"):
+    threads = max(1, args.threads // args.jobs)
+    lock = threading.Lock()
+
+    def one(name: str, seed: int):
         if time.monotonic() > deadline:
-            print(f"budget of {args.budget_min} min spent; the rest stays 'not run'", file=sys.stderr)
-            break
+            return None
         arch, att = TRAIN_CELLS[name]
         save = str(WORK / "ckpt" / f"{name.replace(' ', '_')}_{seed}.pt") if seed == 0 else ""
         spec = {"name": name, "arch": arch, "attention": att, "size": list(TRAIN_SIZE), "seed": seed,
-                "data": str(data), "config_dir": str(WORK / "configs"), "batch": args.batch, "lr": 1e-3,
-                "epochs": args.epochs, "threads": args.threads, "save": save}
-        cache[f"train|{name}|{seed}"] = {**run_cell("train", spec, args.cell_timeout), "spec": spec}
-        save_cache(cache, "train")
+                "data": str(data), "ids": args.ids, "config_dir": str(WORK / "configs"), "batch": args.batch,
+                "lr": 1e-3, "epochs": args.epochs, "threads": threads, "jobs": args.jobs, "save": save}
+        return {**run_cell("train", spec, args.cell_timeout), "spec": spec}
+
+    skipped = 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(one, n, s): f"train|{n}|{s}" for n, s in todo}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="training cells", unit="run"):
+            result = fut.result()
+            if result is None:
+                skipped += 1
+                continue
+            with lock:
+                cache[futures[fut]] = result
+                save_cache(cache, "train")
+    if skipped:
+        print(f"budget of {args.budget_min} min spent; {skipped} run(s) stay 'not run'", file=sys.stderr)
 
 
 def main() -> None:
@@ -168,7 +215,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="batches 1/8 at 384x128, batch 1 at 768x256, <= 3 calls")
     p.add_argument("--only", choices=["speed", "accuracy", "report"])
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads in all (training: split over --jobs)")
+    p.add_argument("--jobs", type=int, default=2, help="training runs at once (each gets threads/jobs threads)")
+    p.add_argument("--ids", type=int, default=800, help="identities of the generated study dataset (10 %% test)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch", type=int, default=32)

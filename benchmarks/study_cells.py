@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -99,28 +100,71 @@ def speed(spec: dict) -> dict:
     tower = build_clip(cfg, towers=("image",)).model
     from person_search.core.attention.module import ClipAttention
 
+    cuda = spec.get("device", "cpu") == "cuda"  # GPU rows: fp16 (the deploy precision), CUDA allocator peak
+    dtype = torch.float16 if cuda else torch.float32
+    tower = tower.to("cuda" if cuda else "cpu", dtype)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     kernels = [m.kernel for m in tower.modules() if isinstance(m, ClipAttention)]
-    out = {"analytic": attention_figures(kernels), "batches": {}}
+    out = {"analytic": attention_figures(kernels), "batches": {}, "load1_start": os.getloadavg()[0],
+           "device": torch.cuda.get_device_name() if cuda else "cpu"}
     for b in spec["batches"]:
-        x = torch.randn(b, 3, h, w)
-        ok = _reset_peak()
-        rss = _status("VmRSS")
+        x = torch.randn(b, 3, h, w, device="cuda" if cuda else "cpu", dtype=dtype)
+        if cuda:
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        else:
+            ok = _reset_peak()
+            rss = _status("VmRSS")
         t0 = time.perf_counter()
         with torch.inference_mode():
             tower(x)  # warm-up, and the memory figure
+        sync()
         first = time.perf_counter() - t0
-        peak = (_status("VmHWM") - rss) / 2 ** 20 if ok else float("nan")
+        if cuda:
+            peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+        else:
+            peak = (_status("VmHWM") - rss) / 2 ** 20 if ok else float("nan")
         times = [first]
         t_end = time.perf_counter() + float(spec.get("min_s", 2.0))
         while len(times) < int(spec.get("max_iters", 20)) and time.perf_counter() < t_end:
             t0 = time.perf_counter()
             with torch.inference_mode():
                 tower(x)
+            sync()
             times.append(time.perf_counter() - t0)
         # best call: on a shared machine other jobs only ever slow a call down
         out["batches"][str(b)] = {"crops_s": b / float(min(times)), "iters": len(times), "peak_mb": peak}
         print(f"  {spec['arch']} {spec.get('attention', {}).get('kind', 'sdpa')} {h}x{w} b{b}: "
               f"{out['batches'][str(b)]['crops_s']:.2f} crops/s, +{peak:.0f} MB", file=sys.stderr)
+    return out
+
+
+def attnmem(spec: dict) -> dict:
+    """Peak memory of one attention call of ViT-B/16's first image layer with ``spec``'s kernel, no model around it.
+
+    q, k, v (batch, 12 heads, tokens, 64) and x are made first; the figure is the growth of the process's peak RSS
+    during the kernel's forward alone (what the attention itself allocates: scores, masks, bands), per batch.
+    """
+    torch.set_num_threads(int(spec.get("threads", 2)))
+    h, w = spec["size"]
+    grid = (h // 16, w // 16)
+    kernel = vit_kernels(spec["attention"], grid)[0].eval()
+    n = 1 + grid[0] * grid[1]
+    out = {"tokens": n, "batches": {}}
+    for b in spec["batches"]:
+        q, k, v = (torch.randn(b, 12, n, 64) for _ in range(3))
+        x = torch.randn(b, n, 768)
+        with torch.inference_mode():
+            kernel(q, k, v, None, x)  # warm-up: one-time buffers (masks, band indices) are not the figure
+        ok = _reset_peak()
+        rss = _status("VmRSS")
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            kernel(q, k, v, None, x)
+        out["batches"][str(b)] = {"peak_mb": (_status("VmHWM") - rss) / 2 ** 20 if ok else float("nan"),
+                                  "ms": 1e3 * (time.perf_counter() - t0)}
+        del q, k, v, x
     return out
 
 
@@ -201,5 +245,5 @@ def train(spec: dict) -> dict:
 
 if __name__ == "__main__":
     kind, arg = sys.argv[1], json.loads(sys.argv[2])
-    result = {"speed": speed, "train": train}[kind](arg)
+    result = {"speed": speed, "train": train, "attnmem": attnmem}[kind](arg)
     print(json.dumps(result))

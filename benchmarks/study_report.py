@@ -18,8 +18,8 @@ def _fmt(v: Optional[float], spec: str = ".2f") -> str:
     return NOT_RUN if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
 
 
-def _speed(cache: dict, arch: str, name: str, shape: str) -> dict:
-    return cache.get(f"speed|{arch}|{name}|{shape}", {})
+def _speed(cache: dict, arch: str, name: str, shape: str, device: str = "cpu") -> dict:
+    return cache.get(f"speed|{arch}|{name}|{shape}" + ("" if device == "cpu" else f"|{device}"), {})
 
 
 def _crops(cell: dict, b: int) -> Optional[float]:
@@ -44,33 +44,64 @@ def _analytic(cell: dict, variant: str, size: Tuple[int, int]) -> dict:
 
 
 def speed_tables(cache: dict) -> List[str]:
-    """Return the markdown of the speed / memory / analytic tables, one per input shape."""
+    """Return the markdown of the speed / memory / analytic tables, one per input shape (and device)."""
     out = []
     models = [(VIT, n) for n in VARIANTS] + [(a, "sdpa") for a in SMALL]
     for shape, (h, w) in SHAPES.items():
-        base = _speed(cache, VIT, "sdpa", shape)
-        out += [f"### {h}x{w} ({shape}), CPU, {base.get('spec', {}).get('threads', 2)} threads", "",
-                "| model | attention | crops/s b1 | b8 | b32 | x sdpa b1 | x b8 | x b32 | peak MB b1 | peak MB b8 "
-                "| x sdpa peak b8 | token-layers | attn GFLOP/img | x sdpa | peak scores MB/img | x sdpa |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        ba = _analytic(base, "sdpa", (h, w))
-        for arch, name in models:
-            c = _speed(cache, arch, name, shape)
-            if "error" in c:
-                out.append(f"| {arch} | {name} | error: {c['error'][:80]} |" + " |" * 13)
+        for device in ("cpu", "cuda"):
+            base = _speed(cache, VIT, "sdpa", shape, device)
+            if device == "cuda" and not any(_speed(cache, a, n, shape, "cuda") for a, n in models):
+                out += [f"GPU ({h}x{w}): not run (no GPU was lent to this task); `{CMD} --only speed` on a CUDA "
+                        "machine adds these rows (fp16, peak = `torch.cuda.max_memory_allocated` growth).", ""]
                 continue
-            a = _analytic(c, name, (h, w)) if arch == VIT else c.get("analytic", {})
-            row = [arch, name] + [_fmt(_crops(c, b), ".2f") for b in (1, 8, 32)]
-            row += [_fmt(_ratio(_crops(c, b), _crops(base, b))) for b in (1, 8, 32)]
-            row += [_fmt(_peak(c, 1), ".0f"), _fmt(_peak(c, 8), ".0f"), _fmt(_ratio(_peak(c, 8), _peak(base, 8)))]
-            row += [str(a.get("token_layers", "n/a")), _fmt(a.get("attn_gflops"), ".3f") if a else "n/a",
-                    _fmt(_ratio(a.get("attn_gflops"), ba.get("attn_gflops"))) if a else "n/a",
-                    _fmt(a.get("peak_scores_mb_b1"), ".2f") if a else "n/a",
-                    _fmt(_ratio(a.get("peak_scores_mb_b1"), ba.get("peak_scores_mb_b1"))) if a else "n/a"]
-            out.append("| " + " | ".join(row) + " |")
-        out += ["", f"GPU ({h}x{w}): not run (no GPU was lent to this task); "
-                f"`{CMD} --only speed` on a CUDA machine would add `torch.cuda.max_memory_allocated` rows.", ""]
+            where = (f"CPU, {base.get('spec', {}).get('threads', 2)} threads" if device == "cpu"
+                     else f"GPU {base.get('device', '')}, fp16")
+            mem = "peak MB" if device == "cpu" else "CUDA peak MB"
+            out += [f"### {h}x{w} ({shape}), {where}", "",
+                    f"| model | attention | crops/s b1 | b8 | b32 | x sdpa b1 | x b8 | x b32 | {mem} b1 | {mem} b8 "
+                    "| x sdpa peak b8 | token-layers | attn GFLOP/img | x sdpa | peak scores MB/img | x sdpa |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            ba = _analytic(base, "sdpa", (h, w))
+            for arch, name in models:
+                c = _speed(cache, arch, name, shape, device)
+                if "error" in c:
+                    out.append(f"| {arch} | {name} | error: {c['error'][:80]} |" + " |" * 13)
+                    continue
+                a = _analytic(c, name, (h, w)) if arch == VIT else c.get("analytic", {})
+                row = [arch, name] + [_fmt(_crops(c, b), ".2f") for b in (1, 8, 32)]
+                row += [_fmt(_ratio(_crops(c, b), _crops(base, b))) for b in (1, 8, 32)]
+                row += [_fmt(_peak(c, 1), ".0f"), _fmt(_peak(c, 8), ".0f"), _fmt(_ratio(_peak(c, 8), _peak(base, 8)))]
+                row += [str(a.get("token_layers", "n/a")), _fmt(a.get("attn_gflops"), ".3f") if a else "n/a",
+                        _fmt(_ratio(a.get("attn_gflops"), ba.get("attn_gflops"))) if a else "n/a",
+                        _fmt(a.get("peak_scores_mb_b1"), ".2f") if a else "n/a",
+                        _fmt(_ratio(a.get("peak_scores_mb_b1"), ba.get("peak_scores_mb_b1"))) if a else "n/a"]
+                out.append("| " + " | ".join(row) + " |")
+            out.append("")
     return out
+
+
+def _mem(cache: dict, name: str, shape: str, b: int) -> Optional[float]:
+    return cache.get(f"attnmem|{VIT}|{name}|{shape}", {}).get("batches", {}).get(str(b), {}).get("peak_mb")
+
+
+def attnmem_table(cache: dict) -> List[str]:
+    """Return the markdown of the attention-only peak memory table (one attention call of layer 1, ViT-B/16)."""
+    if not any(k.startswith("attnmem|") for k in cache):
+        return []
+    out = ["### Attention-only peak memory (ViT-B/16, first image layer, CPU)", "",
+           "Growth of the process's peak RSS during one attention call of the layer's kernel alone (q, k, v and the "
+           "input made before; warm-up call first), so weights, MLP and the rest of the forward are not in it. "
+           "The CPU's fused SDPA never holds the full score matrix (it works in blocks), so `eager` is the "
+           "full-attention reference that holds it.", "",
+           "| attention | shape | MB b1 | MB b8 | MB b32 | x eager b8 | x sdpa b8 | ms b8 |", "|---|---|---|---|---|---|---|---|"]
+    for shape, (h, w) in SHAPES.items():
+        for name in VARIANTS:
+            cell = cache.get(f"attnmem|{VIT}|{name}|{shape}", {})
+            ms = cell.get("batches", {}).get("8", {}).get("ms")
+            out.append(f"| {name} | {h}x{w} | " + " | ".join(_fmt(_mem(cache, name, shape, b), ".1f") for b in (1, 8, 32))
+                       + f" | {_fmt(_ratio(_mem(cache, name, shape, 8), _mem(cache, 'eager', shape, 8)))}"
+                       f" | {_fmt(_ratio(_mem(cache, name, shape, 8), _mem(cache, 'sdpa', shape, 8)))} | {_fmt(ms, '.1f')} |")
+    return out + [""]
 
 
 def accuracy_stats(cache: dict, name: str) -> Tuple[List[float], List[float], List[dict]]:
@@ -101,8 +132,8 @@ def accuracy_table(cache: dict, args) -> List[str]:
     missing = [n for n in TRAIN_CELLS if len(accuracy_stats(cache, n)[0]) < seeds]
     if missing:
         out += ["", f"Cells with fewer than {seeds} seeds ({', '.join(missing)}) were cut by the time budget: "
-                f"`{CMD} --only accuracy --seeds {seeds} --epochs {args.epochs} --batch {args.batch}` runs what is "
-                "missing (cached cells are kept)."]
+                f"`{CMD} --only accuracy --seeds {seeds} --epochs {args.epochs} --batch {args.batch} "
+                f"--ids {args.ids}` runs what is missing (cached cells are kept)."]
     return out
 
 
@@ -157,15 +188,52 @@ def _study_model(name: str):
     return built.model.eval(), built.facts
 
 
-def _crops_of_test(n: int = 4):
+def _recipe(cache: dict) -> dict:
+    """Return the training spec the cached accuracy cells share (the first one's), or {}."""
+    return next((v["spec"] for k, v in sorted(cache.items()) if k.startswith("train|") and "rank1" in v), {})
+
+
+def _crops_of_test(data: Path, n: int = 4):
     from person_search.data import load_dataset
     from person_search.data.torchdata import read_image
 
-    recs = load_dataset(WORK / "data", "cuhk-pedes").split("test").records
+    recs = load_dataset(data, "cuhk-pedes").split("test").records
     return [read_image(recs[i * 4].image) for i in range(n)]
 
 
-def mask_pictures(lam_path: Path, prune_path: Path) -> List[str]:
+def _real_crops(n: int = 3):
+    """Return up to ``n`` person crops from the real photos ultralytics ships (bus.jpg, zidane.jpg) and who found them.
+
+    The shared pretrained YOLO11n finds them where it is present (``../shared/models``), else OpenCV's HOG.
+    """
+    import cv2
+
+    from person_search.core.config import DetectorConfig
+    from person_search.core.paths import shared_models_dir
+    from person_search.core.sample import sample_images
+
+    try:
+        photos = [cv2.imread(str(p)) for p in sample_images()]
+    except FileNotFoundError:
+        return [], "none"
+    yolo = shared_models_dir() / "yolo11n_int8_openvino_model"
+    if yolo.is_dir():
+        from person_search.core.detect.yolo import YoloDetector
+        det, who = YoloDetector(DetectorConfig(backend="yolo", model=str(yolo)), yolo), "the shared YOLO11n"
+    else:
+        from person_search.core.detect.hog import HogDetector
+        det, who = HogDetector(DetectorConfig(backend="hog")), "OpenCV HOG"
+    found = []
+    for img in photos:
+        boxes = det.detect(img, 0.4)
+        for x1, y1, x2, y2, score, _ in boxes:
+            if (y2 - y1) >= 1.5 * (x2 - x1):  # upright people: the crops the embedder sees
+                found.append((float(score), img[int(y1):int(y2), int(x1):int(x2)].copy()))
+    found.sort(key=lambda t: -t[0])
+    return [c for _, c in found[:n]], who
+
+
+def mask_pictures(lam_path: Path, prune_path: Path, data: Optional[Path]) -> List[str]:
     """Draw LAM's learned class-token mask rows and the tokens pruning keeps over real generated crops."""
     import cv2
     import matplotlib
@@ -176,7 +244,11 @@ def mask_pictures(lam_path: Path, prune_path: Path) -> List[str]:
     from person_search.data.torchdata import EvalTransform
 
     notes = []
-    crops = _crops_of_test()
+    if data is None or not (data / "stats.json").is_file():
+        return notes
+    real, who = _real_crops()
+    crops = _crops_of_test(data, 3) + real
+    kinds = ["generated"] * (len(crops) - len(real)) + ["real"] * len(real)
     grid = (TRAIN_SIZE[0] // 8, TRAIN_SIZE[1] // 8)
     shown = [cv2.cvtColor(cv2.resize(c, TRAIN_SIZE[::-1]), cv2.COLOR_BGR2RGB) for c in crops]
     lam = _study_model("lam")
@@ -193,6 +265,7 @@ def mask_pictures(lam_path: Path, prune_path: Path) -> List[str]:
         fig, axes = plt.subplots(len(crops), 1 + len(rows), figsize=(1.3 * (1 + len(rows)), 2.6 * len(crops)))
         for i in range(len(crops)):
             axes[i, 0].imshow(shown[i])
+            axes[i, 0].set_title(kinds[i], fontsize=7)
             for j, r in enumerate(rows):
                 axes[i, j + 1].imshow(shown[i])
                 axes[i, j + 1].imshow(r[i].reshape(grid).numpy(), cmap="coolwarm", alpha=0.6,
@@ -220,11 +293,16 @@ def mask_pictures(lam_path: Path, prune_path: Path) -> List[str]:
             ax.imshow(keep.reshape(grid), cmap="gray", alpha=0.55, vmin=0, vmax=1,
                       extent=(0, TRAIN_SIZE[1], TRAIN_SIZE[0], 0))
             ax.axis("off")
+            ax.set_title(kinds[i], fontsize=7)
         fig.suptitle(f"prune: patches kept before layer {k.ctx.layer + 1} (bright), the rest fused", fontsize=9)
         fig.tight_layout()
         fig.savefig(prune_path, dpi=100)
         plt.close(fig)
         notes.append(f"![pruned tokens]({prune_path.name})")
+    if notes:
+        notes.append(f"Crops: {len(crops) - len(real)} from the generated test split and {len(real)} real people "
+                     f"from the photos ultralytics ships (bus.jpg, zidane.jpg; found by {who}), through the seed-0 "
+                     "study models trained on generated data only.")
     return notes
 
 
@@ -249,10 +327,16 @@ def targets(cache: dict) -> List[str]:
     ea = _speed(cache, VIT, "eager", "large")
     an = _ratio(wa.get("peak_scores_mb_b1"), sa.get("peak_scores_mb_b1"))
     meas = {n: _ratio(_peak(win, 1), _peak(c, 1)) for n, c in (("sdpa", base_l), ("eager", ea))}
-    out.append(f"- **window at 768x256**: peak attention-score memory {_fmt(an, '.3f')} x full attention (analytic, "
-               f"per image); measured peak RSS growth at batch 1 x{_fmt(meas['sdpa'])} of sdpa's and "
-               f"x{_fmt(meas['eager'])} of eager's. Target <= 1/3: **{'met' if an and an <= 1 / 3 else 'missed'}** "
-               f"(analytic; the measured whole-forward figure includes weights-sized buffers and the MLP).")
+    att = {b: (_ratio(_mem(cache, "window", "large", b), _mem(cache, "eager", "large", b)),
+               _ratio(_mem(cache, "window", "large", b), _mem(cache, "sdpa", "large", b))) for b in (1, 8, 32)}
+    worst = max((e for e, _ in att.values() if e is not None), default=None)
+    ok = worst is not None and worst <= 1 / 3 if worst is not None else bool(an and an <= 1 / 3)
+    out.append(f"- **window at 768x256**: measured attention-only peak memory x{_fmt(att[1][0])} / x{_fmt(att[8][0])} / "
+               f"x{_fmt(att[32][0])} of full (eager) attention at batch 1 / 8 / 32, and x{_fmt(att[8][1])} of the "
+               f"CPU's fused SDPA at batch 8 (which never holds the scores); analytic largest score tensor "
+               f"{_fmt(an, '.3f')} x full attention. Whole-forward peak RSS growth at batch 1: x{_fmt(meas['sdpa'])} of "
+               f"sdpa's and x{_fmt(meas['eager'])} of eager's (weights-sized buffers and the MLP dominate it). Target "
+               f"<= 1/3 of full attention's: **{'met' if ok else 'missed'}**.")
     rows = []
     for name in ("MobileNetV4-S", "MobileNetV3-L", "EfficientNet-B0"):
         arch = SPEED_OF[name][0]
@@ -269,18 +353,46 @@ def targets(cache: dict) -> List[str]:
     return out
 
 
+def _speed_note(cache: dict) -> str:
+    """Say how the cached speed cells were timed and how loaded the machine was (from the cells themselves)."""
+    cells = [v for k, v in cache.items() if k.startswith("speed|") and "batches" in v and not k.endswith("|cuda")]
+    if not cells:
+        return NOT_RUN
+    quick = sum(1 for c in cells if c["spec"].get("max_iters", 10) <= 3)
+    loads = [c["load1_start"] for c in cells if "load1_start" in c]
+    mode = (f"{len(cells) - quick} cell(s) in full mode (best of up to 10 calls in 10 s per batch)"
+            + (f", {quick} in `--quick` mode (best of up to 3 calls in 4 s)" if quick else ""))
+    load = (f"1-minute load average at the start of the cells {min(loads):.1f}-{max(loads):.1f} on the 2 cores "
+            f"(the study's own cell included: ~2 when the machine is otherwise quiet)" if loads
+            else "load average not recorded")
+    return (f"the best of the first call and further calls: {mode}; other jobs on the shared cores only ever slow "
+            f"a call down; {load}")
+
+
 def write_report(cache: dict, args) -> None:
     """Write docs/attention_study.md (+ PNGs) from ``cache``."""
     DOCS.mkdir(exist_ok=True)
     front = pareto_plot(cache, DOCS / "attention_study_pareto.png")
-    pics = mask_pictures(DOCS / "attention_study_lam.png", DOCS / "attention_study_prune.png")
-    md = render(speed_tables(cache), accuracy_table(cache, args), targets(cache), front, pics, args)
+    recipe = _recipe(cache)
+    pics = mask_pictures(DOCS / "attention_study_lam.png", DOCS / "attention_study_prune.png",
+                         Path(recipe["data"]) if recipe.get("data") else None)
+    md = render(speed_tables(cache) + attnmem_table(cache), accuracy_table(cache, args), targets(cache), front, pics,
+                args, recipe, _speed_note(cache))
     (DOCS / "attention_study.md").write_text(md)
     print(f"wrote {DOCS / 'attention_study.md'}")
 
 
-def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics: List[str], args) -> str:
+def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics: List[str], args,
+           recipe: dict, speed_note: str) -> str:
     """Return the study's markdown."""
+    ids = int(recipe.get("ids", args.ids))
+    test = max(1, round(0.1 * ids))
+    recipe_txt = (f"{ids} ids x 4 images, 192x64, seed 0: {ids - 2 * test} train / {test} val / {test} test "
+                  f"identities; chance Rank-1 {100 / test:.2f} %), input {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}, symmetric "
+                  f"InfoNCE, AdamW lr {recipe.get('lr', 1e-3):g} cosine, batch {recipe.get('batch', args.batch)}, "
+                  f"{recipe.get('epochs', args.epochs)} epochs per run (same budget for every cell), "
+                  f"{recipe.get('jobs', args.jobs)} runs at a time with {recipe.get('threads', 1)} CPU thread(s) "
+                  f"each")
     front_txt = ", ".join(f"{n} (x{x:.2f}, R1 {y:.1f})" for n, x, y in sorted(front, key=lambda t: t[1])) or NOT_RUN
     lines = [
         "# Attention study: efficient attention and small vision encoders",
@@ -310,10 +422,7 @@ def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics:
         "",
         "## Speed and memory (deploy-size towers)",
         "",
-        "crops/s: the best of the first call and up to 2 more (4 s) per batch (`--quick`; full mode: best of up to 10 "
-        "calls in 10 s): other jobs on the shared cores only ever slow a call down. This run's quick cells were "
-        "measured at a load average of ~12 on the 2 cores (ViT-B/16 at 0.25 crops/s, ~15x below a quiet "
-        "machine), so the measured ratios are indicative only; the analytic columns are exact. Cells marked not run: "
+        f"crops/s: {speed_note}. Cells marked not run: "
         f"`{CMD} --only speed` (full mode) measures them. peak MB: growth of the process's peak RSS during the first "
         "call at that batch (fresh subprocess per tower and shape, free heap returned with `malloc_trim` first); "
         "token-layers, attention GFLOP/img (QK^T + AV, plus LAM's generators) and peak scores MB/img (largest score "
@@ -323,15 +432,13 @@ def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics:
         *speed,
         "## Accuracy (study scale, generated data)",
         "",
-        f"Trained from random init on `person-search data synth` (240 ids x 4 images, 192x64, seed 0: 192 train / 24 "
-        f"val / 24 test identities; chance Rank-1 4.17 %), input {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}, symmetric InfoNCE, "
-        f"AdamW lr 1e-3 cosine, batch {args.batch}, {args.epochs} epochs per run (same budget for every cell), CPU "
-        f"{args.threads} thread(s), seeds 0..{args.seeds - 1} (seed = init of the training RNG and data order; the "
-        "model's own init is the project's fixed seed). ViT cells: PS-Study-ViT (6 layers, width 64, patch 8: a 12x4 "
-        "grid, 2 text layers of width 64), a stand-in for ViT-B/16, which cannot be trained on these CPUs; window "
-        "uses size 5 there (size 7 would cover most of a 12x4 grid). Small encoders: the shipped configs (random "
-        "init, text tower width 256 x 3 layers). The study's own short loop (`benchmarks/study_cells.py`; it "
-        "predates the trainer's `--attention-set`). Test split, text-to-image, IRRA metrics. "
+        f"Trained from random init on `person-search data synth` ({recipe_txt}, seeds 0..{args.seeds - 1} (seed = "
+        "init of the training RNG and data order; the model's own init is the project's fixed seed). ViT cells: "
+        "PS-Study-ViT (6 layers, width 64, patch 8: a 12x4 grid), a stand-in for ViT-B/16, which cannot be trained "
+        "on these CPUs; window uses size 5 there (size 7 would cover most of a 12x4 grid). Small encoders: "
+        "PS-Study-<name>, the shipped timm image tower (random init) with the same text tower as the ViT cells (2 "
+        "layers of width 64) and a 64-wide embedding, so only the image side differs between cells. The study's "
+        "own short loop (`benchmarks/study_cells.py`). Test split, text-to-image, IRRA metrics. "
         "Figures on generated data: never compare with CUHK-PEDES.",
         "",
         *accuracy,
