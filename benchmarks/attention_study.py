@@ -192,7 +192,8 @@ def run_accuracy(args, cache: dict) -> None:
         save = str(WORK / "ckpt" / f"{name.replace(' ', '_')}_{seed}.pt") if seed == 0 else ""
         spec = {"name": name, "arch": arch, "attention": att, "size": list(TRAIN_SIZE), "seed": seed,
                 "data": str(data), "ids": args.ids, "config_dir": str(WORK / "configs"), "batch": args.batch,
-                "lr": 1e-3, "epochs": args.epochs, "threads": threads, "jobs": args.jobs, "save": save}
+                "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "threads": threads, "jobs": args.jobs,
+                "save": save}
         return {**run_cell("train", spec, args.cell_timeout), "spec": spec}
 
     skipped = 0
@@ -221,6 +222,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4, help="AdamW peak learning rate (every training cell)")
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps before the cosine decay")
     p.add_argument("--budget-min", type=float, default=60.0, help="stop starting training runs after this long")
     p.add_argument("--cell-timeout", type=float, default=900.0)
     args = p.parse_args()

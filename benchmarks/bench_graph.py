@@ -34,6 +34,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from graph_probe import DiagnosticsProbe, private_domain  # noqa: E402
 
 GRACE_S = 2.0  # a track seen this long should be searchable
 
@@ -71,30 +74,23 @@ def offline_baseline(cfg_name: str, sets, video: Path, max_frames: int):
     return stats, pipe.tracker.detector.description
 
 
-class Probe:
-    """Collect /diagnostics, and per track: first/last stamp seen and the first embedding's arrival."""
+class Probe(DiagnosticsProbe):
+    """The shared /diagnostics probe, plus per track: first/last stamp seen and the first embedding's arrival."""
 
-    def __init__(self, node):
-        from diagnostic_msgs.msg import DiagnosticArray
+    def __init__(self):
+        super().__init__("bench_graph")
         from person_search.nodes.common import RELIABLE_QOS
         from person_search_interfaces.msg import PersonCrops, PersonEmbeddings
         self.lock = threading.Lock()
-        self.diag = {}
         self.seen = {}  # (camera, track) -> [first stamp ns, last stamp ns]
         self.searchable = {}  # (camera, track) -> wall ns of its first embedding
         self.ages = []  # (wall ns, age s) of every embedding batch
-        node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, 50)
-        node.create_subscription(PersonCrops, "/person_crops", self.on_crops, RELIABLE_QOS)
-        node.create_subscription(PersonEmbeddings, "/person_embeddings", self.on_emb, RELIABLE_QOS)
+        self.node.create_subscription(PersonCrops, "/person_crops", self.on_crops, RELIABLE_QOS)
+        self.node.create_subscription(PersonEmbeddings, "/person_embeddings", self.on_emb, RELIABLE_QOS)
 
     @staticmethod
     def _ns(stamp) -> int:
         return stamp.sec * 1_000_000_000 + stamp.nanosec
-
-    def on_diag(self, msg):
-        with self.lock:
-            for st in msg.status:
-                self.diag[st.name] = {kv.key: kv.value for kv in st.values}
 
     def on_crops(self, msg):
         ns = self._ns(msg.header.stamp)
@@ -109,10 +105,6 @@ class Probe:
             self.ages.append((now, (now - self._ns(msg.header.stamp)) / 1e9))
             for t in msg.track_ids:
                 self.searchable.setdefault((msg.header.frame_id, int(t)), now)
-
-    def snapshot(self):
-        with self.lock:
-            return {k: dict(v) for k, v in self.diag.items()}
 
 
 def make_video(a, work: Path) -> Path:
@@ -164,13 +156,11 @@ def main() -> int:
     a = ap.parse_args()
 
     import cv2
-    import rclpy
     from person_search.cli.common import parse_sets
     from person_search.graph import CameraSpec
     from person_search.launcher import make_graph
 
-    # a private DDS domain: other graphs on this machine (tests, other benchmarks) must not mix in
-    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+    private_domain()  # other graphs on this machine (tests, other benchmarks) must not mix in
     sets = parse_sets(a.set)
     sets.setdefault("encoder.weights", "")  # speed does not depend on the weights
     work = Path(tempfile.mkdtemp(prefix="bench_graph_"))
@@ -188,22 +178,20 @@ def main() -> int:
 
     graph = make_graph(a.config, [CameraSpec("cam0", str(video))], loop=True, extra_params=sets,
                        log_dir=work / "logs")
-    rclpy.init()
-    node = rclpy.create_node(f"bench_graph_{os.getpid()}")
-    probe = Probe(node)
+    probe = Probe()
     with graph:
         t_start = time.monotonic()
         started = None
         while True:
-            rclpy.spin_once(node, timeout_sec=0.2)
+            time.sleep(0.2)
             dead = {n: c for n, c in graph.dead().items()}
             if dead:
                 print(f"node(s) died: {dead}; logs in {work / 'logs'}", file=sys.stderr)
                 return 1
-            idx = find(probe.snapshot(), "index: index")
+            idx = probe.stage("index: index")
             if started is None and idx and int(idx.get("count", 0)) > 0:
                 started, t0_ns = time.monotonic(), time.time_ns()
-                first = probe.snapshot()
+                first = probe.latest()
                 print(f"gallery filling after {started - t_start:.1f} s; measuring {a.seconds:.0f} s", flush=True)
             if started is not None and time.monotonic() - started > a.seconds:
                 break
@@ -211,9 +199,8 @@ def main() -> int:
                 print("the gallery never filled", file=sys.stderr)
                 return 1
         t1_ns = time.time_ns()
-        final = probe.snapshot()
-    node.destroy_node()
-    rclpy.try_shutdown()
+        final = probe.latest()
+    probe.close()
 
     print(f"\nCPU graph, config {a.config}, {a.seconds:.0f} s on the looping {vinfo}; CPU: {cpu_line()}")
     print("work = the stage's own processing time; age = how old the frame is when the stage's output leaves")

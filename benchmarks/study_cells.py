@@ -220,7 +220,14 @@ def train(spec: dict) -> dict:
                           batch_size=spec["batch"], workers=0, generator=torch.Generator().manual_seed(spec["seed"]))
     opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=0.05)
     steps = spec["epochs"] * len(loader)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    warm = int(spec.get("warmup", 0))  # linear warm-up steps, then cosine to 0
+
+    def lr_at(s: int) -> float:
+        if s < warm:
+            return (s + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(s - warm, steps - warm) / max(1, steps - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     t0 = time.perf_counter()
     with tqdm(total=steps, desc=f"{spec['name']} seed {spec['seed']}", unit="step", file=sys.stderr) as bar:
         for _ in range(spec["epochs"]):

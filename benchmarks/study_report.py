@@ -93,14 +93,17 @@ def attnmem_table(cache: dict) -> List[str]:
            "input made before; warm-up call first), so weights, MLP and the rest of the forward are not in it. "
            "The CPU's fused SDPA never holds the full score matrix (it works in blocks), so `eager` is the "
            "full-attention reference that holds it.", "",
-           "| attention | shape | MB b1 | MB b8 | MB b32 | x eager b8 | x sdpa b8 | ms b8 |", "|---|---|---|---|---|---|---|---|"]
+           "| attention | shape | MB b1 | MB b8 | MB b32 | x eager b8 | x sdpa b8 | ms b8 |",
+           "|---|---|---|---|---|---|---|---|"]
     for shape, (h, w) in SHAPES.items():
         for name in VARIANTS:
             cell = cache.get(f"attnmem|{VIT}|{name}|{shape}", {})
             ms = cell.get("batches", {}).get("8", {}).get("ms")
-            out.append(f"| {name} | {h}x{w} | " + " | ".join(_fmt(_mem(cache, name, shape, b), ".1f") for b in (1, 8, 32))
-                       + f" | {_fmt(_ratio(_mem(cache, name, shape, 8), _mem(cache, 'eager', shape, 8)))}"
-                       f" | {_fmt(_ratio(_mem(cache, name, shape, 8), _mem(cache, 'sdpa', shape, 8)))} | {_fmt(ms, '.1f')} |")
+            mem = [_mem(cache, name, shape, b) for b in (1, 8, 32)]
+            vs_eager = _ratio(mem[1], _mem(cache, "eager", shape, 8))
+            vs_sdpa = _ratio(mem[1], _mem(cache, "sdpa", shape, 8))
+            out.append(f"| {name} | {h}x{w} | " + " | ".join(_fmt(m, ".1f") for m in mem)
+                       + f" | {_fmt(vs_eager)} | {_fmt(vs_sdpa)} | {_fmt(ms, '.1f')} |")
     return out + [""]
 
 
@@ -331,12 +334,12 @@ def targets(cache: dict) -> List[str]:
                _ratio(_mem(cache, "window", "large", b), _mem(cache, "sdpa", "large", b))) for b in (1, 8, 32)}
     worst = max((e for e, _ in att.values() if e is not None), default=None)
     ok = worst is not None and worst <= 1 / 3 if worst is not None else bool(an and an <= 1 / 3)
-    out.append(f"- **window at 768x256**: measured attention-only peak memory x{_fmt(att[1][0])} / x{_fmt(att[8][0])} / "
-               f"x{_fmt(att[32][0])} of full (eager) attention at batch 1 / 8 / 32, and x{_fmt(att[8][1])} of the "
-               f"CPU's fused SDPA at batch 8 (which never holds the scores); analytic largest score tensor "
-               f"{_fmt(an, '.3f')} x full attention. Whole-forward peak RSS growth at batch 1: x{_fmt(meas['sdpa'])} of "
-               f"sdpa's and x{_fmt(meas['eager'])} of eager's (weights-sized buffers and the MLP dominate it). Target "
-               f"<= 1/3 of full attention's: **{'met' if ok else 'missed'}**.")
+    out.append(f"- **window at 768x256**: measured attention-only peak memory x{_fmt(att[1][0])} / "
+               f"x{_fmt(att[8][0])} / x{_fmt(att[32][0])} of full (eager) attention at batch 1 / 8 / 32, and "
+               f"x{_fmt(att[8][1])} of the CPU's fused SDPA at batch 8 (which never holds the scores); analytic "
+               f"largest score tensor {_fmt(an, '.3f')} x full attention. Whole-forward peak RSS growth at batch 1: "
+               f"x{_fmt(meas['sdpa'])} of sdpa's and x{_fmt(meas['eager'])} of eager's (weights-sized buffers and "
+               f"the MLP dominate it). Target <= 1/3 of full attention's: **{'met' if ok else 'missed'}**.")
     rows = []
     for name in ("MobileNetV4-S", "MobileNetV3-L", "EfficientNet-B0"):
         arch = SPEED_OF[name][0]
@@ -389,7 +392,8 @@ def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics:
     test = max(1, round(0.1 * ids))
     recipe_txt = (f"{ids} ids x 4 images, 192x64, seed 0: {ids - 2 * test} train / {test} val / {test} test "
                   f"identities; chance Rank-1 {100 / test:.2f} %), input {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}, symmetric "
-                  f"InfoNCE, AdamW lr {recipe.get('lr', 1e-3):g} cosine, batch {recipe.get('batch', args.batch)}, "
+                  f"InfoNCE, AdamW lr {recipe.get('lr', args.lr):g} ({recipe.get('warmup', 0)} warm-up steps, then "
+                  f"cosine), batch {recipe.get('batch', args.batch)}, "
                   f"{recipe.get('epochs', args.epochs)} epochs per run (same budget for every cell), "
                   f"{recipe.get('jobs', args.jobs)} runs at a time with {recipe.get('threads', 1)} CPU thread(s) "
                   f"each")
@@ -438,7 +442,9 @@ def render(speed: List[str], accuracy: List[str], goals: List[str], front, pics:
         "on these CPUs; window uses size 5 there (size 7 would cover most of a 12x4 grid). Small encoders: "
         "PS-Study-<name>, the shipped timm image tower (random init) with the same text tower as the ViT cells (2 "
         "layers of width 64) and a 64-wide embedding, so only the image side differs between cells. The study's "
-        "own short loop (`benchmarks/study_cells.py`). Test split, text-to-image, IRRA metrics. "
+        "own short loop (`benchmarks/study_cells.py`). TinyCLIP-ViT-8M-16 and MobileCLIP-S1 are in the speed "
+        "tables only: their value is their pretrained weights (`encoder.weights`), which cannot be had here, and "
+        "they are not retrained from scratch. Test split, text-to-image, IRRA metrics. "
         "Figures on generated data: never compare with CUHK-PEDES.",
         "",
         *accuracy,

@@ -83,9 +83,8 @@ def _cells(rates: dict, r1: dict) -> dict:
     return cache
 
 
-@pytest.mark.parametrize("speedup, prune_r1, verdict", [(1.6, [49.0, 50.0, 51.0], "met"),
-                                                         (1.4, [49.0, 50.0, 51.0], "missed"),
-                                                         (1.6, [45.0, 46.0, 47.0], "missed")])
+@pytest.mark.parametrize("speedup, prune_r1, verdict", [
+    (1.6, [49.0, 50.0, 51.0], "met"), (1.4, [49.0, 50.0, 51.0], "missed"), (1.6, [45.0, 46.0, 47.0], "missed")])
 def test_prune_verdict_needs_both_speed_and_accuracy(study, speedup, prune_r1, verdict):
     _, _, rep = study
     cache = _cells({("ViT-B-16", "sdpa", "deploy"): 5.0, ("ViT-B-16", "prune", "deploy"): 5.0 * speedup},

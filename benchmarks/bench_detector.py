@@ -1,0 +1,181 @@
+"""The detector's export paths, and fps of each format, measured in one run.
+
+Exports a YOLO11n ``.pt`` with ``person-search export --detector`` (ultralytics' own exporter)
+to OpenVINO fp32, OpenVINO int8 (post-training quantisation with nncf, calibrated on a local
+dataset yaml: no download), and, on a CUDA machine with TensorRT, an FP16 engine; then times
+each format on the same frames (a generated 1080p crowd) and prints fps as a ratio to the
+``.pt`` measured in the same run, with each export's wall time. Where the pretrained shared
+OpenVINO int8 YOLO11n exists (``$PERSON_SEARCH_SHARED_MODELS``), it gets a row too.
+
+Without ``--weights`` the ``.pt`` is a randomly initialised YOLO11n (``yolo11n.yaml``): the
+export paths and speed are real, its detections are not (speed does not depend on the weights;
+int8 calibration then only proves the path). With a real ``yolo11n.pt`` pass ``--weights``.
+
+    tools/env.sh python benchmarks/bench_detector.py [--weights yolo11n.pt] [--frames 40] [--no-int8]
+
+int8 needs nncf: ``tools/env.sh pip install -r requirements-export.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def frames_of(video: Path, n: int):
+    """Return the first ``n`` frames of ``video`` (BGR)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    out = []
+    while len(out) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        out.append(frame)
+    cap.release()
+    if not out:
+        raise SystemExit(f"no frames in {video}")
+    return out
+
+
+def calibration_yaml(frames, folder: Path) -> Path:
+    """Write ``frames`` as a one-class (person) ultralytics dataset and return its yaml (no labels needed)."""
+    import cv2
+
+    images = folder / "images" / "val"
+    images.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(images / f"{i:04d}.jpg"), f)
+    (folder / "images" / "train").mkdir(exist_ok=True)
+    for p in images.iterdir():
+        os.link(p, folder / "images" / "train" / p.name)
+    yaml = folder / "calib.yaml"
+    yaml.write_text(f"path: {folder}\ntrain: images/train\nval: images/val\nnames:\n  0: person\n")
+    return yaml
+
+
+def export(pt: Path, fmt: str, out: Path, int8: bool = False, data: Path = None):
+    """Run ``person-search export --detector``; return (the exported path or None, seconds, last line)."""
+    argv = [sys.executable, "-m", "person_search", "export", "--detector", "--model", str(pt), "--format", fmt,
+            "--out", str(out)]
+    if int8:
+        argv += ["--int8", "--data", str(data)]
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    secs = time.monotonic() - t0
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    last = lines[-1] if lines else ""
+    if proc.returncode:
+        return None, secs, last
+    made = [p for p in out.iterdir() if p.name != pt.name]
+    return (made[0] if made else None), secs, last
+
+
+def fps(weights: Path, frames, imgsz: int, device: str) -> float:
+    """Return frames/s of ultralytics predict (person class) on ``frames`` (best of two passes after a warm-up)."""
+    from person_search.core.detect import yolo as _yolo  # noqa: F401 - ultralytics' offline defaults
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights), task="detect")
+    model.predict(frames[0], classes=[0], imgsz=imgsz, device=device, verbose=False)
+    best = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for f in frames:
+            model.predict(f, classes=[0], imgsz=imgsz, device=device, verbose=False)
+        best = max(best, len(frames) / (time.perf_counter() - t0))
+    return best
+
+
+def main() -> int:
+    """Export, time and print; return the exit status."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", help="a YOLO .pt (default: a randomly initialised YOLO11n)")
+    ap.add_argument("--frames", type=int, default=40, help="timed frames (and int8 calibration images)")
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8 export")
+    ap.add_argument("--imgsz", type=int, default=640)
+    a = ap.parse_args()
+
+    import torch
+
+    from person_search.core.detect import yolo as _yolo  # noqa: F401
+    from person_search.core.paths import shared_models_dir
+    from ultralytics import YOLO
+
+    work = Path(tempfile.mkdtemp(prefix="bench_detector_"))
+    if a.weights:
+        pt = Path(a.weights).resolve()
+        what = f"{pt.name} (given)"
+    else:
+        pt = work / "pt" / "yolo11n_random.pt"
+        pt.parent.mkdir()
+        YOLO("yolo11n.yaml", task="detect").save(str(pt))
+        what = "YOLO11n, random weights (yolo11n.yaml)"
+    video = work / "crowd.mp4"
+    subprocess.run([sys.executable, "-m", "person_search", "sample-video", str(video), "--crowd", "12", "--seconds",
+                    str(max(2, a.frames // 15 + 1)), "--size", "1920x1080"], cwd=ROOT, check=True,
+                   capture_output=True)
+    frames = frames_of(video, a.frames)
+    print(f"CPU: {_cpu()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; torch threads "
+          f"{torch.get_num_threads()}; {len(frames)} frames 1920x1080 (generated crowd), imgsz {a.imgsz}; model {what}")
+
+    rows = []  # (format, path or None, export s, note)
+    rows.append((".pt (torch, CPU)", pt, None, ""))
+    out = work / "openvino_fp32"
+    out.mkdir()
+    path, secs, last = export(pt, "openvino", out)
+    rows.append(("OpenVINO fp32", path, secs, "" if path else last))
+    if not a.no_int8:
+        out = work / "openvino_int8"
+        out.mkdir()
+        calib = calibration_yaml(frames, work / "calib")
+        path, secs, last = export(pt, "openvino", out, int8=True, data=calib)
+        rows.append((f"OpenVINO int8 (nncf, {len(frames)} calibration frames)", path, secs, "" if path else last))
+    if torch.cuda.is_available():
+        rows.append((".pt (torch, CUDA)", pt, None, ""))
+        out = work / "engine"
+        out.mkdir()
+        path, secs, last = export(pt, "engine", out)
+        rows.append(("TensorRT FP16 engine", path, secs, "" if path else last))
+    else:
+        rows.append(("TensorRT FP16 engine", None, None, "not run: no CUDA GPU"))
+    shared = shared_models_dir() / "yolo11n_int8_openvino_model"
+    rows.append(("shared pretrained OpenVINO int8", shared if shared.is_dir() else None, None,
+                 "" if shared.is_dir() else f"not run: {shared} absent"))
+
+    base = {}  # device -> fps of the .pt there
+    print(f"\n{'format':<48} {'export s':>9} {'fps':>7} {'x .pt':>6}  (x .pt: against the .pt on the same device)")
+    for name, path, secs, note in rows:
+        if path is None:
+            print(f"{name:<48} {'-':>9} {'-':>7} {'-':>6}  {note}")
+            continue
+        device = "0" if ("TensorRT" in name or "CUDA" in name) else "cpu"
+        f = fps(path, frames, a.imgsz, device)
+        base.setdefault(device, f)
+        exp = f"{secs:.0f}" if secs is not None else "-"
+        print(f"{name:<48} {exp:>9} {f:>7.2f} {f / base[device]:>6.2f}", flush=True)
+    print(f"\n(exports and engines under {work}; not kept in the repository)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
