@@ -105,8 +105,8 @@ def test_accuracy_table_counts_seeds_and_says_what_is_missing(study):
     _, _, rep = study
     args = argparse.Namespace(seeds=3, epochs=10, batch=32, ids=800, threads=2, jobs=2)
     table = "\n".join(rep.accuracy_table(_cells({}, {"sdpa": [50.0, 52.0, 54.0], "lam": [40.0]}), args))
-    assert "| sdpa | PS-Study-ViT | sdpa | 3/3 | 52.0 ± 2.0 |" in table
-    assert "| lam | PS-Study-ViT | lam | 1/3 | 40.0 ± 0.0 |" in table
+    assert "| sdpa | PS-Study-ViT | sdpa | 3/3 | 52.0 ± 2.0 | 50.0 / 52.0 / 54.0 | 0.0 ± 0.0 |" in table
+    assert "| lam | PS-Study-ViT | lam | 1/3 | 40.0 ± 0.0 | 40.0 | -10.0 ± 0.0 |" in table
     assert "--only accuracy --seeds 3" in table and "lam" in table.split("fewer than 3 seeds")[1]
 
 
