@@ -189,11 +189,12 @@ def run_accuracy(args, cache: dict) -> None:
         if time.monotonic() > deadline:
             return None
         arch, att = TRAIN_CELLS[name]
-        save = str(WORK / "ckpt" / f"{name.replace(' ', '_')}_{seed}.pt") if seed == 0 else ""
+        rel = WORK.relative_to(ROOT)  # paths relative to the repository (the cells run there): the cache travels
+        save = str(rel / "ckpt" / f"{name.replace(' ', '_')}_{seed}.pt") if seed == 0 else ""
         spec = {"name": name, "arch": arch, "attention": att, "size": list(TRAIN_SIZE), "seed": seed,
-                "data": str(data), "ids": args.ids, "config_dir": str(WORK / "configs"), "batch": args.batch,
-                "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "threads": threads, "jobs": args.jobs,
-                "save": save}
+                "data": str(data.relative_to(ROOT)), "ids": args.ids, "config_dir": str(rel / "configs"),
+                "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "threads": threads,
+                "jobs": args.jobs, "save": save}
         return {**run_cell("train", spec, args.cell_timeout), "spec": spec}
 
     skipped = 0

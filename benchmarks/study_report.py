@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from attention_study import DOCS, SHAPES, SMALL, SPEED_OF, TRAIN_CELLS, TRAIN_SIZE, VARIANTS, VIT, WORK
+from attention_study import DOCS, ROOT, SHAPES, SMALL, SPEED_OF, TRAIN_CELLS, TRAIN_SIZE, VARIANTS, VIT, WORK
 
 CMD = "tools/env.sh python benchmarks/attention_study.py"
 NOT_RUN = "not run"
@@ -399,7 +399,7 @@ def write_report(cache: dict, args) -> None:
     front = pareto_plot(cache, DOCS / "attention_study_pareto.png")
     recipe = _recipe(cache)
     pics = mask_pictures(DOCS / "attention_study_lam.png", DOCS / "attention_study_prune.png",
-                         Path(recipe["data"]) if recipe.get("data") else None)
+                         ROOT / recipe["data"] if recipe.get("data") else None)
     md = render(speed_tables(cache) + attnmem_table(cache), accuracy_table(cache, args), targets(cache), front, pics,
                 args, recipe, _speed_note(cache))
     (DOCS / "attention_study.md").write_text(md)
