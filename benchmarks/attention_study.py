@@ -220,7 +220,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads in all (training: split over --jobs)")
     p.add_argument("--jobs", type=int, default=2, help="training runs at once (each gets threads/jobs threads)")
     p.add_argument("--ids", type=int, default=800, help="identities of the generated study dataset (10 %% test)")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (every training cell)")
