@@ -12,7 +12,6 @@ run, with checks on (``check_fields=True``, the Humble behaviour) and off.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,16 +19,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+from machine import cpu_model  # noqa: E402
 
 
 def _time(fn, repeat: int) -> float:
@@ -73,7 +65,7 @@ def main() -> int:
         return msg
 
     print(f"{a.width}x{a.height} bgr8 ({len(raw) / 1e6:.2f} MB), median of {a.repeat}, "
-          f"{_cpu()}")
+          f"{cpu_model()}")
     print(f"{'field checks':<14}{'msg.data = bytes':>18}{'data.frombytes':>16}{'ratio':>8}")
     for checks in (True, False):
         t_old = _time(lambda: old_way(checks), max(3, a.repeat // 4) if checks else a.repeat)

@@ -28,16 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
+from machine import cpu_line  # noqa: E402
 
 
 def frames_of(video: Path, n: int):
@@ -135,7 +128,7 @@ def main() -> int:
                     str(max(2, a.frames // 15 + 1)), "--size", "1920x1080"], cwd=ROOT, check=True,
                    capture_output=True)
     frames = frames_of(video, a.frames)
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; torch threads "
+    print(f"CPU: {cpu_line()}; torch threads "
           f"{torch.get_num_threads()}; {len(frames)} frames 1920x1080 (generated crowd), imgsz {a.imgsz}; model {what}")
 
     rows = []  # (format, path or None, export s, note)

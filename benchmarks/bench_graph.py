@@ -26,7 +26,6 @@ test-model folder $PERSON_SEARCH_SHARED_MODELS), else the HOG detector (one warn
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -37,22 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from graph_probe import DiagnosticsProbe, private_domain  # noqa: E402
+from machine import cpu_line  # noqa: E402
 
 GRACE_S = 2.0  # a track seen this long should be searchable
-
-
-def cpu_line() -> str:
-    """Return the CPU model, core count and load average, for the record."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    return f"{model}, {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
 
 
 def pct(values, q):

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
+
+# The test process both talks gRPC (pymilvus, milvus-lite) and starts node processes (subprocess.Popen):
+# with gRPC's fork support on, a child can abort before exec (grpc/grpc#43055). Set before gRPC loads.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 def _cuda_reason() -> str:

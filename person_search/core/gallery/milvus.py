@@ -68,6 +68,10 @@ def collection_names(model_id: str, dim: int) -> Tuple[str, str]:
 
 def connect(uri: str):
     """Open a MilvusClient on a Milvus Lite file or a server; GalleryBackendError when that fails."""
+    # gRPC (under pymilvus) restarts its poller in a forked child by default; a child that Popen then closes
+    # fds in dies with SIGABRT before exec (grpc/grpc#43055). Processes that use Milvus and also start
+    # nodes (tests, a launcher with a Milvus gallery) must not have fork support on: set it before gRPC loads.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     try:
         from pymilvus import MilvusClient
     except ImportError as exc:
