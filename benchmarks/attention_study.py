@@ -172,7 +172,6 @@ def write_study_configs(cfg_dir: Path) -> List[Path]:
 
 def run_accuracy(args, cache: dict) -> None:
     """Train every (cell, seed) not cached yet, in priority order, ``--jobs`` at a time, within ``--budget-min``."""
-    import threading
     import time
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -183,7 +182,6 @@ def run_accuracy(args, cache: dict) -> None:
     order = list(TRAIN_CELLS)  # the first five cells with all their seeds, then the rest
     todo.sort(key=lambda t: (order.index(t[0]) >= 5, t[1], order.index(t[0])))
     threads = max(1, args.threads // args.jobs)
-    lock = threading.Lock()
 
     def one(name: str, seed: int):
         if time.monotonic() > deadline:
@@ -205,9 +203,8 @@ def run_accuracy(args, cache: dict) -> None:
             if result is None:
                 skipped += 1
                 continue
-            with lock:
-                cache[futures[fut]] = result
-                save_cache(cache, "train")
+            cache[futures[fut]] = result  # results are handled here, in this thread alone
+            save_cache(cache, "train")
     if skipped:
         print(f"budget of {args.budget_min} min spent; {skipped} run(s) stay 'not run'", file=sys.stderr)
 

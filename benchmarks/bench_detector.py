@@ -19,7 +19,6 @@ int8 needs nncf: ``tools/env.sh pip install -r requirements-export.txt``.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -54,15 +53,12 @@ def calibration_yaml(frames, folder: Path) -> Path:
     """Write ``frames`` as a one-class (person) ultralytics dataset and return its yaml (no labels needed)."""
     import cv2
 
-    images = folder / "images" / "val"
+    images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(frames):
         cv2.imwrite(str(images / f"{i:04d}.jpg"), f)
-    (folder / "images" / "train").mkdir(exist_ok=True)
-    for p in images.iterdir():
-        os.link(p, folder / "images" / "train" / p.name)
-    yaml = folder / "calib.yaml"
-    yaml.write_text(f"path: {folder}\ntrain: images/train\nval: images/val\nnames:\n  0: person\n")
+    yaml = folder / "calib.yaml"  # int8 calibration reads the val split; train must exist: the same folder
+    yaml.write_text(f"path: {folder}\ntrain: images\nval: images\nnames:\n  0: person\n")
     return yaml
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import pytest
 
-# The test process both talks gRPC (pymilvus, milvus-lite) and starts node processes (subprocess.Popen):
-# with gRPC's fork support on, a child can abort before exec (grpc/grpc#43055). Set before gRPC loads.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+from person_search.core.gallery.milvus import no_grpc_fork_support
+
+no_grpc_fork_support()  # this process talks gRPC (Milvus tests) and starts node processes: before gRPC loads
 
 
 def _cuda_reason() -> str:

@@ -66,12 +66,19 @@ def collection_names(model_id: str, dim: int) -> Tuple[str, str]:
     return base + "_rows", base + "_tracks"
 
 
+def no_grpc_fork_support() -> None:
+    """Turn gRPC's fork support off (unless set) in this process; it must run before gRPC loads.
+
+    gRPC (under pymilvus and milvus-lite) restarts its poller in a forked child by default, and a
+    ``subprocess.Popen`` child, whose fds are closed before exec, then dies with SIGABRT
+    (grpc/grpc#43055). A process that uses Milvus and also starts processes needs it off.
+    """
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+
 def connect(uri: str):
     """Open a MilvusClient on a Milvus Lite file or a server; GalleryBackendError when that fails."""
-    # gRPC (under pymilvus) restarts its poller in a forked child by default; a child that Popen then closes
-    # fds in dies with SIGABRT before exec (grpc/grpc#43055). Processes that use Milvus and also start
-    # nodes (tests, a launcher with a Milvus gallery) must not have fork support on: set it before gRPC loads.
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    no_grpc_fork_support()
     try:
         from pymilvus import MilvusClient
     except ImportError as exc:
