@@ -148,11 +148,11 @@ def run_speed(args, cache: dict) -> None:
 
 
 def ensure_data(ids: int, seed: int = 0) -> Path:
-    """Generate the study's dataset once (``ids`` identities x 4 images, 192x64) and write the study model configs."""
+    """Generate the study's dataset once (``ids`` identities x 4 images, 64 wide, 192 tall) and its model configs."""
     data = WORK / f"data_{ids}"
     if not (data / "stats.json").is_file():
         subprocess.run([sys.executable, "-m", "person_search", "data", "synth", str(data), "--ids", str(ids),
-                        "--images-per-id", "4", "--seed", str(seed), "--size", "192x64"], cwd=ROOT, check=True)
+                        "--images-per-id", "4", "--seed", str(seed), "--size", "64x192"], cwd=ROOT, check=True)
     write_study_configs(WORK / "configs")
     return data
 

@@ -37,10 +37,10 @@ from typing import Dict, List, Optional, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = "PS-Small-ViT"
 MAIN = {  # the from-scratch recipe (and the shuffled control's)
-    "size": "64x32", "steps": 650, "batch": 32, "lr": 5e-4, "warmup": 50, "loss": "infonce", "logit_scale": 14.3,
+    "size": "32x64", "steps": 650, "batch": 32, "lr": 5e-4, "warmup": 50, "loss": "infonce", "logit_scale": 14.3,
 }
 ADAPT = {"steps": 200, "warmup": 20, "full_lr": 2e-4, "lora_lr": 1e-3, "lora_rank": 16, "lora_alpha": 32}
-DATA = {"ids": 500, "images_per_id": 4, "size": "96x48", "seed_base": 0, "seed_shifted": 1}
+DATA = {"ids": 500, "images_per_id": 4, "size": "48x96", "seed_base": 0, "seed_shifted": 1}
 QUICK = {"ids": 40, "images_per_id": 2, "steps": 3, "batch": 8, "adapt_steps": 2}
 
 

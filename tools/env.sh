@@ -8,7 +8,9 @@ if [ -f "$ROOT/install/local_setup.bash" ]; then
   # shellcheck disable=SC1091
   COLCON_CURRENT_PREFIX="$ROOT/install" source "$ROOT/install/local_setup.bash"
 fi
-export PATH="$VENV/bin:$PATH"
+# tools/bin first: `person-search` (this checkout's CLI), then the venv's python and tools
+export PATH="$ROOT/tools/bin:$VENV/bin:$PATH"
+export PERSON_SEARCH_ENV=1
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 # shared memory large enough for whole frames; UDP on loopback only (config/fastdds_local.xml)

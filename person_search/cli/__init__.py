@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -53,11 +54,23 @@ def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and type(exc).__module__.startswith("person_search.")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's contract for bad arguments: one line on stderr, exit code 2.
+
+    (argparse's own ``error`` prints the whole usage block first; the one line names the
+    command and points at its ``--help``.) Sub-command parsers inherit this class.
+    """
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every command group that imports here."""
-    p = argparse.ArgumentParser(prog="person-search", description="Find people in video by a text description.",
-                                epilog="exit codes: 0 ok, 1 failed, 2 user error, 3 ROS graph timeout, 130 Ctrl-C")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p = Parser(prog="person-search", description="Find people in video by a text description.",
+               epilog="exit codes: 0 ok, 1 failed, 2 user error, 3 ROS graph timeout, 130 Ctrl-C")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug logging, and the libraries' own messages (ultralytics, open_clip, faiss)")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in GROUPS:
@@ -70,14 +83,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def setup_logging(verbose: bool) -> None:
+    """Log to stderr: this package at INFO (DEBUG with -v); the libraries' chatter only with -v.
+
+    open_clip logs INFO lines on the root logger, faiss' loader its ``ModuleNotFoundError``
+    probes, ultralytics "Loading ... for OpenVINO inference": none of that is the user's
+    business unless they ask (``-v``). ultralytics reads ``YOLO_VERBOSE`` when first imported.
+    """
+    if not verbose:
+        os.environ.setdefault("YOLO_VERBOSE", "False")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="[%(name)s] %(levelname)s %(message)s")
+    logging.getLogger("person_search").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``person-search`` with ``argv``; return the exit code."""
     parser = build_parser()
-    a = parser.parse_args(argv)  # bad arguments: usage and exit 2 (argparse)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
-                        format="[%(name)s] %(levelname)s %(message)s")
+    a = parser.parse_args(argv)  # bad arguments: one line and exit 2 (Parser.error)
+    setup_logging(a.verbose)
+    from person_search.cli.common import json_stdout
     try:
-        return int(a.func(a) or 0)
+        with json_stdout(getattr(a, "json", None) is True):  # --json: stdout holds the JSON alone
+            return int(a.func(a) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -89,5 +117,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         if a.verbose:
             log.exception("user error")
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return EXIT_USAGE

@@ -13,10 +13,11 @@ from person_search.data.datasets import FORMATS
 
 def cmd_synth(a) -> int:
     """Generate a CUHK-PEDES-layout dataset of rendered people."""
-    from person_search.data.synth import SynthConfig, SynthError, format_stats, generate, parse_size
+    from person_search.cli.common import parse_wxh
+    from person_search.data.synth import SynthConfig, SynthError, format_stats, generate
     try:
         cfg = SynthConfig(ids=a.ids, images_per_id=a.images_per_id, seed=a.seed, domain=a.domain,
-                          size=parse_size(a.size), val_ids=a.val_ids, test_ids=a.test_ids)
+                          size=parse_wxh(a.size, "--size", person=True), val_ids=a.val_ids, test_ids=a.test_ids)
         stats = generate(Path(a.out), cfg, force=a.force)
     except (SynthError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -62,7 +63,8 @@ def register(sub) -> None:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--domain", default="base", choices=["base", "shifted"],
                     help="shifted: other backgrounds and light, new garment colours (domain transfer)")
-    sp.add_argument("--size", default="192x96", metavar="HxW", help="image size")
+    sp.add_argument("--size", default="96x192", metavar="WxH",
+                    help="image WIDTHxHEIGHT, taller than wide (default 96x192)")
     sp.add_argument("--val-ids", type=int, default=-1, help="val identities (default 10 %%)")
     sp.add_argument("--test-ids", type=int, default=-1, help="test identities (default 10 %%)")
     sp.add_argument("--force", action="store_true", help="replace a dataset already in OUT")

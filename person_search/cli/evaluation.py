@@ -12,22 +12,33 @@ from pathlib import Path
 
 import numpy as np
 
+from person_search.cli.common import int_at_least
 from person_search.cli.data import add_dataset_args
 
 DEFAULT_ARCH = "ViT-B-16"
-DEFAULT_SIZE = (384, 128)
+DEFAULT_SIZE = (384, 128)  # (H, W); on the command line 128x384
 HELD_OUT_ROW = "t2i-unseen-pairs"
 GENERATED_NOTE = "generated data: not comparable with CUHK-PEDES / ICFG-PEDES / RSTPReid figures"
 
 
 def _settings(a):
-    """Return (checkpoint path or "", arch, (H, W)) from the flags and the run's model.json."""
-    from person_search.data.synth import parse_size
+    """Return (checkpoint path or "", arch, (H, W)) from the flags and the run's model.json / FILE.json."""
+    from person_search.cli.common import parse_wxh
     from person_search.eval.evaluate import resolve_checkpoint
     ckpt, meta = ("", {}) if a.random_weights else resolve_checkpoint(a.weights)
     arch = a.arch or meta.get("arch") or DEFAULT_ARCH
-    size = parse_size(a.image_size) if a.image_size else tuple(meta.get("image_size") or DEFAULT_SIZE)
+    size = (parse_wxh(a.image_size, "--image-size", person=True) if a.image_size
+            else tuple(meta.get("image_size") or DEFAULT_SIZE))
     return str(ckpt), arch, size
+
+
+def _check_outputs(a) -> None:
+    """Refuse output files in folders that do not exist before the model loads (exit 2)."""
+    from person_search.cli.common import UsageError
+    for flag, path in (("--json", a.json), ("--save-scores", a.save_scores), ("--plot", a.plot),
+                       ("--sheet", a.sheet)):
+        if path and not Path(path).expanduser().resolve().parent.is_dir():
+            raise UsageError(f"{flag} {path}: the folder {Path(path).parent} does not exist")
 
 
 def cmd_eval(a) -> int:
@@ -37,6 +48,7 @@ def cmd_eval(a) -> int:
     from person_search.eval.evaluate import CheckpointError, build_encoder, evaluate
     try:
         ckpt, arch, size = _settings(a)
+        _check_outputs(a)
         ds = load_dataset(a.data, a.format)
         view = ds.split(a.split).eval_view()
         cfg = EncoderConfig(arch=arch, weights=ckpt, image_height=size[0], image_width=size[1], device=a.device,
@@ -45,7 +57,7 @@ def cmd_eval(a) -> int:
     except (CheckpointError, DatasetError, ConfigError, ValueError) as exc:  # DatasetError: an unreadable image
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    what = f"{ds.annotations.parent} {a.split} ({a.format}), {res.model_id}, {size[0]}x{size[1]}"
+    what = f"{ds.annotations.parent} {a.split} ({a.format}), {res.model_id}, {size[1]}x{size[0]} (WxH)"
     notes = ([GENERATED_NOTE] if ds.generated else []) + (["random weights (control)"] if not ckpt else [])
     print(what + "".join(f"\n  {n}" for n in notes))
     print(f"{len(view.captions)} queries x {len(view.image_paths)} gallery images; "
@@ -98,15 +110,17 @@ def register(sub) -> None:
     w = sp.add_mutually_exclusive_group(required=True)
     w.add_argument("--weights", metavar="CKPT|RUN", help="checkpoint file, or a run folder (best/last.safetensors)")
     w.add_argument("--random-weights", action="store_true", help="untrained control: random CLIP weights")
-    sp.add_argument("--arch", help=f"open_clip architecture (default: the run's model.json, else {DEFAULT_ARCH})")
-    sp.add_argument("--image-size", metavar="HxW", help="input size (default: model.json, else 384x128)")
+    sp.add_argument("--arch", help=f"open_clip architecture (default: the run's model.json or the checkpoint's "
+                                   f"FILE.json, else {DEFAULT_ARCH})")
+    sp.add_argument("--image-size", metavar="WxH",
+                    help="input WIDTHxHEIGHT, taller than wide (default: model.json or FILE.json, else 128x384)")
     sp.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
-    sp.add_argument("--batch-size", type=int, default=64, help="images / captions per forward pass")
-    sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    sp.add_argument("--batch-size", type=int_at_least(1), default=64, help="images / captions per forward pass")
+    sp.add_argument("--threads", type=int_at_least(0), default=0, help="torch CPU threads (0 = torch's default)")
     sp.add_argument("--i2t", action="store_true", help="also image-to-text metrics")
     sp.add_argument("--json", metavar="OUT.json", help="write the metrics as JSON")
     sp.add_argument("--save-scores", metavar="OUT.npz", help="write sim [queries x gallery], query_pids, gallery_pids")
     sp.add_argument("--plot", metavar="CMC.png", help="write the CMC curve")
     sp.add_argument("--sheet", metavar="TOP5.png", help="write the top-5 images of a few queries")
-    sp.add_argument("--sheet-queries", type=int, default=6, help="queries on the sheet")
+    sp.add_argument("--sheet-queries", type=int_at_least(1), default=6, help="queries on the sheet")
     sp.set_defaults(func=cmd_eval)

@@ -171,7 +171,9 @@ def register(sub) -> None:
                                        "tower (ONNX, TensorRT engine)")
     sp.add_argument("--detector", action="store_true", help="export the person detector")
     sp.add_argument("--to", choices=TOWER_TARGETS, help="export the CLIP image tower of the configured encoder")
-    sp.add_argument("--config", default="orin", help="image tower: cpu, orin, test, or a YAML path")
+    sp.add_argument("--config", default="cpu",
+                    help="image tower: cpu, orin, test, or a YAML path (default cpu, like every command; "
+                         "--config orin for the Orin's ViT-B-16)")
     sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="image tower: override a config value (repeatable)")
     sp.add_argument("--random-weights", action="store_true", help="image tower: random CLIP weights")

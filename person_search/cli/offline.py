@@ -9,7 +9,9 @@ from typing import List
 
 import cv2
 
-from person_search.cli.common import load_config_args, match_row, print_json, print_matches
+from person_search.cli.common import (UsageError, check_descriptions, float_above, fmt_time, int_at_least,
+                                      load_config_args, match_row, parse_wxh, print_json, print_matches,
+                                      require_clip_weights)
 
 
 def _progress():
@@ -18,7 +20,8 @@ def _progress():
 
     def update(done: int, total: int, video_s: float) -> None:
         if bar["b"] is None:
-            bar["b"] = tqdm(total=total or None, unit="frame", desc="processing", file=sys.stderr)
+            # a bar on a terminal only: redirected, it would be thousands of carriage returns
+            bar["b"] = tqdm(total=total or None, unit="frame", desc="processing", file=sys.stderr, disable=None)
             bar["t0"] = time.monotonic()
         bar["b"].update(done - bar["b"].n)
         wall = time.monotonic() - bar["t0"]
@@ -50,6 +53,7 @@ def _answer(engine, gallery, queries, top_k, sheet_path, *, as_json: bool = Fals
         except QueryError as exc:
             print(f"error: {exc}", file=sys.stderr)
             answers.append({"query": q, "error": str(exc), "matches": []})
+            sheet_rows.append([])  # the row stays, so every row is under its own query's title
             code = 1
             continue
         answers.append({"query": q, "matches": _rows(matches)})
@@ -57,10 +61,12 @@ def _answer(engine, gallery, queries, top_k, sheet_path, *, as_json: bool = Fals
             print_matches(_rows(matches))
         sheet_rows.append([(f"#{m.track_id} {m.score:.3f}", m.crop_jpeg) for m in matches])
     if sheet_path and sheet_rows:
-        sheet = contact_sheet(sheet_rows, title=" | ".join(queries))
-        cv2.imwrite(str(sheet_path), sheet)
-        if not as_json:
-            print(f"\ncontact sheet: {sheet_path}")
+        sheet = contact_sheet(sheet_rows, row_titles=[repr(q) for q in queries])
+        if not cv2.imwrite(str(sheet_path), sheet):
+            print(f"error: cannot write the contact sheet {sheet_path}", file=sys.stderr)
+            code = 1
+        elif not as_json:
+            print(f"\ncontact sheet: {sheet_path} (one row per query, in order)")
     if as_json:
         print_json(dict(summary or {}, queries=answers, sheet=str(sheet_path) if sheet_path else None))
     return code
@@ -74,14 +80,22 @@ def _check_video(video: str) -> None:
         raise FileNotFoundError(f"video not found: {video}")
 
 
+def _check_output(path, flag: str) -> None:
+    """Refuse an output file whose folder does not exist, before the work that would fill it."""
+    if path and not Path(path).expanduser().resolve().parent.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {Path(path).parent} does not exist")
+
+
 def cmd_run(a) -> int:
+    """Process a video without ROS and answer the queries; every check comes before the work."""
     _check_video(a.video)
     if getattr(a, "fps", None) is not None:
-        if not 0 < a.fps <= 240:
-            print(f"error: --fps must be in (0, 240], got {a.fps:g}", file=sys.stderr)
-            return 2
         a.set = list(a.set) + [f"video.fps={a.fps}"]
     cfg = load_config_args(a)
+    check_descriptions(a.query, max_chars=cfg.query.max_chars)
+    _check_output(a.sheet, "--sheet")
+    _check_output(a.save, "--save")
+    require_clip_weights(cfg.encoder)
     from person_search.core.pipeline import OfflinePipeline
     pipe = OfflinePipeline(cfg)
     update, close = _progress()
@@ -112,49 +126,70 @@ def cmd_run(a) -> int:
     return _answer(pipe.text_engine(), pipe.gallery, a.query, a.top_k, a.sheet, as_json=as_json, summary=summary)
 
 
+def print_tracks(tracks, *, out=None) -> None:
+    """Print a snapshot's tracks, latest first: no score (nothing was asked), the last box seen."""
+    out = out or sys.stdout
+    if not tracks:
+        print("no tracks", file=out)
+        return
+    print(f"{'track':>11}  {'camera':<10} {'embeddings':>10}  {'first seen':>12}  {'last seen':>12}  last box",
+          file=out)
+    for t in tracks:
+        box = ",".join(f"{v:.0f}" for v in t.last_box)
+        print(f"{t.track_id:>11}  {t.source_id:<10} {t.num_embeddings:>10}  {fmt_time(t.first_seen_ns):>12}  "
+              f"{fmt_time(t.last_seen_ns):>12}  {box}", file=out)
+
+
 def cmd_gallery(a) -> int:
     """``gallery save SNAP --video V`` / ``load SNAP`` / ``query SNAP DESC...``."""
     from person_search.core.gallery import RollingGallery, SnapshotError
     if a.action == "save":
         if not a.video:
-            print("error: gallery save needs --video VIDEO to build the gallery from", file=sys.stderr)
-            return 2
+            raise UsageError("gallery save needs --video VIDEO to build the gallery from")
+        if a.query:
+            raise UsageError("gallery save takes no description (ask with gallery query, or run --query)")
         a.query, a.save = [], a.snapshot
         return cmd_run(a)
+    if a.action == "load" and a.query:
+        raise UsageError("gallery load takes no description; to ask, use: gallery query SNAPSHOT \"DESCRIPTION\"")
+    if a.action == "query" and not a.query:
+        raise UsageError("gallery query needs at least one description: gallery query SNAPSHOT \"DESCRIPTION\"")
     cfg = load_config_args(a)
+    if a.action == "query":
+        check_descriptions(a.query, max_chars=cfg.query.max_chars)
+        _check_output(a.sheet, "--sheet")
     try:
         g = RollingGallery.load(a.snapshot, cfg.gallery)
     except SnapshotError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     print(f"{a.snapshot}: {len(g)} embeddings, {g.num_tracks} tracks, model {g.model_id}, dim {g.dim}")
     if a.action == "load":
-        tracks = sorted(g.tracks(), key=lambda t: t.last_seen_ns, reverse=True)
-        print_matches([match_row(track_id=t.track_id, camera=t.source_id, score=float("nan"),
-                                 first_seen_ns=t.first_seen_ns, last_seen_ns=t.last_seen_ns, box=t.last_box)
-                       for t in tracks[:a.top_k]])
+        tracks = sorted(g.tracks(), key=lambda t: t.last_seen_ns, reverse=True)[:a.top_k]
+        print(f"the {len(tracks)} latest tracks (--top-k); \"last box\" is where each was last seen, while a query "
+              f"shows the box of the embedding that matched")
+        print_tracks(tracks)
         return 0
     from person_search.core.encoder import ClipEncoder
+    from person_search.core.models.factory import model_id_for
+    from person_search.core.models.weights import resolve_weights
+    require_clip_weights(cfg.encoder)
+    want = model_id_for(cfg.encoder.arch, resolve_weights(cfg.encoder.arch, cfg.encoder.weights).weights_id,
+                        cfg.encoder.attention)
+    if want != g.model_id:  # checked before the text tower loads
+        raise UsageError(f"the snapshot holds {g.model_id} embeddings but the config builds {want}; use the "
+                         f"config (and --random-weights or not) the gallery was built with")
     from person_search.core.query import QueryEngine
     enc = ClipEncoder(cfg.encoder, towers=("text",))
-    if enc.model_id != g.model_id:
-        print(f"error: the snapshot holds {g.model_id} embeddings but the config builds {enc.model_id}; "
-              f"use the config the gallery was built with", file=sys.stderr)
-        return 2
     return _answer(QueryEngine(enc, cfg.query), g, a.query, a.top_k, a.sheet)
 
 
 def cmd_sample(a) -> int:
     """Write the generated sample video, or with ``--crowd N`` a street with N walkers."""
+    h, w = parse_wxh(a.size, "--size")
+    _check_output(a.path, "sample-video")
     if a.crowd:
         from person_search.core.crowd import make_crowd_video
-        try:
-            w, h = (int(v) for v in a.size.lower().split("x"))
-            print(make_crowd_video(Path(a.path), people=a.crowd, seconds=a.seconds, size=(w, h), fps=a.fps))
-        except ValueError as exc:
-            print(f"error: {exc} (--size is WIDTHxHEIGHT, e.g. 1920x1080)",
-                  file=sys.stderr)
-            return 2
+        print(make_crowd_video(Path(a.path), people=a.crowd, seconds=a.seconds, size=(w, h), fps=a.fps))
         return 0
     from person_search.core.sample import make_sample_video
     print(make_sample_video(Path(a.path), seconds=a.seconds))
@@ -167,33 +202,36 @@ def register(sub) -> None:
         sp.add_argument("--config", default="cpu", help="cpu, orin, test, or a YAML path (default cpu)")
         sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value, e.g. encoder.arch=ViT-B-16 (repeatable)")
-        sp.add_argument("--random-weights", action="store_true", help="random CLIP weights (no download)")
-        sp.add_argument("--top-k", type=int, default=5, help="tracks per query (default 5)")
+        sp.add_argument("--random-weights", action="store_true",
+                        help="random CLIP weights (no download): the pipeline runs, the ranking means nothing")
+        sp.add_argument("--top-k", type=int_at_least(1), default=5, help="tracks per query (default 5)")
         sp.add_argument("--sheet", metavar="PNG", help="write a contact sheet of the top matches")
 
     sp = sub.add_parser("run", help="process a video without ROS and answer queries")
     sp.add_argument("video", help="the video file to process")
     sp.add_argument("--query", action="append", default=[], help="a description (repeatable)")
-    sp.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = all)")
-    sp.add_argument("--fps", type=float, help="keep at most N frames per video second (drop the rest)")
+    sp.add_argument("--max-frames", type=int_at_least(0), default=0, help="stop after this many frames (0 = all)")
+    sp.add_argument("--fps", type=float_above(0, hi=240), help="keep at most N frames per video second (0 < N <= 240)")
     sp.add_argument("--save", metavar="SNAPSHOT", help="save the gallery snapshot here")
-    sp.add_argument("--json", action="store_true", help="print the run summary and matches as JSON")
+    sp.add_argument("--json", action="store_true",
+                    help="print the run summary and matches as one JSON document on stdout (all else on stderr)")
     common(sp)
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("gallery", help="save a video's gallery, load (inspect) or query a snapshot")
     sp.add_argument("action", choices=["save", "load", "query"], help="save a video's gallery, load or query one")
     sp.add_argument("snapshot", help="the gallery snapshot file (.npz)")
-    sp.add_argument("query", nargs="*", help="descriptions (for query)")
+    sp.add_argument("query", nargs="*", help="descriptions (query: at least one)")
     sp.add_argument("--video", help="the video to build the gallery from (for save)")
-    sp.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = all)")
+    sp.add_argument("--max-frames", type=int_at_least(0), default=0, help="stop after this many frames (0 = all)")
     common(sp)
     sp.set_defaults(func=cmd_gallery)
 
     sp = sub.add_parser("sample-video", help="write the generated sample video (or a crowded street: --crowd N)")
     sp.add_argument("path", help="where to write the .mp4")
-    sp.add_argument("--seconds", type=float, default=6.0, help="length in seconds (default 6)")
-    sp.add_argument("--crowd", type=int, default=0, metavar="N", help="N people walking across a street")
-    sp.add_argument("--size", default="1920x1080", help="crowd video size WIDTHxHEIGHT")
-    sp.add_argument("--fps", type=int, default=15, help="crowd video frame rate")
+    sp.add_argument("--seconds", type=float_above(0), default=6.0, help="length in seconds (default 6)")
+    sp.add_argument("--crowd", type=int_at_least(0), default=0, metavar="N", help="N people walking across a street")
+    sp.add_argument("--size", default="1920x1080", metavar="WxH",
+                    help="crowd video size WIDTHxHEIGHT (default 1920x1080)")
+    sp.add_argument("--fps", type=int_at_least(1), default=15, help="crowd video frame rate")
     sp.set_defaults(func=cmd_sample)

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from person_search.cli.common import match_row, parse_sets, print_json, print_matches
+from person_search.cli.common import (check_descriptions, float_above, int_at_least, match_row, parse_sets,
+                                      print_json, print_matches, require_clip_weights)
 
 EXIT_FAILED, EXIT_TIMEOUT = 1, 3
 
@@ -82,6 +83,7 @@ def json_rows(rows: List[dict]) -> List[dict]:
 
 def cmd_query(a) -> int:
     """Ask query_person and print the matches."""
+    check_descriptions([a.description], max_chars=100_000)  # the service applies its own length limit
     try:
         resp = query_service(a.description, top_k=a.top_k, min_score=a.min_score, camera=a.camera,
                              last_s=a.last_s, return_crops=bool(a.save_crops), return_frames=a.frames,
@@ -116,7 +118,7 @@ def _graph_from_args(a, *, loop=None):
     sets = parse_sets(a.set)
     if getattr(a, "random_weights", False):
         sets["encoder.weights"] = ""
-    _check_config(a.config, sets)
+    require_clip_weights(_check_config(a.config, sets).encoder)  # before any node starts
     if getattr(a, "snapshot", None):
         sets["gallery.snapshot_path"] = str(Path(a.snapshot).resolve())
     return make_graph(a.config, cams, loop=loop if loop is not None else (True if a.loop else None),
@@ -124,34 +126,125 @@ def _graph_from_args(a, *, loop=None):
                       namespace=a.namespace, image_transport=a.image_transport)
 
 
-def _check_config(config: str, sets: Dict[str, object]) -> None:
+def _check_config(config: str, sets: Dict[str, object]):
     """Validate the YAML with the --set overrides before any node starts (ConfigError names the value)."""
     from person_search.cli.common import sets_to_overrides
     from person_search.core.config import SECTIONS, load_config
     from person_search.launcher import config_path
-    load_config(config_path(config), {k: v for k, v in sets_to_overrides(sets).items() if k in SECTIONS})
+    return load_config(config_path(config), {k: v for k, v in sets_to_overrides(sets).items() if k in SECTIONS})
+
+
+class ReadyProbe:
+    """Watch a graph from the ``up`` process: is ``query_person`` served, how big is the gallery.
+
+    Its own rclpy context without signal handlers, so Ctrl-C and SIGTERM stay ``up``'s.
+    """
+
+    def __init__(self, namespace: str):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+        from std_msgs.msg import Int64
+
+        from person_search.graph import normalize_namespace
+        from person_search.nodes.common import RELIABLE_QOS, SERVICE_QOS
+        from person_search_interfaces.srv import QueryPerson
+        ns = normalize_namespace(namespace)
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(f"person_search_up_{os.getpid()}", context=self.context)
+        self.size = 0
+        self.node.create_subscription(Int64, f"{ns}/index/gallery_size", self._on_size, RELIABLE_QOS)
+        self.client = self.node.create_client(QueryPerson, f"{ns}/query_person", qos_profile=SERVICE_QOS)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def _on_size(self, msg) -> None:
+        self.size = int(msg.data)
+
+    def poll(self):
+        """Take what arrived; return (query_person served, gallery size)."""
+        self.executor.spin_once(timeout_sec=0.0)
+        return self.client.service_is_ready(), self.size
+
+    def close(self) -> None:
+        """Leave the graph."""
+        self.executor.shutdown(timeout_sec=0.5)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def _last_error_line(graph, name: str) -> str:
+    """Return the line a node that could not start wrote last (its log under --log-dir), or ""."""
+    if graph.log_dir is None:
+        return ""
+    path = graph.log_dir / (name.strip("/").replace("/", "_") + ".log")
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    marked = [ln for ln in lines if "cannot start" in ln or "error" in ln.lower()]
+    return (marked or lines or [""])[-1][:300]
+
+
+def _why_stopped(graph, why: str) -> str:
+    """Add the node's own error line to "node X cannot start" (its log, or the lines above)."""
+    if "cannot start" not in why:
+        return why
+    name = why.split()[1]
+    line = _last_error_line(graph, name)
+    if line:
+        return f"node {name} cannot start: {line}"
+    return f"node {name} cannot start (exit code 2; its error line is above" + (
+        f", its log in {graph.log_dir})" if graph.log_dir is not None else ")")
 
 
 def cmd_up(a) -> int:
-    """Start the graph and keep it up until Ctrl-C; nodes that die are restarted with backoff."""
+    """Start the graph and keep it up until Ctrl-C; nodes that die are restarted with backoff.
+
+    Prints one "ready" line when the graph answers: ``query_person`` is served and the
+    gallery holds embeddings (or, after a while with nobody seen, that the gallery is empty).
+    """
     from person_search.launcher import Respawner
     graph = _graph_from_args(a)
     print(f"starting {len(graph.specs)} nodes with {graph.params_file}: "
           + ", ".join(s.fqn for s in graph.specs), flush=True)
     ns = f" --namespace {a.namespace}" if a.namespace else ""
-    print(f"ask with: person-search query{ns} \"a person in a dark coat\"   (Ctrl-C stops the graph)", flush=True)
+    ask = f"person-search query{ns} \"a person in a dark coat\""
+    print("waiting for the graph to answer (models load first; Ctrl-C stops the graph)", flush=True)
     with graph:
         respawner = Respawner(graph, max_restarts=a.max_restarts,
                               log=lambda line: print(line, file=sys.stderr, flush=True))
+        probe = None
+        try:
+            probe = ReadyProbe(a.namespace)
+        except Exception as exc:  # noqa: BLE001 - the graph runs without the probe; say so once
+            print(f"(cannot watch the graph for readiness: {exc})", file=sys.stderr, flush=True)
+        t0, served_at, said = time.monotonic(), None, ""
         try:
             while True:
                 why = respawner.step()
                 if why:
-                    print(f"{why}; stopping the graph", file=sys.stderr)
+                    print(f"{_why_stopped(graph, why)}; stopping the graph", file=sys.stderr, flush=True)
                     return EXIT_FAILED
+                if probe is not None and said != "ready":
+                    served, size = probe.poll()
+                    if served and served_at is None:
+                        served_at = time.monotonic()
+                    if served and size > 0:
+                        print(f"ready after {time.monotonic() - t0:.0f} s: the gallery holds {size} embeddings; "
+                              f"ask with: {ask}", flush=True)
+                        said = "ready"
+                    elif served and not said and time.monotonic() - served_at > 10.0:
+                        print(f"query_person answers, but the gallery is still empty (nobody seen yet); "
+                              f"a query now finds nothing. Ask with: {ask}", flush=True)
+                        said = "empty"
                 time.sleep(0.2)
         except KeyboardInterrupt:
             print("stopping", flush=True)
+        finally:
+            if probe is not None:
+                probe.close()
     return 0
 
 
@@ -173,6 +266,7 @@ def cmd_demo(a) -> int:
     from person_search.launcher import Graph, config_path
     from person_search.graph import node_set
 
+    check_descriptions([a.query])
     # the demo talks only to its own graph: a DDS domain of its own unless ROS_DOMAIN_ID is set,
     # so another graph on this machine or network (domain 0) cannot mix its people in
     os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 80))
@@ -263,36 +357,42 @@ def register(sub) -> None:
         sp.add_argument("--loop", action="store_true", help="loop file sources")
         sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a parameter on every node, e.g. encoder.arch=ViT-B-16")
-        sp.add_argument("--random-weights", action="store_true", help="random CLIP weights (no download)")
+        sp.add_argument("--random-weights", action="store_true",
+                        help="random CLIP weights (no download): the graph runs, the ranking means nothing")
         sp.add_argument("--snapshot", help="gallery snapshot file (saved and reloaded)")
         sp.add_argument("--log-dir", help="write each node's output to DIR/<node>.log")
 
     sp = sub.add_parser("up", help="start the ROS 2 graph, one process per node")
     graph_args(sp)
-    sp.add_argument("--max-restarts", type=int, default=10,
+    sp.add_argument("--max-restarts", type=int_at_least(0), default=10,
                     help="restart a node that dies at most this many times in a row (0 = never)")
     sp.set_defaults(func=cmd_up)
 
     sp = sub.add_parser("query", help="ask query_person and print the matches")
     sp.add_argument("description", help="what the person looks like, e.g. \"a man in a red jacket\"")
-    sp.add_argument("--top-k", type=int, default=0, help="tracks to return (default 0: query.default_top_k)")
-    sp.add_argument("--min-score", type=float, default=0.0, help="drop matches below this cosine score")
+    sp.add_argument("--top-k", type=int_at_least(0), default=0,
+                    help="tracks to return (default 0: query.default_top_k)")
+    sp.add_argument("--min-score", type=float_above(-1.0, inclusive=True, hi=1.0), default=0.0,
+                    help="drop matches below this cosine score (-1..1)")
     sp.add_argument("--camera", default="", help="only this camera (its frame_id)")
-    sp.add_argument("--last", dest="last_s", type=float, default=0.0, metavar="SECONDS",
+    sp.add_argument("--last", dest="last_s", type=float_above(0.0, inclusive=True), default=0.0, metavar="SECONDS",
                     help="only tracks seen in the last SECONDS (node clock)")
-    sp.add_argument("--frames", action="store_true", help="also return frame thumbnails")
+    sp.add_argument("--frames", action="store_true",
+                    help="also return frame thumbnails (every person's box drawn with its track id)")
     sp.add_argument("--save-crops", metavar="DIR", help="ask for the crops and write them (and frames) as JPEG")
-    sp.add_argument("--json", action="store_true", help="print the matches as JSON instead of a table")
-    sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the service (default 30)")
+    sp.add_argument("--json", action="store_true",
+                    help="print the matches as one JSON document on stdout (all else on stderr)")
+    sp.add_argument("--timeout", type=float_above(0), default=30.0,
+                    help="seconds to wait for the service (default 30)")
     namespace_arg(sp)
     sp.set_defaults(func=cmd_query)
 
     sp = sub.add_parser("demo", help="sample video -> graph -> query -> matches")
     sp.add_argument("--config", default="cpu", help="cpu, orin, test, or a YAML path (default cpu)")
     sp.add_argument("--query", default="a person in a dark coat", help="the description to ask")
-    sp.add_argument("--top-k", type=int, default=5, help="tracks to show (default 5)")
-    sp.add_argument("--seconds", type=float, default=6.0, help="length of the generated sample video")
-    sp.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    sp.add_argument("--top-k", type=int_at_least(1), default=5, help="tracks to show (default 5)")
+    sp.add_argument("--seconds", type=float_above(0), default=6.0, help="length of the generated sample video")
+    sp.add_argument("--timeout", type=float_above(0), default=300.0, help="give up after this many seconds")
     sp.add_argument("--workdir", help="where to put the video, logs and crops (default: a temp dir)")
     sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a parameter on every node")

@@ -40,11 +40,9 @@ OPTIONS: Tuple[Tuple[str, str, Any, str], ...] = (
 
 
 def _parse_size(text: str) -> Tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--image-size expects HxW such as 384x128, not {text!r}") from None
-    return h, w
+    """Parse ``--image-size`` WIDTHxHEIGHT into (H, W) (a wider-than-tall size is refused: the old HxW order)."""
+    from person_search.cli.common import parse_wxh
+    return parse_wxh(text, "--image-size", person=True)
 
 
 def _config(a):
@@ -161,7 +159,9 @@ def register(sub) -> None:
     sp.add_argument("--data", required=True, help="dataset folder")
     sp.add_argument("--format", default="cuhk-pedes", help="cuhk-pedes, icfg-pedes or rstpreid")
     sp.add_argument("--out", required=True, help="run folder (checkpoints, metrics, model.json)")
-    sp.add_argument("--image-size", help=f"HxW (default {defaults.image_height}x{defaults.image_width})")
+    sp.add_argument("--image-size", metavar="WxH",
+                    help=f"input WIDTHxHEIGHT, taller than wide "
+                         f"(default {defaults.image_width}x{defaults.image_height})")
     for flag, field, typ, text in OPTIONS:
         sp.add_argument(flag, dest=field, type=typ, default=None, help=f"{text} (default {getattr(defaults, field)!r})")
     sp.add_argument("--lora-targets", nargs="+", metavar="NAME",

@@ -91,25 +91,36 @@ def draw_overlay(image: np.ndarray, det: FrameDetections,
     return out
 
 
-def contact_sheet(rows, *, cell=(96, 192), title: str = "") -> np.ndarray:
+def contact_sheet(rows, *, cell=(96, 192), title: str = "", row_titles=None) -> np.ndarray:
     """Tile match crops in rank order with their track, camera and score.
 
     Args:
         rows: sequence of (label, crop_jpeg_bytes) per match; one row of the sheet per query
-            when given as a list of such sequences.
+            when given as a list of such sequences (an empty row stays, as a gap).
         cell: (width, height) of each crop cell.
         title: written above the first row.
+        row_titles: one line written above each row (e.g. the query that row answers).
     """
     if rows and isinstance(rows[0], tuple):
         rows = [rows]
+    titles = list(row_titles or [])
     cw, ch = cell
     ncols = max([len(r) for r in rows] + [1])
-    header = 28
-    sheet = np.full((header + len(rows) * (ch + 24), ncols * (cw + 8) + 8, 3), 255, np.uint8)
+    header = 28 if title else 4
+    band = 22 if titles else 0  # the row's own title line
+    row_h = band + ch + 24
+    width = max(ncols * (cw + 8) + 8, 480 if titles else 0)
+    sheet = np.full((header + len(rows) * row_h, width, 3), 255, np.uint8)
     if title:
         cv2.putText(sheet, title[:120], (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    font = cv2.FONT_HERSHEY_SIMPLEX
     for r, row in enumerate(rows):
-        y0 = header + r * (ch + 24)
+        y0 = header + r * row_h
+        if r < len(titles):
+            cv2.putText(sheet, f"{r + 1}. {titles[r]}"[:90], (8, y0 + 16), font, 0.5, (120, 0, 0), 1, cv2.LINE_AA)
+            if not row:
+                cv2.putText(sheet, "no matches", (8, y0 + band + 20), font, 0.45, (80, 80, 80), 1, cv2.LINE_AA)
+        y0 += band
         for c, (label, jpeg) in enumerate(row):
             x0 = 8 + c * (cw + 8)
             img = decode_jpeg(jpeg)
@@ -117,6 +128,5 @@ def contact_sheet(rows, *, cell=(96, 192), title: str = "") -> np.ndarray:
                 s = min(cw / img.shape[1], ch / img.shape[0])
                 img = cv2.resize(img, (max(1, int(img.shape[1] * s)), max(1, int(img.shape[0] * s))))
                 sheet[y0:y0 + img.shape[0], x0:x0 + img.shape[1]] = img
-            cv2.putText(sheet, label[:18], (x0, y0 + ch + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
-                        cv2.LINE_AA)
+            cv2.putText(sheet, label[:18], (x0, y0 + ch + 16), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return sheet

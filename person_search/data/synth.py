@@ -92,7 +92,7 @@ class SynthConfig:
         if self.domain not in DOMAINS:
             raise SynthError(f"--domain must be one of {', '.join(DOMAINS)}, not {self.domain!r}")
         if self.size[0] < 64 or self.size[1] < 32:
-            raise SynthError(f"--size {self.size[0]}x{self.size[1]} is too small (at least 64x32)")
+            raise SynthError(f"--size {self.size[1]}x{self.size[0]} (WxH) is too small (at least 32 wide, 64 tall)")
         return sizes
 
 

@@ -6,7 +6,8 @@ bars), takes text x image cosine similarities and computes the text-to-image met
 
 Checkpoint contract (what ``person-search eval --weights`` reads, and a trainer writes):
 
-* ``--weights FILE``: an open_clip state dict (``.safetensors``, ``.pt``, ...) for ``--arch``.
+* ``--weights FILE``: an open_clip state dict (``.safetensors``, ``.pt``, ...) for ``--arch``;
+  its sidecar ``FILE.json`` (``lora merge`` writes one), when present, is read like model.json.
 * ``--weights RUN_DIR``: a training run folder; ``RUN_DIR/best.safetensors`` if present,
   else ``RUN_DIR/last.safetensors``. ``RUN_DIR/model.json``, when present, is a JSON object
   whose ``"arch"`` (open_clip architecture name) and ``"image_size"`` ([H, W]) are used
@@ -56,32 +57,37 @@ def resolve_checkpoint(path) -> Tuple[Path, Dict]:
         path: a checkpoint file, or a run folder with best/last.safetensors and maybe model.json.
 
     Returns:
-        the checkpoint path and the run's ``model.json`` (``{}`` when absent or for a file).
+        the checkpoint path and the run's ``model.json``, or for a file its sidecar ``FILE.json``
+        (``{}`` when absent).
 
     Raises:
         CheckpointError: nothing usable there, or model.json is malformed.
     """
     p = Path(path).expanduser()
-    if p.is_file():
-        return p, {}
+    if p.is_file():  # a checkpoint file: its JSON sidecar (FILE.json, as `lora merge` writes) when there is one
+        side = p.with_name(p.name + ".json")
+        return p, (_read_meta(side) if side.is_file() else {})
     if not p.is_dir():
         raise CheckpointError(f"--weights {p}: no such file or run folder")
     ckpt = next((p / n for n in RUN_CHECKPOINTS if (p / n).is_file()), None)
     if ckpt is None:
         raise CheckpointError(f"--weights {p}: a folder without {' or '.join(RUN_CHECKPOINTS)}")
-    meta: Dict = {}
-    if (p / RUN_META).is_file():
-        try:
-            meta = json.loads((p / RUN_META).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{p / RUN_META}: cannot read: {e}") from e
-        if not isinstance(meta, dict):
-            raise CheckpointError(f"{p / RUN_META}: expected a JSON object")
-        size = meta.get("image_size")
-        if size is not None and not (isinstance(size, list) and len(size) == 2
-                                     and all(isinstance(v, int) and v > 0 for v in size)):
-            raise CheckpointError(f"{p / RUN_META}: image_size must be [H, W], not {size!r}")
-    return ckpt, meta
+    return ckpt, (_read_meta(p / RUN_META) if (p / RUN_META).is_file() else {})
+
+
+def _read_meta(path: Path) -> Dict:
+    """Read a run's model.json or a checkpoint's sidecar (arch, image_size [H, W], ...)."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot read: {e}") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    size = meta.get("image_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise CheckpointError(f"{path}: image_size must be [H, W], not {size!r}")
+    return meta
 
 
 @dataclass

@@ -175,6 +175,25 @@ class MetricsLog:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
 
+def smoothing_window(n: int) -> int:
+    """Return the EMA window (steps) for a curve of ``n`` logged steps: a tenth of it, 1..50."""
+    return max(1, min(50, n // 10))
+
+
+def ema(values: List[float], window: int) -> List[float]:
+    """Return the bias-corrected exponential moving average of ``values`` (beta = 1 - 1/window).
+
+    The correction (as in Adam) makes the first points the mean of what was seen so far instead
+    of pulling them towards the first value, so a short curve is not drawn far from the loss.
+    """
+    beta = 1.0 - 1.0 / max(1, window)
+    acc, out = 0.0, []
+    for t, v in enumerate(values, 1):
+        acc = beta * acc + (1.0 - beta) * v
+        out.append(acc / (1.0 - beta ** t) if beta > 0 else v)
+    return out
+
+
 def plot_curves(rows: List[Dict[str, Any]], path: Path, title: str = "") -> None:
     """Draw the training loss and the validation Rank-1 against the step into ``path`` (PNG)."""
     import matplotlib
@@ -186,12 +205,11 @@ def plot_curves(rows: List[Dict[str, Any]], path: Path, title: str = "") -> None
     fig, (ax_loss, ax_r1) = plt.subplots(1, 2, figsize=(10, 3.6))
     if train:
         steps, loss = [r["step"] for r in train], [r["loss"] for r in train]
-        ax_loss.plot(steps, loss, lw=0.6, alpha=0.4, label="loss")
-        ema, smooth = loss[0], []
-        for v in loss:
-            ema = 0.9 * ema + 0.1 * v
-            smooth.append(ema)
-        ax_loss.plot(steps, smooth, lw=1.5, label="EMA 0.9")
+        window = smoothing_window(len(loss))
+        ax_loss.plot(steps, loss, lw=0.6 if window > 1 else 1.5, alpha=0.4 if window > 1 else 1.0,
+                     marker="o" if len(loss) < 30 else None, ms=3, label="loss")
+        if window > 1:  # a short run is drawn as it is: a smoothed line would only lag it
+            ax_loss.plot(steps, ema(loss, window), lw=1.5, label=f"EMA over ~{window} steps")
         ax_loss.legend()
     ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
     if evals:
@@ -199,6 +217,9 @@ def plot_curves(rows: List[Dict[str, Any]], path: Path, title: str = "") -> None
     else:
         ax_r1.text(0.5, 0.5, "no validation", ha="center", va="center", transform=ax_r1.transAxes)
     ax_r1.set(xlabel="step", ylabel="Rank-1 (%)", title="validation Rank-1")
+    from matplotlib.ticker import MaxNLocator
+    for ax in (ax_loss, ax_r1):  # steps are whole numbers
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -38,6 +38,12 @@ def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best")
     run_dir, out = Path(run_dir), Path(out)
     if out.suffix != ".safetensors":
         raise MergeError(f"{out}: the merged checkpoint must be a .safetensors file")
+    if out.is_dir():
+        raise MergeError(f"{out} is a folder: give the merged checkpoint's file name (.safetensors)")
+    try:  # the output folder first: a bad --out is refused before the model loads
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MergeError(f"cannot create the folder of {out}: {exc.strerror or exc}") from None
     try:
         trainable, info = load_run(run_dir, checkpoint)
     except (OSError, RuntimeError, ValueError) as exc:
@@ -45,7 +51,11 @@ def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best")
     clip = merge_lora(trainable.peft) if trainable.peft is not None else trainable.clip
     layout = "lora" if trainable.peft is not None else "open_clip"
     meta = describe_checkpoint(info, source=str(run_dir / training_file(checkpoint, layout)))
-    save_weights(clip, out)
-    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+    try:
+        save_weights(clip, out)
+        out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError for an unwritable file
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MergeError(f"cannot write {out}: {why}") from None
     logger.info("merged %s -> %s", meta["source"], out)
     return meta

@@ -19,7 +19,7 @@ from person_search.eval.evaluate import CheckpointError, build_encoder, evaluate
 from person_search.eval.metrics import retrieval_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--arch", "PS-Tiny-ViT", "--image-size", "64x32", "--batch-size", "16"]
+TINY = ["--arch", "PS-Tiny-ViT", "--image-size", "32x64", "--batch-size", "16"]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_run_folder_contract(data, tmp_path, capsys):
     assert main(["eval", "--data", str(data), "--weights", str(run), "--json", str(tmp_path / "m.json")]) == 0
     summary = json.loads((tmp_path / "m.json").read_text())
     assert summary["model_id"].startswith("PS-Tiny-ViT@sha256-")  # the run's weights, not the random ones
-    assert "64x32" in capsys.readouterr().out
+    assert "32x64 (WxH)" in capsys.readouterr().out
     (run / "best.safetensors").write_bytes((run / "last.safetensors").read_bytes())
     assert resolve_checkpoint(run)[0] == run / "best.safetensors"
     (run / "model.json").write_text('{"image_size": "tall"}')
@@ -108,7 +108,8 @@ def test_run_folder_contract(data, tmp_path, capsys):
     (["--weights", "/nonexistent/ckpt.safetensors"], "no such file or run folder"),
     (["--random-weights", "--split", "val"], "the 'val' split is empty"),
     (["--random-weights", "--arch", "NoSuchNet"], "unknown encoder.arch 'NoSuchNet'"),
-    (["--random-weights", "--image-size", "tall"], "is not HxW"),
+    (["--random-weights", "--image-size", "tall"], "expects WIDTHxHEIGHT"),
+    (["--random-weights", "--image-size", "64x32"], "write 32x64"),  # the old HxW order, refused
 ])
 def test_cli_eval_user_errors_are_one_line(data, capsys, args, message):
     assert main(["eval", "--data", str(data), *args]) == 2

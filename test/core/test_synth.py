@@ -136,7 +136,7 @@ def test_parse_size():
 
 
 def test_cli_synth_prints_chance_and_refuses_to_overwrite(tmp_path, capsys):
-    args = ["data", "synth", str(tmp_path / "d"), "--ids", "12", "--images-per-id", "2", "--size", "96x48",
+    args = ["data", "synth", str(tmp_path / "d"), "--ids", "12", "--images-per-id", "2", "--size", "48x96",
             "--test-ids", "4", "--seed", "1"]
     assert main(args) == 0
     out = capsys.readouterr().out

@@ -194,7 +194,8 @@ def test_live_encoder_matches_the_model(tmp_path):
     (["--data", "{missing}", "--out", "{out}"], "no such dataset folder"),
     (["--data", "{tmp}", "--out", "{out}", "--mode", "bogus"], "mode must be one of full, frozen-text, lora"),
     (["--data", "{tmp}", "--out", "{out}", "--mode", "lora", "--lora-rank", "0"], "lora rank must be > 0"),
-    (["--data", "{tmp}", "--out", "{out}", "--image-size", "384"], "expects HxW"),
+    (["--data", "{tmp}", "--out", "{out}", "--image-size", "384"], "expects WIDTHxHEIGHT"),
+    (["--data", "{tmp}", "--out", "{out}", "--image-size", "384x128"], "for 384 tall and 128 wide write 128x384"),
 ])
 def test_bad_train_arguments_give_one_line(tmp_path, capsys, args, message):
     subst = {"missing": str(tmp_path / "nope"), "tmp": str(tmp_path), "out": str(tmp_path / "run")}
@@ -207,8 +208,8 @@ def test_bad_train_arguments_give_one_line(tmp_path, capsys, args, message):
 def test_train_command_on_a_generated_dataset(tmp_path, capsys):
     pytest.importorskip("person_search.data", reason="the dataset package (branch data) is not merged here")
     data, run = tmp_path / "synth", tmp_path / "run"
-    assert cli_main(["data", "synth", str(data), "--ids", "10", "--images-per-id", "2", "--size", "64x32"]) == 0
-    assert cli_main(["train", "--data", str(data), "--arch", "PS-Tiny-ViT", "--image-size", "64x32", "--mode", "lora",
+    assert cli_main(["data", "synth", str(data), "--ids", "10", "--images-per-id", "2", "--size", "32x64"]) == 0
+    assert cli_main(["train", "--data", str(data), "--arch", "PS-Tiny-ViT", "--image-size", "32x64", "--mode", "lora",
                      "--lora-rank", "4", "--max-steps", "2", "--batch-size", "4", "--threads", "1",
                      "--out", str(run)]) == 0
     assert "parameters trained" in capsys.readouterr().out
@@ -216,7 +217,7 @@ def test_train_command_on_a_generated_dataset(tmp_path, capsys):
     assert info["data"]["format"] == "cuhk-pedes" and info["data"]["digest"].startswith("sha256-")
     assert info["final_eval"] is None or 0.0 <= info["final_eval"]["R1"] <= 100.0
     assert cli_main(["train", "--data", str(data), "--out", str(run), "--mode", "lora", "--lora-rank", "8",
-                     "--arch", "PS-Tiny-ViT", "--image-size", "64x32", "--resume"]) == 2  # other settings
+                     "--arch", "PS-Tiny-ViT", "--image-size", "32x64", "--resume"]) == 2  # other settings
 
 
 @pytest.mark.gpu

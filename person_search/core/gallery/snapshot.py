@@ -55,10 +55,18 @@ def read(path: str | os.PathLike, *, model_id: Optional[str] = None,
     if not path.is_file():
         raise SnapshotError(f"gallery snapshot not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise SnapshotError(f"gallery snapshot {path} is corrupt or unreadable: {_reason(e)}") from e
+    if not isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy array: never a snapshot
+        raise SnapshotError(f"{path} is not a person_search gallery snapshot (a single array, not an .npz)")
+    try:
+        with z:
             a = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise SnapshotError(f"gallery snapshot {path} is corrupt or unreadable: {e}") from e
+        raise SnapshotError(f"gallery snapshot {path} is corrupt or unreadable: {_reason(e)}") from e
+    if "meta" not in a:
+        raise SnapshotError(f"{path} is not a person_search gallery snapshot (no 'meta' entry)")
     try:
         meta = json.loads(a.pop("meta").tobytes().decode("utf-8"))
         if not isinstance(meta, dict) or meta.get("format") != SNAPSHOT_FORMAT:
@@ -78,6 +86,14 @@ def read(path: str | os.PathLike, *, model_id: Optional[str] = None,
         raise GalleryMismatchError(f"gallery snapshot {path} holds dim {snap_dim} embeddings, "
                                    f"but the running model has dim {dim}")
     return a, meta
+
+
+def _reason(e: BaseException) -> str:
+    """Say why numpy refused a file, without numpy's hint to load pickled objects (never safe here)."""
+    text = str(e)
+    if "allow_pickle" in text:
+        return "it holds pickled Python objects, which a snapshot never does (not loaded: unsafe)"
+    return text
 
 
 def check_rows(a: Dict[str, np.ndarray], dim: int) -> int:

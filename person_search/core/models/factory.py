@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
@@ -127,6 +128,29 @@ def _reparameterize(visual: nn.Module, arch: str) -> None:
             logger.debug("no reparameterisation for %s: %s", arch, e)
 
 
+class _DropRandomInitWarning(logging.Filter):
+    """Drop open_clip's "No pretrained weights loaded ... initialized randomly" (we never pass it weights)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _no_random_init_warning():
+    """Silence open_clip's random-init warning while it builds the bare architecture.
+
+    ``build_clip`` always asks open_clip for an untrained model and loads the checkpoint itself;
+    open_clip's warning (logged on the root logger) would claim a trained checkpoint is random.
+    """
+    flt = _DropRandomInitWarning()
+    root = logging.getLogger()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
+
+
 def build_clip(cfg: EncoderConfig, *, towers: Sequence[str] = TOWERS, for_training: bool = False) -> BuiltModel:
     """Build the CLIP model of ``cfg``: weights, input size, attention kernel, device.
 
@@ -169,7 +193,8 @@ def build_clip(cfg: EncoderConfig, *, towers: Sequence[str] = TOWERS, for_traini
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)
-        model = open_clip.create_model(cfg.arch, pretrained=None, device="cpu", precision="fp32")
+        with _no_random_init_warning():  # we load the weights ourselves, below, or say they are random
+            model = open_clip.create_model(cfg.arch, pretrained=None, device="cpu", precision="fp32")
     visual = getattr(model, "visual", None)
     kernel_sd = {}
     if resolved.path is not None:
