@@ -24,7 +24,7 @@ from person_search.nodes.common import RELIABLE_QOS, SERVICE_QOS, StageStats, se
 from person_search.nodes.convert import ns_to_time, time_to_ns
 from person_search.web.config import WebConfig
 from person_search.web.params import SearchParams
-from person_search.web.store import HealthBoard, ImageStore, TimelinePoint, Timelines
+from person_search.web.store import HealthBoard, ImageStore, TimelinePoint, Timelines, match_row
 
 RESEND_S = 5.0  # a request sent while DDS still matches the reply path can be lost: ask once more
 MAX_TRACKS = 5000
@@ -118,8 +118,8 @@ class GraphBridge:
             self.similar_client = node.create_client(FindSimilar, "find_similar", qos_profile=SERVICE_QOS)
         except ImportError:
             pass
-        self.reid_fields = "person_id" in getattr(__import__("person_search_interfaces.msg", fromlist=["PersonMatch"])
-                                                  .PersonMatch, "_fields_and_field_types", {})
+        from person_search_interfaces.msg import PersonMatch
+        self.reid_fields = "person_id" in PersonMatch.get_fields_and_field_types()
         self.crops_topic = node.resolve_topic_name("person_crops")
         self._crops_sub = None
         self._overlay_re = re.compile("^" + re.escape(self.namespace) + r"/([A-Za-z][A-Za-z0-9_]*)/overlay$")
@@ -252,18 +252,7 @@ class GraphBridge:
         """Turn PersonMatch messages into JSON rows; their images go to the cache under new ids."""
         out = []
         for m in matches:
-            crop = self.answers.put(bytes(m.crop.data))
-            frame = self.answers.put(bytes(m.frame.data))
-            row = {"track_id": int(m.track_id), "camera": m.camera_frame_id, "score": round(float(m.score), 4),
-                   "first_seen_ns": time_to_ns(m.first_seen), "last_seen_ns": time_to_ns(m.last_seen),
-                   "box": [round(float(v), 1) for v in m.box],
-                   "crop_url": f"/api/images/{crop}" if crop else None,
-                   "frame_url": f"/api/images/{frame}" if frame else None}
-            pid = getattr(m, "person_id", None)
-            if pid is not None:  # re-identification: which person the track belongs to
-                row["person_id"] = int(pid) if int(pid) >= 0 else None
-                row["person_track_ids"] = [int(t) for t in getattr(m, "person_track_ids", [])]
-                row["cameras"] = [str(c) for c in getattr(m, "cameras", [])]
+            row = match_row(m, self.answers)
             out.append(row)
             with self._tracks_lock:
                 key = (row["camera"], row["track_id"])

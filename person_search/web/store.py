@@ -130,6 +130,30 @@ class Timelines:
         return len(self._lines)
 
 
+def _ns(t) -> int:
+    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+
+
+def match_row(m, images: ImageStore) -> dict:
+    """Return the JSON row of one PersonMatch; its crop and frame go into ``images`` under new ids.
+
+    The re-identification fields (``person_id``, ``person_track_ids``, ``cameras``) are
+    read where the message has them (graphs with re-id) and left out elsewhere.
+    """
+    crop, frame = images.put(bytes(m.crop.data)), images.put(bytes(m.frame.data))
+    row = {"track_id": int(m.track_id), "camera": str(m.camera_frame_id), "score": round(float(m.score), 4),
+           "first_seen_ns": _ns(m.first_seen), "last_seen_ns": _ns(m.last_seen),
+           "box": [round(float(v), 1) for v in m.box],
+           "crop_url": f"/api/images/{crop}" if crop else None,
+           "frame_url": f"/api/images/{frame}" if frame else None}
+    pid = getattr(m, "person_id", None)
+    if pid is not None:
+        row["person_id"] = int(pid) if int(pid) >= 0 else None  # -1: not linked to a person (yet)
+        row["person_track_ids"] = [int(t) for t in getattr(m, "person_track_ids", [])]
+        row["cameras"] = [str(c) for c in getattr(m, "cameras", [])]
+    return row
+
+
 OK, WARN, ERROR, STALE = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels
 LEVEL_NAMES = {OK: "ok", WARN: "warn", ERROR: "error", STALE: "stale"}
 SHOWN_KEYS = ("rate_hz", "count", "drops", "errors", "latency_p50_ms", "age_p50_ms", "age_p95_ms", "gallery_size",

@@ -151,8 +151,12 @@ def test_live_tile_changes(graph, chrome, shots):
              "a newer frame in the tile")
     assert js(chrome, f"return document.querySelector('{tile} img').src") != src
     assert len(chrome.find_elements(By.CSS_SELECTOR, "#tiles .tile")) == 2
-    time.sleep(1.5)  # the health panel's first rows
-    chrome.find_element(By.TAG_NAME, "aside").screenshot(str(shots / "web_live.png"))
+    chrome.set_window_size(1400, 1400)  # the whole aside: both tiles and the health panel
+    try:
+        time.sleep(1.5)
+        chrome.find_element(By.TAG_NAME, "aside").screenshot(str(shots / "web_live.png"))
+    finally:
+        chrome.set_window_size(1400, 900)
 
 
 @pytest.mark.parametrize("payload", ["<script>alert(1)</script>",

@@ -119,3 +119,53 @@ def test_token_comparison():
     assert not token_matches("s3cret-tokeN", "s3cret-token")
     assert not token_matches("", "s3cret-token") and not token_matches(None, "s3cret-token")
     assert not token_matches("x", "")
+
+
+def test_page_ships_in_the_package_and_loads_nothing_from_elsewhere():
+    import re
+
+    from person_search.web.app import STATIC, load_assets
+    assets = load_assets()
+    html = assets["index.html"].decode()
+    refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert refs and all(r.startswith("/static/") and r.split("/")[-1] in STATIC for r in refs), refs
+    for name, body in assets.items():
+        text = body.decode()
+        assert not re.search(r"https?://", text.replace("http://www.w3.org/2000/svg", "")), f"{name} names another host"
+        assert "innerHTML" not in text and "insertAdjacentHTML" not in text and "eval(" not in text, name
+    assert "<script>" not in html  # no inline script (the CSP allows none)
+
+
+def _stamp(sec, nsec=0):
+    from types import SimpleNamespace
+    return SimpleNamespace(sec=sec, nanosec=nsec)
+
+
+def _match(**extra):
+    from types import SimpleNamespace
+    img = SimpleNamespace
+    return SimpleNamespace(track_id=12, camera_frame_id="cam1", score=0.31234, first_seen=_stamp(10, 5),
+                           last_seen=_stamp(20), box=[1.04, 2, 3, 4], crop=img(data=b"\xff\xd8crop"),
+                           frame=img(data=b""), **extra)
+
+
+def test_match_rows_carry_image_urls_and_the_reid_fields_where_present():
+    from person_search.web.store import match_row
+    store = ImageStore(10**6)
+    row = match_row(_match(), store)
+    assert row["track_id"] == 12 and row["camera"] == "cam1" and row["score"] == 0.3123
+    assert row["first_seen_ns"] == 10_000_000_005 and row["last_seen_ns"] == 20_000_000_000
+    assert row["frame_url"] is None and store.get(row["crop_url"].rsplit("/", 1)[1]) == b"\xff\xd8crop"
+    assert "person_id" not in row  # this graph has no re-identification
+    reid = match_row(_match(person_id=7, person_track_ids=[12, 40], cameras=["cam1", "cam0"]), store)
+    assert reid["person_id"] == 7 and reid["person_track_ids"] == [12, 40] and reid["cameras"] == ["cam1", "cam0"]
+    assert match_row(_match(person_id=-1), store)["person_id"] is None
+
+
+def test_match_row_reads_the_real_message():
+    msg = pytest.importorskip("person_search_interfaces.msg", reason="interfaces not built (run through make test)")
+    from person_search.web.store import match_row
+    m = msg.PersonMatch(track_id=3, score=0.5, camera_frame_id="cam0")
+    m.crop.data = b"jpeg"
+    row = match_row(m, ImageStore(10**6))
+    assert row["track_id"] == 3 and row["crop_url"].startswith("/api/images/")
