@@ -174,7 +174,7 @@ def main() -> int:
     ap.add_argument("--top-k", type=int, default=12, help="matches per search (the page's default)")
     ap.add_argument("--min-gallery", type=int, default=20, help="wait for this many embeddings first")
     ap.add_argument("--timeout", type=float, default=60.0, help="a search slower than this is an error")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "web_console.json"), help="results file")
+    ap.add_argument("--out", default="docs/web_console.json", help="results file (relative: to the repository)")
     a = ap.parse_args()
 
     import rclpy
@@ -246,7 +246,7 @@ def main() -> int:
         return 1
     result = {
         "what": "search round trip: GET /api/search (web console) vs /query_person from rclpy (service alone)",
-        "command": "tools/env.sh python benchmarks/bench_web.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["tools/env.sh python benchmarks/bench_web.py", *sys.argv[1:]]),
         "git_commit": git_commit(), "args": vars(a), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                     "load_avg_before": [round(x, 2) for x in load_before],
@@ -256,7 +256,7 @@ def main() -> int:
         "sequential": sequential, "concurrent": {"clients": a.clients, "per_client": a.per_client, **conc},
         "page_weight": weight,
     }
-    out = Path(a.out)
+    out = Path(a.out) if Path(a.out).is_absolute() else ROOT / a.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; wrote {out}")

@@ -30,6 +30,18 @@ RESEND_S = 5.0  # a request sent while DDS still matches the reply path can be l
 MAX_TRACKS = 5000
 
 
+def _guarded(method):
+    """Log (throttled) instead of raising out of a ROS callback: one bad message must not stop the executor."""
+    def run(self, *args):
+        try:
+            return method(self, *args)
+        except Exception as exc:  # noqa: BLE001 - malformed input from the graph; the console carries on
+            self.node.get_logger().warning(f"{method.__name__}: {type(exc).__name__}: {exc}",
+                                           throttle_duration_sec=10.0)
+    run.__name__ = method.__name__
+    return run
+
+
 class GraphError(RuntimeError):
     """The graph could not answer (``status`` is the HTTP status to report: 503 or 504)."""
 
@@ -150,6 +162,7 @@ class GraphBridge:
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
 
+    @_guarded
     def _discover(self) -> None:
         """Subscribe to overlay topics that appeared, and to person_crops once a graph consumes it."""
         for topic, types in self.node.get_topic_names_and_types():
@@ -166,11 +179,13 @@ class GraphBridge:
             self._crops_sub = self.node.create_subscription(PersonCrops, self.crops_topic, self._on_crops,
                                                             RELIABLE_QOS)
 
+    @_guarded
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
             self.health.update(st.name, int.from_bytes(st.level, "little") if isinstance(st.level, bytes)
                                else int(st.level), st.message, {kv.key: kv.value for kv in st.values})
 
+    @_guarded
     def _on_crops(self, msg) -> None:
         camera = msg.header.frame_id
         stamp = time_to_ns(msg.header.stamp)
@@ -278,7 +293,8 @@ class GraphBridge:
         return {"track": row or {"track_id": track_id, "camera": camera}, "timeline": timeline}
 
     def cameras(self) -> List[dict]:
-        return [self.feeds[k].info() for k in sorted(self.feeds)]
+        feeds = dict(self.feeds)  # a copy: the ROS thread adds cameras as they appear
+        return [feeds[k].info() for k in sorted(feeds)]
 
     def info(self) -> dict:
         return {"namespace": self.namespace or "/",
