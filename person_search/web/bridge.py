@@ -158,8 +158,10 @@ class GraphBridge:
                 raise
 
     def close(self) -> None:
-        """Stop the executor and destroy the node."""
+        """Stop the executor, wait for its thread, destroy the node (in that order: no wait set outlives it)."""
         self.executor.shutdown(timeout_sec=2.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
         self.node.destroy_node()
 
     @_guarded

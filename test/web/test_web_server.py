@@ -46,6 +46,17 @@ def test_public_host_without_token_is_refused(args, env):
     assert time.monotonic() - t0 < 30
 
 
+def test_port_in_use_is_one_line_and_exit_2():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = run_cli("web", "--port", str(s.getsockname()[1]))
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.strip().startswith("error: cannot serve on 127.0.0.1:") and "in use" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr  # no traceback, no abort from a ROS thread
+
+
 @pytest.fixture(scope="module")
 def token():
     return "t-" + secrets.token_urlsafe(18)
