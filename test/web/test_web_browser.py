@@ -117,6 +117,23 @@ def test_camera_filter(graph, chrome):
     assert chrome.find_element(By.ID, "camera").get_attribute("value") == "cam1"  # the filter shows in the form
 
 
+def test_time_and_score_filters_reach_the_graph(graph):
+    base = "/api/search?q=" + quote("a person walking") + "&top_k=100&frames=0"
+    everyone = _api(graph, base)["matches"]
+    assert len(everyone) >= 2
+    asked = time.time_ns()
+    recent = _api(graph, base + "&last_min=0.1")["matches"]  # the last 6 s
+    assert len(recent) < len(everyone) or min(m["last_seen_ns"] for m in everyone) >= asked - 12e9
+    assert all(m["last_seen_ns"] >= asked - 12e9 for m in recent)
+    cut = sorted(m["last_seen_ns"] for m in everyone)[len(everyone) // 2]
+    later = _api(graph, base + f"&since={cut / 1e9:.3f}")["matches"]
+    assert later and all(m["last_seen_ns"] >= cut - 1e6 for m in later)
+    floor = sorted(m["score"] for m in everyone)[len(everyone) // 2]
+    strong = _api(graph, base + f"&min_score={floor}")["matches"]
+    assert strong and all(m["score"] >= floor - 1e-4 for m in strong) and len(strong) <= len(everyone)
+    assert all(m["frame_url"] is None for m in everyone)  # frames=0: no frame thumbnails asked
+
+
 def test_open_a_track(graph, chrome, shots):
     from selenium.webdriver.common.by import By
     assert search(chrome, graph.url, SEARCH) == "done"
