@@ -7,13 +7,13 @@ from setuptools import find_packages, setup
 
 package_name = "person_search"
 
-NODES = ["camera_node", "detector_node", "embedder_node", "index_node", "query_node"]
+NODES = ["camera_node", "detector_node", "embedder_node", "index_node", "query_node", "web_node"]
 
 setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(include=["person_search", "person_search.*"]),
-    package_data={"person_search": ["model_configs/*.json"]},
+    package_data={"person_search": ["model_configs/*.json"], "person_search.web": ["static/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

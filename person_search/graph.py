@@ -23,6 +23,7 @@ names carry the node's namespace)::
     NS/query_person                    srv QueryPerson              users -> query
     NS/query_matches                   QueryResult (latched)        query -> detectors (overlay)
     /diagnostics                       diagnostic_msgs/DiagnosticArray  every node
+    (web node, optional)               reads query_person, /diagnostics, */overlay, person_crops; serves HTTP
 
 An external camera (``CameraSpec.image_topic``) replaces the camera node: the detector's
 ``image_raw`` is remapped to that topic (``.../compressed`` is derived from it, as
@@ -104,7 +105,8 @@ def normalize_namespace(namespace: str) -> str:
 
 def node_set(cameras: Sequence[CameraSpec] = (CameraSpec("cam0"),), *, loop: Optional[bool] = None,
              namespace: str = "", image_transport: Optional[str] = None,
-             autostart: Optional[bool] = None) -> List[NodeSpec]:
+             autostart: Optional[bool] = None, web: bool = False,
+             web_params: Optional[Dict[str, object]] = None) -> List[NodeSpec]:
     """Return the processes of the graph: camera + detector per camera, one embedder, index, query.
 
     Args:
@@ -114,6 +116,7 @@ def node_set(cameras: Sequence[CameraSpec] = (CameraSpec("cam0"),), *, loop: Opt
         namespace: the graph namespace NS ("" = the root).
         image_transport: the detectors' input, "raw" or "compressed" (None keeps the YAML).
         autostart: override the lifecycle nodes' ``autostart`` (None keeps the default, true).
+        web: add the operator console (``NS/web``, web_node) with ``web_params`` (``web.*``) overrides.
     """
     if not cameras:
         raise ValueError("at least one camera is needed")
@@ -142,6 +145,8 @@ def node_set(cameras: Sequence[CameraSpec] = (CameraSpec("cam0"),), *, loop: Opt
     specs.append(NodeSpec("embedder", "embedder_node", ns, parameters=dict(life)))
     specs.append(NodeSpec("index", "index_node", ns))
     specs.append(NodeSpec("query", "query_node", ns, parameters=dict(life)))
+    if web:
+        specs.append(NodeSpec("web", "web_node", ns, parameters=dict(web_params or {})))
     return specs
 
 

@@ -3,7 +3,7 @@
 Only imported by the launch files: it needs the ``launch`` and ``launch_ros`` packages of a
 ROS 2 distribution (Humble or newer). Arguments (``ros2 launch person_search cpu.launch.py -s``):
 ``config``, ``source``, ``cameras``, ``loop``, ``camera``, ``image_topic``, ``image_transport``,
-``namespace``, ``autostart``, ``rviz``.
+``namespace``, ``autostart``, ``rviz``, ``web``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _nodes(context, *args, **kwargs):
     transport = _arg(context, "image_transport") or None
     cams = _cameras(context)
     specs = node_set(cams, loop=_flag(context, "loop"), namespace=namespace, image_transport=transport,
-                     autostart=_flag(context, "autostart"))
+                     autostart=_flag(context, "autostart"), web=bool(_flag(context, "web")))
     actions = []
     for spec in specs:
         actions.append(Node(package="person_search", executable=spec.executable, name=spec.name,
@@ -115,6 +115,7 @@ ARGUMENTS = (  # name, default, description; "config" defaults to the launch fil
     ("namespace", "", "graph namespace: every topic and service under /NAMESPACE"),
     ("autostart", "", "false: lifecycle nodes wait for configure/activate (default true)"),
     ("rviz", "false", "start RViz on the overlay (needs rviz2 installed)"),
+    ("web", "false", "start the operator console (web node; web.* parameters, token from PERSON_SEARCH_WEB_TOKEN)"),
 )
 
 

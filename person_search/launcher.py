@@ -127,6 +127,17 @@ class Graph:
         """Return the processes that have exited, with their exit codes."""
         return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
 
+    def wait_until(self, pred, timeout: float, what: str, poll_s: float = 0.3) -> None:
+        """Wait for ``pred()``; AssertionError on timeout or when a node (not a camera) exits meanwhile."""
+        deadline = time.monotonic() + timeout
+        while not pred():
+            dead = {n: c for n, c in self.dead().items() if not n.endswith("/camera")}
+            if dead:
+                raise AssertionError(f"node(s) exited while waiting for {what}: {dead}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            time.sleep(poll_s)
+
     def __enter__(self) -> "Graph":
         return self.start()
 
@@ -177,7 +188,9 @@ class Respawner:
 
 def make_graph(config: str, cameras: Sequence[CameraSpec], *, loop: Optional[bool] = None,
                extra_params: Optional[Dict[str, object]] = None, log_dir: Optional[Path] = None,
-               namespace: str = "", image_transport: Optional[str] = None) -> Graph:
+               namespace: str = "", image_transport: Optional[str] = None, web: bool = False,
+               web_params: Optional[Dict[str, object]] = None) -> Graph:
     """Build the :class:`Graph` of ``node_set(...)`` with a config name or YAML path."""
-    return Graph(node_set(cameras, loop=loop, namespace=namespace, image_transport=image_transport),
+    return Graph(node_set(cameras, loop=loop, namespace=namespace, image_transport=image_transport, web=web,
+                          web_params=web_params),
                  config_path(config), extra_params=extra_params, log_dir=log_dir)

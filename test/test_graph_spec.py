@@ -70,3 +70,16 @@ def test_up_with_image_topic_starts_no_camera_node():
                                             "/robot1/query"]
     cmd = graph.command(graph.specs[0])
     assert "image_raw:=/oak/rgb/image_raw" in cmd and "ros.image_transport:='compressed'" in cmd
+
+
+def test_up_with_web_adds_the_console_node():
+    from person_search.cli import build_parser
+    from person_search.cli.ros import _graph_from_args
+    a = build_parser().parse_args(["up", "--config", "test", "--source", "v.mp4", "--namespace", "robot1",
+                                   "--web", "--web-port", "8123"])
+    graph = _graph_from_args(a)
+    web = graph.specs[-1]
+    assert web.fqn == "/robot1/web" and web.executable == "web_node"
+    assert web.parameters == {"web.host": "127.0.0.1", "web.port": 8123}
+    assert "web.port:=8123" in graph.command(web)
+    assert "/robot1/web" not in [s.fqn for s in node_set([CameraSpec("cam0", "v.mp4")], namespace="robot1")]

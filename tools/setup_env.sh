@@ -100,4 +100,5 @@ if [ ! -f install/.ps_stamp ] || [ "$(cat install/.ps_stamp)" != "$want_build" ]
   fi
   echo "$want_build" > install/.ps_stamp
 fi
+bash tools/setup_browser.sh  # chromium + chromium-driver for the browser tests (test/web)
 log "environment ready: $VENV, install/"

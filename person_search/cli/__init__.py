@@ -9,6 +9,7 @@ return an exit code):
 * :mod:`.data` -- ``data synth``, ``data check``: generate / check a dataset.
 * :mod:`.evaluation` -- ``eval``: retrieval metrics of a checkpoint on a dataset split.
 * :mod:`.train` -- ``train``, ``lora merge``: fine-tuning and deployment of the adapters.
+* :mod:`.web` -- ``web``: the operator console (needs rclpy and aiohttp).
 
 A new group (train, eval, export, data, ...) is a new module listed in ``GROUPS``.
 Shared helpers (``--set`` parsing, the one match-table printer) live in :mod:`.common`.
@@ -29,7 +30,7 @@ from typing import Optional, Sequence
 
 log = logging.getLogger("person_search")
 
-GROUPS = ("ros", "offline", "data", "evaluation", "export", "train")
+GROUPS = ("ros", "offline", "data", "evaluation", "export", "train", "web")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 

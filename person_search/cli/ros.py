@@ -121,9 +121,21 @@ def _graph_from_args(a, *, loop=None):
     require_clip_weights(_check_config(a.config, sets).encoder)  # before any node starts
     if getattr(a, "snapshot", None):
         sets["gallery.snapshot_path"] = str(Path(a.snapshot).resolve())
+    web = bool(getattr(a, "web", False))
+    web_params = _web_params(a) if web else None
     return make_graph(a.config, cams, loop=loop if loop is not None else (True if a.loop else None),
                       extra_params=sets, log_dir=Path(a.log_dir) if a.log_dir else None,
-                      namespace=a.namespace, image_transport=a.image_transport)
+                      namespace=a.namespace, image_transport=a.image_transport, web=web, web_params=web_params)
+
+
+def _web_params(a) -> Dict[str, object]:
+    """Check the console's bind rules before any node starts; return its ``web.*`` parameters."""
+    from person_search.web.config import WebConfig
+    from person_search.web.security import check_bind, resolve_token
+    cfg = WebConfig(host=a.web_host, port=a.web_port)
+    cfg.validate()
+    check_bind(cfg.host, resolve_token(None))  # BindError (a ValueError): one line, exit 2
+    return {"web.host": cfg.host, "web.port": cfg.port}
 
 
 def _check_config(config: str, sets: Dict[str, object]):
@@ -212,6 +224,10 @@ def cmd_up(a) -> int:
     ns = f" --namespace {a.namespace}" if a.namespace else ""
     ask = f"person-search query{ns} \"a person in a dark coat\""
     print("waiting for the graph to answer (models load first; Ctrl-C stops the graph)", flush=True)
+    web = next((s for s in graph.specs if s.executable == "web_node"), None)
+    if web is not None:
+        from person_search.web.server import url_of
+        print(f"web console: {url_of(str(web.parameters['web.host']), int(web.parameters['web.port']))}", flush=True)
     with graph:
         respawner = Respawner(graph, max_restarts=a.max_restarts,
                               log=lambda line: print(line, file=sys.stderr, flush=True))
@@ -364,6 +380,10 @@ def register(sub) -> None:
 
     sp = sub.add_parser("up", help="start the ROS 2 graph, one process per node")
     graph_args(sp)
+    sp.add_argument("--web", action="store_true", help="also start the operator console (web node)")
+    sp.add_argument("--web-host", default="127.0.0.1",
+                    help="the console's address (default 127.0.0.1; any other needs $PERSON_SEARCH_WEB_TOKEN)")
+    sp.add_argument("--web-port", type=int_at_least(1), default=8080, help="the console's port (default 8080)")
     sp.add_argument("--max-restarts", type=int_at_least(0), default=10,
                     help="restart a node that dies at most this many times in a row (0 = never)")
     sp.set_defaults(func=cmd_up)
