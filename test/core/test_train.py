@@ -233,3 +233,16 @@ def test_autocast_training_on_gpu(tmp_path, precision):
     assert result.steps == 4 and math.isfinite(result.last_loss)
     assert resolve_device(config(precision=precision, device="cuda"))[1] == getattr(torch, {
         "bf16": "bfloat16", "fp16": "float16"}[precision])
+
+
+def test_seed_draws_the_initial_weights_of_a_from_scratch_run():
+    """``--seed`` changes the random init (not only data order), and the same seed gives the same init."""
+    from person_search.train.model import build_model
+
+    def first_weights(seed):
+        model, facts, _ = build_model(config(seed=seed, weights=""))
+        return next(iter(model.parameters())).detach().clone(), facts.start_weights
+
+    (a0, id0), (a0b, _), (a1, id1) = first_weights(0), first_weights(0), first_weights(1)
+    assert torch.equal(a0, a0b) and not torch.equal(a0, a1)
+    assert (id0, id1) == ("random-seed0", "random-seed1")
