@@ -451,9 +451,9 @@ def render(res: dict, doc: Path) -> str:
     head = "| run | R1 | R5 | R10 | mAP | mINP |\n|---|---:|---:|---:|---:|---:|"
     b, sh = data.get("base", {}), data.get("shifted", {})
     chance = b.get("chance_rank1_test")
-    cmd = "python benchmarks/lab_proof.py" + (" --quick" if quick else "") + \
-        f" --out {args['out']} --seeds {' '.join(map(str, seeds))} --jobs {args['jobs']} --threads {args['threads']}" + \
-        (f" --eval-every {args['eval_every']}" if args.get("eval_every") else "")
+    cmd = (f"python benchmarks/lab_proof.py{' --quick' if quick else ''} --out {args['out']} --seeds "
+           f"{' '.join(map(str, seeds))} --jobs {args['jobs']} --threads {args['threads']}"
+           + (f" --eval-every {args['eval_every']}" if args.get("eval_every") else ""))
     lines = ["# Proof on generated data (CPU)", "",
              f"Generated whole by `{cmd}` from its results file `{args['results']}` (`--report-only` redraws this "
              f"page from that file alone). Run record: commit {rec['commit'][:12]}, {rec['machine']['cpu']}, "
