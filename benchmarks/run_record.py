@@ -19,15 +19,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def git_commit(root: Path = ROOT) -> str:
-    """Return HEAD's commit (``+dirty`` when tracked files differ from it), or "unknown" outside a checkout."""
+    """Return HEAD's commit, ``+dirty`` when tracked code differs from it, or "unknown" outside a checkout.
+
+    Documents and results files (``docs/``, ``*.md``) do not count: a benchmark rewrites its own results file
+    while it runs.
+    """
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                 capture_output=True, text=True, timeout=10).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return (head or "unknown") + ("+dirty" if head and dirty else "")
+    code = [ln[3:] for ln in changed if not ln[3:].startswith("docs/") and not ln[3:].endswith(".md")]
+    return (head or "unknown") + ("+dirty" if head and code else "")
 
 
 def new_record(args: dict, kind: str) -> dict:
