@@ -512,7 +512,10 @@ def targets(cache: dict, recipe: Optional[dict] = None) -> List[str]:
 
     def xtxt(cell, base, get_all):
         """Ratios as text ("x1.23/x1.30"), or why there are none (not run, no run record, other run)."""
-        return "/".join("x" + t if t[0].isdigit() else t for t in (_rel(cell, base, g) for g in get_all))
+        got = [_rel(cell, base, g) for g in get_all]
+        if all(t[0].isdigit() for t in got):
+            return "/".join("x" + t for t in got)
+        return "n/a (" + ", ".join(sorted(set(t for t in got if not t[0].isdigit()))) + ")"
 
     crops = [lambda v, b=b: _crops(v, b) for b in (1, 8, 32)]
     sp = xs(_study(cache, "prune 0.5"), sbase)
