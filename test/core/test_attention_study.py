@@ -216,3 +216,16 @@ def test_pareto_front(study, tmp_path):
     assert sorted(n for n, _, _ in front) == ["prune 0.5", "sdpa"]  # window is slower and worse: dominated
     assert (tmp_path / "p.png").stat().st_size > 0
     assert rep.pareto_plot(_cells(rates, {"sdpa": [50.0]}, run=None), tmp_path / "q.png", RECIPE) == []
+
+
+def test_run_record_says_commit_arguments_machine_and_load(study):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import run_record
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rec = run_record.new_record({"threads": 2}, "speed")
+    assert rec["run_id"].startswith("speed-") and rec["args"] == {"threads": 2}
+    assert rec["commit"] == "unknown" or len(rec["commit"].split("+")[0]) == 40
+    assert rec["machine"]["cores"] and isinstance(rec["load1_start"], float)
+    assert run_record.same_run({"run": rec}, {"run": dict(rec)}) and not run_record.same_run({"run": rec}, {})
