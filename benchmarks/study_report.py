@@ -470,15 +470,14 @@ def verdict(speedups: Sequence[Optional[float]], min_speed: float, delta: Sequen
     ``speedups``: same-run ratios of the same pair (None where not measured); ``delta``: paired Rank-1 changes
     (points) of that pair. Met: every speedup reaches the line and the whole 95 % interval of the mean change lies
     above ``-max_loss``; missed: a speedup below it or the whole interval below ``-max_loss``; not resolved: the
-    interval straddles the line; not measured: a half missing or fewer than 2 paired seeds.
+    interval straddles the line; not measured: a half missing or fewer than 2 paired seeds (a verdict needs
+    both halves, even a speed that alone misses the line).
     """
-    if not speedups or any(x is None for x in speedups):
-        return NOT_MEASURED
     iv = interval95(delta)
+    if not speedups or any(x is None for x in speedups) or iv is None:
+        return NOT_MEASURED  # both halves, on the same pair, or no verdict at all
     if min(speedups) < min_speed:
         return "missed"
-    if iv is None:
-        return NOT_MEASURED
     _, low, high = iv
     if low >= -max_loss:
         return "met"

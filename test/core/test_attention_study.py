@@ -229,3 +229,10 @@ def test_run_record_says_commit_arguments_machine_and_load(study):
     assert rec["commit"] == "unknown" or len(rec["commit"].split("+")[0]) == 40
     assert rec["machine"]["cores"] and isinstance(rec["load1_start"], float)
     assert run_record.same_run({"run": rec}, {"run": dict(rec)}) and not run_record.same_run({"run": rec}, {})
+
+
+def test_no_verdict_from_speed_alone(study):
+    _, _, rep = study
+    rates = {("study", "sdpa", ""): 5.0, ("study", "prune 0.5", ""): 5.5}  # too slow, but no accuracy cells
+    assert "**not measured**" in rep.targets(_cells(rates, {}), RECIPE)[0]
+    assert rep.verdict([1.1], 1.5, [], 2.0) == "not measured" and rep.verdict([1.1], 1.5, [0.0, 1.0], 2.0) == "missed"
