@@ -1,13 +1,21 @@
 """The attention study: speed, memory and accuracy of the attention variants and the small encoders.
 
-    tools/env.sh python benchmarks/attention_study.py [--quick] [--only speed|accuracy|report] [--seeds 3]
+    tools/env.sh python benchmarks/attention_study.py [--quick] [--only speed|memory|accuracy|report] [--seeds 3]
 
 Every cell (one tower at one input size; one training run) runs in a fresh subprocess
 (``benchmarks/study_cells.py``) and its result is cached in ``docs/attention_study_cells.json``
-(training) or ``docs/attention_study_speed_cells.json`` (speed) as soon as it finishes, so
-an interrupted study resumes where it stopped and ``--only report`` rewrites
-``docs/attention_study.md`` and its PNGs from the cache alone. Speed figures are ratios
-against ViT-B/16 with sdpa measured in the same run (CPU, ``--threads``).
+(training) or ``docs/attention_study_speed_cells.json`` (speed, memory) as soon as it finishes, with the record
+of the run that made it (``run``: run id, git commit, arguments, machine, load average; see
+``benchmarks/run_record.py``). ``--only report`` rewrites ``docs/attention_study.md`` and its PNGs from the
+cache alone.
+
+A speed or memory run measures every cell of its kind again (a new run id); an interrupted run resumes under
+its id when the commit and the arguments are the same. Ratios are formed only between cells of one run; a cell
+without a run record (made by an earlier version of this code) is shown as such and used in no ratio and no
+verdict. Training cells are compared only when they share the recipe (data, epochs, batch, learning rate,
+warm-up, seeded initialisation): seed ``s`` draws the model's initial weights, the data order and the
+augmentation. A verdict joins the speed and the accuracy of the same pair of models (the study-scale towers,
+timed at the training input size), else it says "not measured".
 Accuracy is measured on generated data (``person-search data synth``) with study-scale
 models (CPU): never compare it with CUHK-PEDES numbers.
 """
@@ -23,6 +31,9 @@ from pathlib import Path
 from typing import List
 
 from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_record import new_record, run_id  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -60,6 +71,10 @@ SPEED_OF = {"sdpa": (VIT, "sdpa"), "prune 0.5": (VIT, "prune"), "window 5": (VIT
             "MobileNetV3-L": ("PS-MobileNetV3-L", "sdpa"), "EfficientNet-B0": ("PS-EfficientNet-B0", "sdpa")}
 
 
+TRAIN_PREFIXES = ("train|", "run|accuracy")
+SPEED_PREFIXES = ("speed|", "attnmem|", "run|speed", "run|memory")
+
+
 def _file(kind: str) -> Path:
     return CACHE if kind == "train" else SPEED_CACHE
 
@@ -69,16 +84,16 @@ def _read(path: Path) -> dict:
 
 
 def load_cache() -> dict:
-    """Return the cached cells of both files ({} when none)."""
-    train = {k: v for k, v in _read(CACHE).items() if k.startswith("train|")}
-    return {**train, **{k: v for k, v in _read(SPEED_CACHE).items() if k.startswith(("speed|", "attnmem|"))}}
+    """Return the cached cells (and run records) of both files ({} when none)."""
+    train = {k: v for k, v in _read(CACHE).items() if k.startswith(TRAIN_PREFIXES)}
+    return {**train, **{k: v for k, v in _read(SPEED_CACHE).items() if k.startswith(SPEED_PREFIXES)}}
 
 
 def save_cache(cache: dict, kind: str) -> None:
     """Merge this run's ``kind`` cells into their file atomically (a speed and an accuracy run may run at once)."""
     DOCS.mkdir(exist_ok=True)
     path = _file(kind)
-    prefixes = ("train|",) if kind == "train" else ("speed|", "attnmem|")
+    prefixes = TRAIN_PREFIXES if kind == "train" else SPEED_PREFIXES
     merged = {**_read(path), **{k: v for k, v in cache.items() if k.startswith(prefixes)}}
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
@@ -100,6 +115,18 @@ def run_cell(kind: str, spec: dict, timeout: float) -> dict:
 
 
 FIRST = ["sdpa", "prune", "PS-MobileNetV4-S", "eager", "window"]  # what the targets need, measured first
+
+
+def study_speed_cells(quick: bool):
+    """Yield (key, spec) of the study-scale towers timed at the training input size: the pairs the verdicts join.
+
+    The accuracy cells train these towers (``TRAIN_CELLS``); a verdict compares their speed and their accuracy.
+    """
+    for name, (arch, att) in TRAIN_CELLS.items():
+        yield f"speed|study|{name}", {"arch": arch, "attention": att, "size": list(TRAIN_SIZE),
+                                      "batches": [1, 8] if quick else [1, 8, 32], "min_s": 4.0 if quick else 10.0,
+                                      "max_iters": 3 if quick else 10, "device": "cpu",
+                                      "config_dir": str((WORK / "configs").relative_to(ROOT))}
 
 
 def speed_cells(quick: bool, device: str = "cpu"):
@@ -134,17 +161,56 @@ def attnmem_cells():
             yield f"attnmem|{VIT}|{name}|{shape}", {"attention": att, "size": list(size), "batches": [1, 8, 32]}
 
 
-def run_speed(args, cache: dict) -> None:
-    """Measure every speed and attention-memory cell not cached yet."""
-    import torch
+def run_settings(args, kind: str) -> dict:
+    """Return the arguments that define a run of ``kind`` (speed, memory, accuracy): a resumed run must match them."""
+    if kind == "speed":
+        return {"quick": bool(args.quick), "threads": args.threads, "cell_timeout": args.cell_timeout,
+                "cells": getattr(args, "cells", None)}
+    if kind == "memory":
+        return {"threads": args.threads, "cells": getattr(args, "cells", None)}
+    return {k: getattr(args, k) for k in ("ids", "seeds", "epochs", "batch", "lr", "warmup", "jobs", "threads",
+                                          "budget_min", "cell_timeout")}
 
-    gpu = [*speed_cells(args.quick, "cuda")] if torch.cuda.is_available() else []  # GPU rows where there is one
-    todo = [(k, s) for k, s in [*speed_cells(args.quick), *gpu, *attnmem_cells()]
-            if k not in cache or "error" in cache[k]]
-    for key, spec in tqdm(todo, desc="speed cells", unit="cell"):
+
+def start_run(cache: dict, args, kind: str, keys: List[str]) -> dict:
+    """Return the run record to measure ``keys`` under: the cached unfinished run of the same commit and
+    arguments (resume), else a new one (stored in the cache as ``run|<kind>``)."""
+    settings = run_settings(args, kind)
+    last = cache.get(f"run|{kind}")
+    fresh = new_record(settings, kind)
+    if last and not last.get("finished") and last.get("args") == settings and last.get("commit") == fresh["commit"]:
+        return last
+    cache[f"run|{kind}"] = {**fresh, "cells": list(keys), "finished": False}
+    return cache[f"run|{kind}"]
+
+
+def _cell_record(rec: dict) -> dict:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return {k: rec[k] for k in ("run_id", "commit", "args", "machine", "load1_start")} | {"load1_cell": load}
+
+
+def run_speed(args, cache: dict, kind: str = "speed") -> None:
+    """Measure every cell of a speed run (``kind`` speed: towers; memory: attention-only) under one run id."""
+    if kind == "speed":
+        import torch
+
+        write_study_configs(WORK / "configs")
+        gpu = [*speed_cells(args.quick, "cuda")] if torch.cuda.is_available() else []  # GPU rows where there is one
+        plan = [*speed_cells(args.quick), *study_speed_cells(args.quick), *gpu]
+    else:
+        plan = [*attnmem_cells()]
+    plan = [(k, sp) for k, sp in plan if not getattr(args, "cells", None) or args.cells in k]
+    rec = start_run(cache, args, kind, [k for k, _ in plan])
+    save_cache(cache, "speed")
+    todo = [(k, s) for k, s in plan if run_id(cache.get(k)) != rec["run_id"] or "error" in cache[k]]
+    for key, spec in tqdm(todo, desc=f"{kind} cells (run {rec['run_id']})", unit="cell"):
         spec["threads"] = args.threads
-        cache[key] = {**run_cell(key.split("|")[0], spec, args.cell_timeout), "spec": spec}
+        cell_rec = _cell_record(rec)
+        cache[key] = {**run_cell(key.split("|")[0], spec, args.cell_timeout), "spec": spec, "run": cell_rec}
         save_cache(cache, "speed")
+    cache[f"run|{kind}"]["finished"] = all(run_id(cache.get(k)) == rec["run_id"] and "error" not in cache[k]
+                                           for k, _ in plan)
+    save_cache(cache, "speed")
 
 
 def ensure_data(ids: int, seed: int = 0) -> Path:
@@ -170,15 +236,38 @@ def write_study_configs(cfg_dir: Path) -> List[Path]:
     return written
 
 
+RECIPE_KEYS = ("data", "ids", "size", "batch", "lr", "warmup", "epochs", "init")
+
+
+def recipe_of(spec: dict) -> dict:
+    """Return what makes two training cells comparable: the recipe of their spec (not the model, seed or threads).
+
+    Cells made before the seed drew the initial weights have no ``init`` and match no current recipe.
+    """
+    return {k: spec.get(k) for k in RECIPE_KEYS}
+
+
+def current_recipe(args) -> dict:
+    """Return the recipe ``args`` train with."""
+    return {"data": str((WORK / f"data_{args.ids}").relative_to(ROOT)), "ids": args.ids, "size": list(TRAIN_SIZE),
+            "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "init": "seed"}
+
+
 def run_accuracy(args, cache: dict) -> None:
-    """Train every (cell, seed) not cached yet, in priority order, ``--jobs`` at a time, within ``--budget-min``."""
+    """Train every (cell, seed) not cached with the current recipe, in priority order, ``--jobs`` at a time.
+
+    ``--budget-min`` (default: none) stops starting runs after that long; the report says which are missing.
+    """
     import time
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     data = ensure_data(args.ids)
-    deadline = time.monotonic() + args.budget_min * 60
+    deadline = time.monotonic() + (args.budget_min * 60 if args.budget_min else float("inf"))
+    recipe = current_recipe(args)
     todo = [(n, s) for n in TRAIN_CELLS for s in range(args.seeds)
-            if f"train|{n}|{s}" not in cache or "error" in cache[f"train|{n}|{s}"]]
+            if "rank1" not in cache.get(f"train|{n}|{s}", {})
+            or recipe_of(cache[f"train|{n}|{s}"].get("spec", {})) != recipe]
+    rec = start_run(cache, args, "accuracy", [f"train|{n}|{s}" for n, s in todo])
     order = list(TRAIN_CELLS)  # the first five cells with all their seeds, then the rest
     todo.sort(key=lambda t: (order.index(t[0]) >= 5, t[1], order.index(t[0])))
     threads = max(1, args.threads // args.jobs)
@@ -192,8 +281,9 @@ def run_accuracy(args, cache: dict) -> None:
         spec = {"name": name, "arch": arch, "attention": att, "size": list(TRAIN_SIZE), "seed": seed,
                 "data": str(data.relative_to(ROOT)), "ids": args.ids, "config_dir": str(rel / "configs"),
                 "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "threads": threads,
-                "jobs": args.jobs, "save": save}
-        return {**run_cell("train", spec, args.cell_timeout), "spec": spec}
+                "jobs": args.jobs, "save": save, "init": "seed"}
+        cell_rec = _cell_record(rec)
+        return {**run_cell("train", spec, args.cell_timeout), "spec": spec, "run": cell_rec}
 
     skipped = 0
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -205,6 +295,8 @@ def run_accuracy(args, cache: dict) -> None:
                 continue
             cache[futures[fut]] = result  # results are handled here, in this thread alone
             save_cache(cache, "train")
+    cache["run|accuracy"]["finished"] = not skipped
+    save_cache(cache, "train")
     if skipped:
         print(f"budget of {args.budget_min} min spent; {skipped} run(s) stay 'not run'", file=sys.stderr)
 
@@ -213,7 +305,12 @@ def main() -> None:
     """Run what is missing, then write the report."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="batches 1/8 at 384x128, batch 1 at 768x256, <= 3 calls")
-    p.add_argument("--only", choices=["speed", "accuracy", "report"])
+    p.add_argument("--only", choices=["speed", "memory", "accuracy", "report"],
+                   help="speed: tower timing (deploy-size towers and study-scale towers); memory: attention-only "
+                        "peak memory; accuracy: training; report: redraw from the cache")
+    p.add_argument("--cells", default=None, metavar="TEXT",
+                   help="speed / memory: measure only the cells whose key holds TEXT (e.g. 'speed|study|', "
+                        "'|large'), as one run; ratios are formed within that run")
     p.add_argument("--threads", type=int, default=2, help="CPU threads in all (training: split over --jobs)")
     p.add_argument("--jobs", type=int, default=2, help="training runs at once (each gets threads/jobs threads)")
     p.add_argument("--ids", type=int, default=800, help="identities of the generated study dataset (10 %% test)")
@@ -222,12 +319,16 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (every training cell)")
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps before the cosine decay")
-    p.add_argument("--budget-min", type=float, default=60.0, help="stop starting training runs after this long")
+    p.add_argument("--budget-min", type=float, default=None,
+                   help="stop starting training runs after this long (default: no limit; the full study trains "
+                        "len(cells) x seeds runs of ~8 min each, --jobs at a time, on 2 quiet cores)")
     p.add_argument("--cell-timeout", type=float, default=900.0)
     args = p.parse_args()
     cache = load_cache()
     if args.only in (None, "speed"):
-        run_speed(args, cache)
+        run_speed(args, cache, "speed")
+    if args.only in (None, "memory"):
+        run_speed(args, cache, "memory")
     if args.only in (None, "accuracy"):
         run_accuracy(args, cache)
     from study_report import write_report

@@ -75,7 +75,7 @@ def export(pt: Path, fmt: str, out: Path, int8: bool = False, data: Path = None)
     last = lines[-1] if lines else ""
     if proc.returncode:
         return None, secs, last
-    made = [p for p in out.iterdir() if p.name != pt.name]
+    made = [p for p in out.iterdir() if p.name != pt.name and not p.name.endswith(".person_search_export")]
     return (made[0] if made else None), secs, last
 
 

@@ -1,25 +1,32 @@
 """Proof on these machines (CPU): train a small CLIP from scratch on generated data, controls, LoRA adaptation.
 
 One command generates the two datasets (``person-search data synth``: the base domain and
-the shifted one), trains with ``person-search train``, evaluates with ``person-search eval``
-and writes ``docs/lab_proof.md`` (tables) with ``docs/lab_proof_cmc.png`` and
-``docs/lab_proof_loss.png``. Every step is a ``person-search`` command (printed in the
-report); a step whose result file exists is skipped, so a second call only redoes what is
-missing (a training run cut short continues with ``--resume``). ``--quick`` is a smoke run
-(a tiny dataset, a few steps, its own folder and report) that checks the plumbing only.
+the shifted one), trains with ``person-search train``, evaluates with ``person-search eval``,
+collects every figure into a small results file (``docs/lab_proof.json``: the run record with
+commit, arguments, machine and load; per run its metrics, per-query Rank-1 hits, CMC, curves)
+and generates ``docs/lab_proof.md`` with ``docs/lab_proof_cmc.png`` and ``docs/lab_proof_loss.png``
+whole from that file (``--report-only`` redraws them from it alone). Every step is a
+``person-search`` command (printed in the report); a step whose result file exists is skipped,
+so a second call only redoes what is missing (a training run cut short continues with
+``--resume``). ``--quick`` is a smoke run (a tiny dataset, a few steps, its own folder, results
+file and report) that checks the plumbing only.
 
-Runs (``OUT/<name>``):
+Runs (``OUT/<name>``), for every seed s of ``--seeds`` (s draws the initial weights, the data order and
+the augmentation):
 
-* ``scratch-s<seed>``: PS-Small-ViT from random init, full training on the base train split.
-* ``shuffled``: the same budget with ``--shuffle-captions`` (control: must stay at chance).
+* ``scratch-s<s>``: PS-Small-ViT from random init, full training on the base train split (1,600 ids).
+* ``shuffled-s<first>``: the same budget with ``--shuffle-captions`` (control: must stay at chance).
 * ``untrained``: random weights, evaluation only (control).
-* ``zero-shot``: ``scratch-s<first seed>`` evaluated on the shifted test split.
-* ``shifted-full`` / ``shifted-lora``: ``scratch-s<first seed>`` fine-tuned on the shifted
-  train split, everything or LoRA adapters, the same number of steps.
+* ``zero-shot-s<s>``: ``scratch-s<s>`` evaluated on the shifted test split.
+* ``shifted-<full|lora>-lr<lr>-s<s>``: ``scratch-s<s>`` fine-tuned on the shifted train split, everything
+  or LoRA adapters, the same number of steps and the same learning-rate grid (``ADAPT["lr_grid"]``) for
+  both; each method's learning rate is picked per seed by the best validation Rank-1, then read on test.
 
-Figures from generated data: never compare them with CUHK-PEDES numbers.
+Claims with a threshold carry a 95 % bootstrap interval over test identities and seeds; a target
+whose interval straddles its line is reported "not resolved". Figures from generated data: never
+compare them with CUHK-PEDES numbers.
 
-    python benchmarks/lab_proof.py [--out runs/lab_proof] [--seeds 0] [--jobs 2] [--threads 1] [--quick]
+    python benchmarks/lab_proof.py [--out runs/lab_proof] [--seeds 0 1 2] [--jobs 2] [--threads 1] [--quick]
 """
 
 from __future__ import annotations
@@ -32,16 +39,27 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_record import new_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = "PS-Small-ViT"
-MAIN = {  # the from-scratch recipe (and the shuffled control's)
-    "size": "32x64", "steps": 650, "batch": 32, "lr": 5e-4, "warmup": 50, "loss": "infonce", "logit_scale": 14.3,
+MAIN = {  # the from-scratch recipe (and the shuffled control's): the one that met the target on 1,600 ids
+    "size": "32x64", "steps": 1400, "batch": 64, "lr": 5e-4, "warmup": 80, "loss": "infonce", "logit_scale": 14.3,
 }
-ADAPT = {"steps": 200, "warmup": 20, "full_lr": 2e-4, "lora_lr": 1e-3, "lora_rank": 16, "lora_alpha": 32}
-DATA = {"ids": 500, "images_per_id": 4, "size": "48x96", "seed_base": 0, "seed_shifted": 1}
-QUICK = {"ids": 40, "images_per_id": 2, "steps": 3, "batch": 8, "adapt_steps": 2}
+ADAPT = {"steps": 200, "warmup": 20, "batch": 32, "lr_grid": (1e-4, 3e-4, 1e-3, 3e-3), "lora_rank": 16,
+         "lora_alpha": 32}
+DATA = {"ids": 1600, "val_ids": 50, "test_ids": 50, "shifted_ids": 500, "images_per_id": 4, "size": "48x96",
+        "seed_base": 0, "seed_shifted": 1}
+QUICK = {"ids": 40, "val_ids": 4, "test_ids": 4, "shifted_ids": 40, "images_per_id": 2, "steps": 3, "batch": 8,
+         "adapt_steps": 2, "lr_grid": (1e-4, 1e-3), "eval_every": 2}
+BOOTSTRAP = 2000
+DEFAULT_SEEDS = (0, 1, 2)
+TARGET_R1, TARGET_CHANCE_X, TARGET_RECOVERY = 50.0, 20.0, 90.0
 
 
 def recovery(r1_zero: float, r1_full: float, r1_lora: float) -> Optional[float]:
@@ -112,43 +130,54 @@ def _eval(name: str, out: Path, data: Path, threads: int, *, weights: str = "", 
     return Step(f"eval {name}", argv, res, list(after))
 
 
-def plan(out: Path, *, seeds: Sequence[int] = (0,), threads: int = 1, quick: bool = False) -> List[Step]:
+def adapt_name(mode: str, lr: float, seed: int) -> str:
+    """Return the run name of one adaptation: method, learning rate, seed."""
+    return f"shifted-{mode}-lr{lr:g}-s{seed}"
+
+
+def plan(out: Path, *, seeds: Sequence[int] = DEFAULT_SEEDS, threads: int = 1, quick: bool = False,
+         eval_every: Optional[int] = None) -> List[Step]:
     """Return every step of the proof in order (data, training, evaluation)."""
     base, shifted = out / "data-base", out / "data-shifted"
-    ids, per_id = (QUICK["ids"], QUICK["images_per_id"]) if quick else (DATA["ids"], DATA["images_per_id"])
+    d = {**DATA, **{k: QUICK[k] for k in ("ids", "val_ids", "test_ids", "shifted_ids", "images_per_id")}} \
+        if quick else DATA
     steps_main, batch = (QUICK["steps"], QUICK["batch"]) if quick else (MAIN["steps"], MAIN["batch"])
-    steps_adapt = QUICK["adapt_steps"] if quick else ADAPT["steps"]
-    every = 2 if quick else 100
-    synth = ["data", "synth", "--ids", str(ids), "--images-per-id", str(per_id), "--size", DATA["size"]]
+    steps_adapt, adapt_batch = (QUICK["adapt_steps"], QUICK["batch"]) if quick else (ADAPT["steps"], ADAPT["batch"])
+    grid = QUICK["lr_grid"] if quick else ADAPT["lr_grid"]
+    every = eval_every or (QUICK["eval_every"] if quick else 200)
+    split = ["--images-per-id", str(d["images_per_id"]), "--size", d["size"], "--val-ids", str(d["val_ids"]),
+             "--test-ids", str(d["test_ids"])]
     out_steps = [
-        Step("data base", [*synth[:2], str(base), *synth[2:], "--seed", str(DATA["seed_base"])],
-             base / "stats.json"),
-        Step("data shifted", [*synth[:2], str(shifted), *synth[2:], "--seed", str(DATA["seed_shifted"]),
-                              "--domain", "shifted"], shifted / "stats.json"),
+        Step("data base", ["data", "synth", str(base), "--ids", str(d["ids"]), *split, "--seed",
+                           str(d["seed_base"])], base / "stats.json"),
+        Step("data shifted", ["data", "synth", str(shifted), "--ids", str(d["shifted_ids"]), *split, "--seed",
+                              str(d["seed_shifted"]), "--domain", "shifted"], shifted / "stats.json"),
     ]
-    first = f"scratch-s{seeds[0]}"
     for seed in seeds:
         name = f"scratch-s{seed}"
         out_steps += [_train(name, out, base, steps_main, batch, MAIN["lr"], threads, seed=seed, after=["data base"],
                              eval_every=every),
                       _eval(name, out, base, threads, weights=str(out / name), after=[f"train {name}"])]
+    shuffled = f"shuffled-s{seeds[0]}"
     out_steps += [
-        _train("shuffled", out, base, steps_main, batch, MAIN["lr"], threads, seed=seeds[0],
+        _train(shuffled, out, base, steps_main, batch, MAIN["lr"], threads, seed=seeds[0],
                extra=["--shuffle-captions"], after=["data base"], eval_every=every),
-        _eval("shuffled", out, base, threads, weights=str(out / "shuffled"), after=["train shuffled"]),
+        _eval(shuffled, out, base, threads, weights=str(out / shuffled), after=[f"train {shuffled}"]),
         _eval("untrained", out, base, threads, after=["data base"]),
-        _eval("zero-shot", out, shifted, threads, weights=str(out / first),
-              after=["data shifted", f"train {first}"]),
     ]
-    start = str(out / first / "best.safetensors")
-    for mode, lr, extra in (("full", ADAPT["full_lr"], []),
-                            ("lora", ADAPT["lora_lr"], ["--mode", "lora", "--lora-rank", str(ADAPT["lora_rank"]),
-                                                        "--lora-alpha", str(ADAPT["lora_alpha"])])):
-        name = f"shifted-{mode}"
-        out_steps += [_train(name, out, shifted, steps_adapt, batch, lr, threads, weights=start, extra=extra,
-                             warmup=min(ADAPT["warmup"], steps_adapt), eval_every=every,
-                             after=["data shifted", f"train {first}"]),
-                      _eval(name, out, shifted, threads, weights=str(out / name), after=[f"train {name}"])]
+    for seed in seeds:
+        start = f"scratch-s{seed}"
+        out_steps.append(_eval(f"zero-shot-s{seed}", out, shifted, threads, weights=str(out / start),
+                               after=["data shifted", f"train {start}"]))
+        for mode, extra in (("full", []), ("lora", ["--mode", "lora", "--lora-rank", str(ADAPT["lora_rank"]),
+                                                    "--lora-alpha", str(ADAPT["lora_alpha"])])):
+            for lr in grid:  # the same grid, the same selection rule for both methods
+                name = adapt_name(mode, lr, seed)
+                out_steps += [_train(name, out, shifted, steps_adapt, adapt_batch, lr, threads, seed=seed,
+                                     weights=str(out / start / "best.safetensors"), extra=extra,
+                                     warmup=min(ADAPT["warmup"], steps_adapt), eval_every=every,
+                                     after=["data shifted", f"train {start}"]),
+                              _eval(name, out, shifted, threads, weights=str(out / name), after=[f"train {name}"])]
     return out_steps
 
 
@@ -214,8 +243,144 @@ def median_step_s(run: Path) -> Optional[float]:
     return t[len(t) // 2] if t else None
 
 
-def _row(name: str, res: dict, key: str = "t2i") -> str:
-    m = res[key]
+# ---- results file --------------------------------------------------------------------------------------------
+
+def _hits(scores: Path) -> Tuple[List[int], List[int], List[float]]:
+    """Return (per-query Rank-1 hit 0/1, query person ids, CMC@1..50 %) of a saved score file."""
+    from person_search.eval.metrics import retrieval_metrics
+
+    z = np.load(scores)
+    sim, qp, gp = z["sim"], z["query_pids"], z["gallery_pids"]
+    hit = (gp[np.argmax(sim, axis=1)] == qp).astype(int)
+    cmc = retrieval_metrics(sim, qp, gp)["cmc"][:50]
+    return hit.tolist(), qp.astype(int).tolist(), [round(float(v), 3) for v in cmc]
+
+
+def collect(out: Path, steps: List[Step], walls: Dict[str, float], record: dict, *, quick: bool) -> dict:
+    """Gather every figure the report shows from the run folder into one JSON-ready dict."""
+    from person_search.eval.metrics import chance_cmc
+
+    runs: Dict[str, dict] = {}
+    names = sorted({s.name.split(" ", 1)[1] for s in steps if s.name.startswith(("train ", "eval "))})
+    for name in names:
+        r: dict = {}
+        ev = out / f"{name}.eval.json"
+        if ev.is_file():
+            e = json.loads(ev.read_text())
+            r["test"] = {k: round(float(v), 2) for k, v in e["t2i"].items() if k != "cmc"}
+            if "t2i-unseen-pairs" in e:
+                r["test_unseen_pairs"] = {k: round(float(v), 2) for k, v in e["t2i-unseen-pairs"].items()
+                                          if k != "cmc"}
+            r["queries"] = e.get("queries")
+        sc = out / f"{name}.scores.npz"
+        if sc.is_file():
+            r["hits"], r["query_pids"], r["cmc"] = _hits(sc)
+        info = out / name / "model.json"
+        if info.is_file():
+            i = json.loads(info.read_text())
+            best = i.get("best") or {}
+            r["train"] = {"steps": i.get("steps"), "best_step": best.get("step"),
+                          "val_r1": (best.get("metrics") or {}).get("R1"),
+                          "trainable": i.get("trainable_params"), "total": i.get("total_params"),
+                          "median_step_s": median_step_s(out / name), "wall_s": walls.get(f"train {name}")}
+            rows = _metrics_rows(out / name)
+            every = max(1, len([x for x in rows if x.get("kind") == "train"]) // 200)
+            r["curves"] = {"loss": [[x["step"], round(x["loss"], 4)] for x in rows if x.get("kind") == "train"][
+                ::every], "val_r1": [[x["step"], x["R1"]] for x in rows if x.get("kind") == "eval"]}
+        if r:
+            runs[name] = r
+    stats = {}
+    for key in ("base", "shifted"):
+        f = out / f"data-{key}" / "stats.json"
+        if f.is_file():
+            st = json.loads(f.read_text())
+            stats[key] = {"ids": st["ids"], "chance_rank1_test": st["chance_rank1"]["test"], "size": st["size"],
+                          "images_per_id": st["images_per_id"], "seed": st["seed"], "domain": st["domain"]}
+            ref = "untrained" if key == "base" else min((n for n in runs if n.startswith("zero-shot")), default="")
+            sc = out / f"{ref}.scores.npz"
+            if ref and sc.is_file():
+                z = np.load(sc)
+                stats[key]["chance_cmc"] = [round(float(v), 3) for v in chance_cmc(z["query_pids"],
+                                                                                   z["gallery_pids"])[:50]]
+    return {"record": record, "quick": quick, "commands": [[s.name, s.shell()] for s in steps], "walls": walls,
+            "data": stats, "runs": runs}
+
+
+# ---- statistics ------------------------------------------------------------------------------------------------
+
+def bootstrap_r1(hits: Sequence[Sequence[int]], query_pids: Sequence[int], *, n: int = BOOTSTRAP, seed: int = 0,
+                 seeds_too: bool = True) -> np.ndarray:
+    """Return ``n`` bootstrap replicates of the seed-mean Rank-1 (%) of ``hits`` (one 0/1 row per seed).
+
+    Each replicate draws the test identities with replacement (a query counts as often as its identity is
+    drawn) and, with ``seeds_too``, the seeds with replacement; all rows share the test queries.
+    """
+    h = np.asarray(hits, dtype=float)
+    h = h[None, :] if h.ndim == 1 else h
+    ids, inv = np.unique(np.asarray(query_pids), return_inverse=True)
+    per_id_hits = np.stack([np.bincount(inv, weights=row, minlength=len(ids)) for row in h])  # seeds x ids
+    per_id_n = np.bincount(inv, minlength=len(ids)).astype(float)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=n).astype(float)  # n x ids
+    r1 = 100 * (w @ per_id_hits.T) / (w @ per_id_n)[:, None]  # n x seeds
+    if seeds_too and h.shape[0] > 1:
+        pick = rng.integers(0, h.shape[0], size=(n, h.shape[0]))
+        return np.take_along_axis(r1, pick, axis=1).mean(axis=1)
+    return r1.mean(axis=1)
+
+
+def bootstrap_recovery(zero: Sequence[Sequence[int]], full: Sequence[Sequence[int]], lora: Sequence[Sequence[int]],
+                       query_pids: Sequence[int], *, n: int = BOOTSTRAP, seed: int = 0) -> np.ndarray:
+    """Return bootstrap replicates of the recovery (%) = mean(lora - zero) / mean(full - zero) over seeds.
+
+    The same identity and seed draws for the three rows of a seed (paired); NaN where the full fine-tune gained
+    nothing in a replicate (the share is undefined there).
+    """
+    z, f, lo = (np.atleast_2d(np.asarray(x, dtype=float)) for x in (zero, full, lora))
+    ids, inv = np.unique(np.asarray(query_pids), return_inverse=True)
+    per = [np.stack([np.bincount(inv, weights=row, minlength=len(ids)) for row in m]) for m in (z, f, lo)]
+    per_n = np.bincount(inv, minlength=len(ids)).astype(float)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=n).astype(float)
+    r = [100 * (w @ m.T) / (w @ per_n)[:, None] for m in per]  # each n x seeds
+    pick = rng.integers(0, z.shape[0], size=(n, z.shape[0]))
+    zz, ff, ll = (np.take_along_axis(x, pick, axis=1).mean(axis=1) for x in r)
+    gain = ff - zz
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gain > 0, 100 * (ll - zz) / gain, np.nan)
+
+
+def interval(reps: np.ndarray) -> Optional[Tuple[float, float]]:
+    """Return the 2.5 / 97.5 percentiles of the finite replicates (None when under 95 % of them are finite)."""
+    ok = reps[np.isfinite(reps)]
+    if len(ok) < 0.95 * len(reps) or not len(ok):
+        return None
+    return float(np.percentile(ok, 2.5)), float(np.percentile(ok, 97.5))
+
+
+def verdict(iv: Optional[Tuple[float, float]], line: float) -> str:
+    """Return met (the whole interval at or above ``line``), missed (all below), or not resolved (it straddles)."""
+    if iv is None:
+        return "not resolved (undefined in too many bootstrap replicates)"
+    if iv[0] >= line:
+        return "met"
+    if iv[1] < line:
+        return "missed"
+    return "not resolved"
+
+
+def select_lr(runs: dict, mode: str, seed: int, grid: Sequence[float]) -> Optional[str]:
+    """Return the adaptation run of ``mode`` and ``seed`` with the best validation Rank-1 (ties: lower lr)."""
+    done = [(runs[n]["train"]["val_r1"], -lr, n) for lr in grid for n in [adapt_name(mode, lr, seed)]
+            if n in runs and (runs[n].get("train") or {}).get("val_r1") is not None and "hits" in runs[n]]
+    return max(done)[2] if done else None
+
+
+# ---- report ----------------------------------------------------------------------------------------------------
+
+def _row(name: str, m: Optional[dict]) -> str:
+    if not m:
+        return f"| {name} | not run | | | | |"
     return f"| {name} | " + " | ".join(f"{m[k]:.2f}" for k in ("R1", "R5", "R10", "mAP", "mINP")) + " |"
 
 
@@ -232,142 +397,167 @@ def _figure(path: Path, panels) -> str:
         if ylim:
             ax.set_ylim(*ylim)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path.name
 
 
-def _plots(out: Path, doc_dir: Path, prefix: str, names_base: List[str], names_shift: List[str]) -> List[str]:
-    import numpy as np
+def _plots(res: dict, doc_dir: Path, prefix: str, base: List[str], shift: List[str]) -> List[str]:
+    runs = res["runs"]
 
-    from person_search.eval.metrics import chance_cmc, retrieval_metrics
-
-    def cmc(names):
+    def cmc(names, key):
         def draw(ax):
-            chance = None
             for n in names:
-                f = out / f"{n}.scores.npz"
-                if f.is_file():
-                    z = np.load(f)
-                    c = retrieval_metrics(z["sim"], z["query_pids"], z["gallery_pids"])["cmc"][:50]
+                if "cmc" in runs.get(n, {}):
+                    c = runs[n]["cmc"]
                     ax.plot(np.arange(1, len(c) + 1), c, marker=".", label=n)
-                    chance = chance_cmc(z["query_pids"], z["gallery_pids"])
-            if chance is not None:
+            chance = res["data"].get(key, {}).get("chance_cmc")
+            if chance:
                 ax.plot(np.arange(1, len(chance) + 1), chance, "k--", lw=1, label=f"chance (R1 {chance[0]:.2f} %)")
         return draw
 
-    def curve(kind, key):
+    def curve(kind):
         def draw(ax):
-            for n in names_base + names_shift:
-                rows = [r for r in _metrics_rows(out / n) if r.get("kind") == kind]
-                if rows:
-                    ax.plot([r["step"] for r in rows], [r[key] for r in rows], "o-" if kind == "eval" else "-",
-                            lw=1, label=n)
+            for n in base + shift:
+                pts = runs.get(n, {}).get("curves", {}).get(kind)
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if kind == "val_r1" else "-", lw=1,
+                            label=n)
         return draw
 
     return [_figure(doc_dir / f"{prefix}_cmc.png",
-                    [(cmc(names_base), "rank k", "CMC@k (%)", "base test split", (0, 100)),
-                     (cmc(names_shift), "rank k", "CMC@k (%)", "shifted test split", (0, 100))]),
+                    [(cmc(base, "base"), "rank k", "CMC@k (%)", "base test split", (0, 100)),
+                     (cmc(shift, "shifted"), "rank k", "CMC@k (%)", "shifted test split", (0, 100))]),
             _figure(doc_dir / f"{prefix}_loss.png",
-                    [(curve("train", "loss"), "step", "training loss (InfoNCE)", "training loss", None),
-                     (curve("eval", "R1"), "step", "val Rank-1 (%)", "validation Rank-1", (0, 100))])]
+                    [(curve("loss"), "step", "training loss (InfoNCE)", "training loss", None),
+                     (curve("val_r1"), "step", "val Rank-1 (%)", "validation Rank-1", (0, 100))])]
 
 
-def report(out: Path, steps: List[Step], walls: Dict[str, float], doc: Path, *, seeds: Sequence[int],
-           quick: bool) -> str:
-    """Write the markdown report (and its PNGs next to it); return its text."""
-    def res(name: str) -> Optional[dict]:
-        f = out / f"{name}.eval.json"
-        return json.loads(f.read_text()) if f.is_file() else None
-
-    def info(name: str) -> dict:
-        f = out / name / "model.json"
-        return json.loads(f.read_text()) if f.is_file() else {}
-
-    cmds = {s.name: s.shell() for s in steps}
-    doc.parent.mkdir(parents=True, exist_ok=True)
+def render(res: dict, doc: Path) -> str:
+    """Write the markdown report (and its PNGs next to it) from the results ``res`` alone; return its text."""
+    rec, runs, data = res["record"], res["runs"], res["data"]
+    args = rec["args"]
+    seeds, quick = list(args["seeds"]), bool(res.get("quick"))
+    grid = QUICK["lr_grid"] if quick else ADAPT["lr_grid"]
     scratch = [f"scratch-s{s}" for s in seeds]
-    pngs = _plots(out, doc.parent, doc.stem, scratch + ["shuffled", "untrained"],
-                  ["zero-shot", "shifted-full", "shifted-lora"])
-    base_stats = json.loads((out / "data-base" / "stats.json").read_text())
-    shift_stats = json.loads((out / "data-shifted" / "stats.json").read_text())
-    chance = base_stats["chance_rank1"]["test"]
+    shuffled = f"shuffled-s{seeds[0]}"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    sel = {(m, s): select_lr(runs, m, s, grid) for m in ("full", "lora") for s in seeds}
+    pngs = _plots(res, doc.parent, doc.stem, scratch + [shuffled, "untrained"],
+                  [f"zero-shot-s{seeds[0]}"] + [n for n in (sel[("full", seeds[0])], sel[("lora", seeds[0])]) if n])
     head = "| run | R1 | R5 | R10 | mAP | mINP |\n|---|---:|---:|---:|---:|---:|"
+    b, sh = data.get("base", {}), data.get("shifted", {})
+    chance = b.get("chance_rank1_test")
+    cmd = (f"python benchmarks/lab_proof.py{' --quick' if quick else ''} --out {args['out']} --seeds "
+           f"{' '.join(map(str, seeds))} --jobs {args['jobs']} --threads {args['threads']}"
+           + (f" --eval-every {args['eval_every']}" if args.get("eval_every") else ""))
     lines = ["# Proof on generated data (CPU)", "",
-             "Generated by `python benchmarks/lab_proof.py" + (" --quick" if quick else "")
-             + f" --out {str(out).replace(f'{ROOT}/', '')} --seeds {' '.join(map(str, seeds))}` "
-             "(every figure below comes from `person-search data synth` images: **generated data, not comparable "
-             "with CUHK-PEDES / ICFG-PEDES / RSTPReid figures**).", "",
-             f"Data: {base_stats['ids']['train']} / {base_stats['ids']['val']} / {base_stats['ids']['test']} "
-             f"train / val / test identities x {DATA['images_per_id'] if not quick else QUICK['images_per_id']} "
-             f"images, {DATA['size']} px, two captions per image; base domain seed {DATA['seed_base']}, shifted "
-             f"domain seed {DATA['seed_shifted']}. Test split: identity-disjoint, every identity an attribute "
-             f"combination never seen in training; chance Rank-1 {chance:.2f} % (base), "
-             f"{shift_stats['chance_rank1']['test']:.2f} % (shifted).", ""]
+             f"Generated whole by `{cmd}` from its results file `{args['results']}` (`--report-only` redraws this "
+             f"page from that file alone). Run record: commit {rec['commit'][:12]}, {rec['machine']['cpu']}, "
+             f"{rec['machine']['cores']} cores, 1-minute load average {rec['load1_start']} at the start, started "
+             f"{rec['started']}. Every figure below comes from `person-search data synth` images: **generated "
+             "data, not comparable with CUHK-PEDES / ICFG-PEDES / RSTPReid figures**.", ""]
+    if b:
+        lines += [f"Data: base domain {b['ids']['train']} / {b['ids']['val']} / {b['ids']['test']} train / val / "
+                  f"test identities x {b['images_per_id']} images, {b['size'][1]}x{b['size'][0]} px (WxH), two captions "
+                  f"per image, seed {b['seed']}; shifted domain {sh.get('ids', {}).get('train', '?')} / "
+                  f"{sh.get('ids', {}).get('val', '?')} / {sh.get('ids', {}).get('test', '?')}, seed "
+                  f"{sh.get('seed', '?')}. Test split: identity-disjoint, every identity an attribute combination "
+                  f"never seen in training; chance Rank-1 {chance:.2f} % (base), "
+                  f"{sh.get('chance_rank1_test', float('nan')):.2f} % (shifted).", ""]
+    main = {**MAIN, **({"steps": QUICK["steps"], "batch": QUICK["batch"]} if quick else {})}
+    adapt_steps = QUICK["adapt_steps"] if quick else ADAPT["steps"]
+    adapt_batch = QUICK["batch"] if quick else ADAPT["batch"]
+    every = args.get("eval_every") or (QUICK["eval_every"] if quick else 200)
     lines += [f"Model: `{ARCH}` (`person_search/model_configs/{ARCH}.json`: ViT image tower, 3 blocks, width 128, "
-              "patch 8 at 64x32 (8x4 tokens); text tower 2 blocks, width 128, context 56; embedding 128), random init. "
-              f"From scratch: {MAIN['steps'] if not quick else QUICK['steps']} steps, "
-              f"batch {MAIN['batch'] if not quick else QUICK['batch']}, "
-              f"AdamW lr {MAIN['lr']:g} (weight decay 0.02), {MAIN['warmup']} warm-up steps then cosine, symmetric "
-              f"InfoNCE with a learnt logit scale starting at {MAIN['logit_scale']:g} (CLIP's from-scratch recipe), "
-              "fp32 on the CPU, one torch thread per run, two runs at once on a 2-core machine shared with other "
-              "jobs. Shifted-domain adaptation from the base model's best checkpoint (best val R1): "
-              f"{ADAPT['steps'] if not quick else QUICK['adapt_steps']} steps each, full lr {ADAPT['full_lr']:g}, "
-              f"LoRA lr {ADAPT['lora_lr']:g}, rank {ADAPT['lora_rank']}, alpha {ADAPT['lora_alpha']}, on q/k/v, "
-              "out_proj, c_fc and c_proj of both towers, with `visual.proj` and `text_projection` trainable "
-              f"(the trainer's defaults); {ADAPT['warmup']} warm-up steps.", ""]
-    # 1 + 2: from scratch and controls
+              "patch 8 at 32x64 WxH (8x4 tokens); text tower 2 blocks, width 128, context 56; embedding 128), random "
+              f"init drawn with the seed. From scratch: {main['steps']} steps, batch {main['batch']}, AdamW lr "
+              f"{main['lr']:g} (weight decay 0.02), {main['warmup']} warm-up steps then cosine, symmetric InfoNCE "
+              f"with a learnt logit scale starting at {main['logit_scale']:g}, fp32 on the CPU, {args['threads']} "
+              f"torch thread(s) per run, {args['jobs']} run(s) at once; validation every {every} steps; seeds "
+              f"{', '.join(map(str, seeds))} (each draws the initial weights, the data order and the augmentation). "
+              f"Shifted-domain adaptation from each seed's best checkpoint (best val R1): {adapt_steps} steps of "
+              f"batch {adapt_batch} each, full fine-tune and LoRA (rank {ADAPT['lora_rank']}, alpha "
+              f"{ADAPT['lora_alpha']}, on q/k/v, out_proj, c_fc and c_proj of both towers, with `visual.proj` and "
+              f"`text_projection` trainable) each tried at the same learning rates "
+              f"{', '.join(f'{v:g}' for v in grid)} and read on test at the one with the best validation Rank-1; "
+              f"{min(ADAPT['warmup'], adapt_steps)} warm-up steps. Intervals: 2.5-97.5 percentiles of "
+              f"{BOOTSTRAP:,} bootstrap replicates drawing test identities and seeds with replacement.", ""]
     lines += ["## From scratch and controls (base test split)", "", head]
-    r1s = []
-    for n in scratch + ["shuffled", "untrained"]:
-        r = res(n)
-        if r is None:
-            lines.append(f"| {n} | not run | | | | |")
-            continue
-        lines.append(_row(n, r))
-        if "t2i-unseen-pairs" in r:
-            lines.append(_row(f"{n}: t2i-unseen-pairs", r, "t2i-unseen-pairs"))
-        if n in scratch:
-            r1s.append(r["t2i"]["R1"])
+    for n in scratch + [shuffled, "untrained"]:
+        lines.append(_row(n, runs.get(n, {}).get("test")))
+        if runs.get(n, {}).get("test_unseen_pairs"):
+            lines.append(_row(f"{n}: t2i-unseen-pairs", runs[n]["test_unseen_pairs"]))
     lines += ["", "| run | steps | s/step (median) | train wall s | best step (val R1) | trainable / total params |",
               "|---|---:|---:|---:|---:|---|"]
-    for n in scratch + ["shuffled", "shifted-full", "shifted-lora"]:
-        i = info(n)
-        if not i:
+    for n in scratch + [shuffled] + sorted(v for v in sel.values() if v):
+        t = runs.get(n, {}).get("train")
+        if not t:
             continue
-        wall = walls.get(f"train {n}")
-        b = i.get("best") or {}
-        best = f"{b['step']} ({b['metrics']['R1']:.2f})" if b else "n/a"
-        lines.append(f"| {n} | {i['steps']} | {median_step_s(out / n) or float('nan'):.2f} | "
-                     f"{'n/a' if wall is None else f'{wall:.0f}'} | {best} | {i['trainable_params']:,} / "
-                     f"{i['total_params']:,} ({100 * i['trainable_share']:.2f} %) |")
-    lines += ["", "Train wall s: the whole `person-search train` command (start-up, validation every 100 steps, "
+        step_s = "n/a" if t["median_step_s"] is None else f"{t['median_step_s']:.2f}"
+        wall = "n/a" if t["wall_s"] is None else f"{t['wall_s']:.0f}"
+        best = f"{t['best_step']} ({t['val_r1']:.2f})" if t.get("best_step") is not None else "n/a"
+        share = 100 * t["trainable"] / t["total"] if t.get("total") else float("nan")
+        lines.append(f"| {n} | {t['steps']} | {step_s} | {wall} | {best} | {t['trainable']:,} / {t['total']:,} "
+                     f"({share:.2f} %) |")
+    lines += ["", f"Train wall s: the whole `person-search train` command (start-up, validation every {every} steps, "
               "checkpoints); s/step: the median optimizer step from `metrics.jsonl`; the test figures are those "
               "of the best checkpoint (highest val R1), `RUN/best.safetensors`."]
-    if r1s:
+    done = [n for n in scratch if "hits" in runs.get(n, {})]
+    if done and chance:
+        r1s = [runs[n]["test"]["R1"] for n in done]
         ms = mean_spread(r1s)
-        lines += ["", f"From-scratch Rank-1: {ms['mean']:.2f} % (n={ms['n']} seed(s)"
-                  + (f", std {ms['std']:.2f}, range {ms['min']:.2f}-{ms['max']:.2f}" if ms["n"] > 1 else "")
-                  + f"); chance {chance:.2f} %, so {ms['mean'] / chance:.1f}x chance. "
-                  f"Targets: R1 >= 50 % ({'met' if ms['mean'] >= 50 else 'missed'}), >= 20x chance "
-                  f"({'met' if ms['mean'] >= 20 * chance else 'missed'})."]
-    # 3: domain adaptation
-    lines += ["", "## LoRA domain adaptation (shifted test split)", "", head]
-    r = {n: res(n) for n in ("zero-shot", "shifted-full", "shifted-lora")}
-    for n, v in r.items():
-        lines.append(_row(n, v) if v else f"| {n} | not run | | | | |")
-    if all(r.values()):
-        rec = recovery(r["zero-shot"]["t2i"]["R1"], r["shifted-full"]["t2i"]["R1"], r["shifted-lora"]["t2i"]["R1"])
-        lines += ["", "Recovery = (R1_lora - R1_zero) / (R1_full - R1_zero) = "
-                  + ("undefined (the full fine-tune did not improve on zero-shot)" if rec is None
-                     else f"{rec:.1f} % (target >= 90 %: {'met' if rec >= 90 else 'missed'})") + ". "
-                  f"One run each: with {r['zero-shot']['queries']} queries of {shift_stats['ids']['test']} "
-                  "identities, Rank-1 differences of a few points are within run-to-run noise."]
+        iv = interval(bootstrap_r1([runs[n]["hits"] for n in done], runs[done[0]]["query_pids"]))
+        ivt = f"[{iv[0]:.2f}, {iv[1]:.2f}]" if iv else "n/a"
+        lines += ["", f"From-scratch Rank-1 over {ms['n']} seed(s): mean {ms['mean']:.2f} % (per seed "
+                  f"{' / '.join(f'{v:.2f}' for v in r1s)}; sd {ms['std']:.2f}), 95 % bootstrap interval {ivt}; "
+                  f"chance {chance:.2f} %, so {ms['mean'] / chance:.1f}x chance. Targets: R1 >= {TARGET_R1:g} % "
+                  f"**{verdict(iv, TARGET_R1)}**; >= {TARGET_CHANCE_X:g}x chance ({TARGET_CHANCE_X * chance:.2f} %) "
+                  f"**{verdict(iv, TARGET_CHANCE_X * chance)}**"
+                  + (" (one seed: the interval covers test identities only)" if ms["n"] == 1 else "") + "."]
+    lines += ["", "## LoRA domain adaptation (shifted test split)", "",
+              "| seed | method | learning rate picked (val R1 per lr) | test R1 | R5 | R10 | mAP | mINP |",
+              "|---|---|---|---:|---:|---:|---:|---:|"]
+    for s in seeds:
+        z = runs.get(f"zero-shot-s{s}", {}).get("test")
+        lines.append(f"| {s} | zero-shot (no adaptation) | - | " + (" | ".join(
+            f"{z[k]:.2f}" for k in ("R1", "R5", "R10", "mAP", "mINP")) if z else "not run | | | |") + " |")
+        for m in ("full", "lora"):
+            tried = ", ".join(f"{lr:g}: {runs[n]['train']['val_r1']:.1f}" for lr in grid
+                              for n in [adapt_name(m, lr, s)] if (runs.get(n, {}).get("train") or {}).get("val_r1")
+                              is not None) or "none run"
+            n = sel[(m, s)]
+            t = runs.get(n, {}).get("test") if n else None
+            lines.append(f"| {s} | {m} | {n.split('-lr')[1].split('-s')[0] if n else 'n/a'} ({tried}) | " + (
+                " | ".join(f"{t[k]:.2f}" for k in ("R1", "R5", "R10", "mAP", "mINP")) if t else
+                "not run | | | |") + " |")
+    ready = [s for s in seeds if all("hits" in runs.get(n or "", {}) for n in
+                                     (f"zero-shot-s{s}", sel[("full", s)], sel[("lora", s)]))]
+    if ready:
+        zs, fs, ls = ([runs[n]["hits"] for n in names] for names in (
+            [f"zero-shot-s{s}" for s in ready], [sel[("full", s)] for s in ready], [sel[("lora", s)] for s in ready]))
+        point = [recovery(runs[f"zero-shot-s{s}"]["test"]["R1"], runs[sel[("full", s)]]["test"]["R1"],
+                          runs[sel[("lora", s)]]["test"]["R1"]) for s in ready]
+        mean_gain = np.mean([runs[sel[("full", s)]]["test"]["R1"] - runs[f"zero-shot-s{s}"]["test"]["R1"]
+                             for s in ready])
+        mean_lora = np.mean([runs[sel[("lora", s)]]["test"]["R1"] - runs[f"zero-shot-s{s}"]["test"]["R1"]
+                             for s in ready])
+        rec_mean = 100 * mean_lora / mean_gain if mean_gain > 0 else None
+        iv = interval(bootstrap_recovery(zs, fs, ls, runs[f"zero-shot-s{ready[0]}"]["query_pids"]))
+        ivt = f"[{iv[0]:.1f}, {iv[1]:.1f}] %" if iv else "undefined in too many replicates"
+        per = " / ".join("undefined" if v is None else f"{v:.1f}" for v in point)
+        lines += ["", f"Recovery = mean(R1_lora - R1_zero) / mean(R1_full - R1_zero) over {len(ready)} seed(s) = "
+                  + ("undefined (the full fine-tune did not improve on zero-shot)" if rec_mean is None
+                     else f"{rec_mean:.1f} %") + f" (per seed {per} %); 95 % bootstrap interval {ivt}. Target >= "
+                  f"{TARGET_RECOVERY:g} %: **{verdict(iv, TARGET_RECOVERY)}**. Both methods had the same "
+                  "learning-rate grid and the same selection rule (best validation Rank-1)."]
     lines += ["", f"![CMC curves]({pngs[0]})", "", f"![training loss and val R1]({pngs[1]})", "",
               "## Commands", "", "```bash"]
-    lines += [cmds[s.name] + (f"   # {walls[s.name]:.0f} s" if s.name in walls else "") for s in steps]
+    walls = res.get("walls", {})
+    lines += [c + (f"   # {walls[n]:.0f} s" if n in walls else "") for n, c in res["commands"]]
     lines += ["```", ""]
     text = "\n".join(lines)
     doc.write_text(text, encoding="utf-8")
@@ -375,29 +565,47 @@ def report(out: Path, steps: List[Step], walls: Dict[str, float], doc: Path, *, 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the missing steps, then write the report."""
+    """Run the missing steps, collect the results file, then write the report from it."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help="runs folder (default runs/lab_proof, runs/lab_proof_quick)")
     p.add_argument("--doc", default=None, help="report (default docs/lab_proof.md; --quick: OUT/lab_proof.md)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the from-scratch run")
+    p.add_argument("--results", default=None,
+                   help="results file the report is made from (default: the report's name with .json)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
+                   help="seeds (each draws the initial weights, the data order and the augmentation)")
     p.add_argument("--jobs", type=int, default=2, help="commands at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per command")
+    p.add_argument("--eval-every", type=int, default=None, help="validation interval in steps (default 200)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny data, a few steps")
-    p.add_argument("--report-only", action="store_true", help="write the report from what exists")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report from the results file alone (no run folder needed)")
     a = p.parse_args(argv)
     out = Path(a.out or ("runs/lab_proof_quick" if a.quick else "runs/lab_proof")).resolve()
     doc = Path(a.doc) if a.doc else (out / "lab_proof.md" if a.quick else ROOT / "docs" / "lab_proof.md")
-    steps = plan(out, seeds=a.seeds, threads=a.threads, quick=a.quick)
+    results = Path(a.results) if a.results else doc.with_suffix(".json")
+    if a.report_only:
+        if not results.is_file():
+            print(f"error: {results} does not exist: run the proof first (without --report-only)", file=sys.stderr)
+            return 2
+        print(render(json.loads(results.read_text()), doc))
+        print(f"report: {doc} (from {results})")
+        return 0
+    rel = str(out).replace(f"{ROOT}/", "")
+    args = {"out": rel, "seeds": a.seeds, "jobs": a.jobs, "threads": a.threads, "eval_every": a.eval_every,
+            "quick": a.quick, "results": str(results.resolve()).replace(f"{ROOT}/", "")}
+    record = new_record(args, "lab_proof")
+    steps = plan(out, seeds=a.seeds, threads=a.threads, quick=a.quick, eval_every=a.eval_every)
     out.mkdir(parents=True, exist_ok=True)
-    walls = json.loads((out / "walltimes.json").read_text()) if (out / "walltimes.json").is_file() else {}
-    if not a.report_only:
-        try:
-            walls = run_steps(steps, out, jobs=a.jobs)
-        except RuntimeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    print(report(out, steps, walls, doc, seeds=a.seeds, quick=a.quick))
-    print(f"report: {doc}")
+    try:
+        walls = run_steps(steps, out, jobs=a.jobs)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    res = collect(out, steps, walls, record, quick=a.quick)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(res, separators=(",", ":")) + "\n")
+    print(render(res, doc))
+    print(f"report: {doc}; results: {results}")
     return 0
 
 

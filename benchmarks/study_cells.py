@@ -7,8 +7,8 @@ Prints one JSON line (the cell's result) last. Speed: crops/s per batch (the bes
 first call and further calls until ``min_s`` seconds or ``max_iters`` calls), peak memory growth of the first call
 per batch (free heap given back with glibc's ``malloc_trim``, then VmHWM after resetting it
 through /proc/self/clear_refs, minus VmRSS before: the memory the forward touched), and the analytic attention
-figures of the built kernels. Train: the study's fixed recipe on a generated dataset, then
-Rank-1 / mAP on its test split.
+figures of the built kernels. Train: the study's fixed recipe on a generated dataset (the seed draws the
+initial weights, the data order and the augmentation), then Rank-1 / mAP on its test split.
 """
 
 from __future__ import annotations
@@ -95,6 +95,9 @@ def speed(spec: dict) -> dict:
 
     torch.set_num_threads(int(spec.get("threads", 2)))
     h, w = spec["size"]
+    if spec.get("config_dir"):  # the study-scale towers (PS-Study-*)
+        from person_search.core.models.registry import open_clip_registered
+        open_clip_registered().add_model_config(spec["config_dir"])
     cfg = EncoderConfig(arch=spec["arch"], image_height=h, image_width=w,
                         attention=AttentionConfig(**spec.get("attention", {})))
     tower = build_clip(cfg, towers=("image",)).model
@@ -151,7 +154,7 @@ def attnmem(spec: dict) -> dict:
     grid = (h // 16, w // 16)
     kernel = vit_kernels(spec["attention"], grid)[0].eval()
     n = 1 + grid[0] * grid[1]
-    out = {"tokens": n, "batches": {}}
+    out = {"tokens": n, "batches": {}, "load1_start": os.getloadavg()[0]}
     for b in spec["batches"]:
         q, k, v = (torch.randn(b, 12, n, 64) for _ in range(3))
         x = torch.randn(b, n, 768)
@@ -213,7 +216,8 @@ def train(spec: dict) -> dict:
         open_clip_registered().add_model_config(spec["config_dir"])
     cfg = EncoderConfig(arch=spec["arch"], image_height=h, image_width=w,
                         attention=AttentionConfig(**spec.get("attention", {})))
-    built = build_clip(cfg, for_training=True)
+    # "init": "seed": the seed draws the initial weights too (cells made before had the project's fixed init)
+    built = build_clip(cfg, for_training=True, init_seed=spec["seed"] if spec.get("init") == "seed" else None)
     model, tok, facts = built.model, built.tokenizer, built.facts
     data = load_dataset(spec["data"], "cuhk-pedes")
     loader = train_loader(data.split("train"), size=(h, w), mean=facts.mean, std=facts.std,

@@ -1,22 +1,26 @@
 """Check that the generated dataset is learnable from pixels, and that the caption-shuffled control is not.
 
-Trains a tiny CLIP (PS-Tiny-ViT, random init, both towers) for a few epochs with the
-symmetric InfoNCE loss on the train split of a ``person-search data synth`` folder, saves
-the run (``RUN/last.safetensors`` + ``RUN/model.json``, the eval contract) and evaluates it
-on the test split with the project's evaluation. ``--shuffle-captions`` pairs every image
-with the caption of a random other training image: the control that must stay at chance.
-Figures are on generated data: never compare them with CUHK-PEDES numbers. Not the
-project's trainer (no LoRA, no schedule, no checkpoints selection), a data sanity check.
+One command generates the data (``person-search data synth``, unless ``--data`` names a folder),
+trains a tiny CLIP (PS-Tiny-ViT, random init drawn with ``--seed``, both towers) for a few epochs with the
+symmetric InfoNCE loss on its train split, evaluates it, the untrained model and the caption-shuffled
+control (every image paired with the caption of a random other training image: must stay at chance)
+on the test split with the project's evaluation, prints the table and writes it with the run's record
+(commit, arguments, machine, load) to ``--json`` (default ``docs/synth_learnability.json``, which the
+README's learnability line quotes). Figures are on generated data: never compare them with CUHK-PEDES
+numbers. Not the project's trainer (no LoRA, no schedule, no checkpoint selection): a data sanity check.
 
-    python benchmarks/synth_learnability.py DATA RUN [--epochs 15] [--shuffle-captions]
+    tools/env.sh python benchmarks/synth_learnability.py [--ids 400] [--epochs 15] [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,43 +28,40 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from person_search.core.config import EncoderConfig
-from person_search.data import load_dataset, train_loader
-from person_search.eval.evaluate import build_encoder, evaluate
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_record import new_record  # noqa: E402
 
+from person_search.core.config import EncoderConfig  # noqa: E402
+from person_search.core.models.factory import build_clip  # noqa: E402
+from person_search.data import load_dataset, train_loader  # noqa: E402
+from person_search.eval.evaluate import build_encoder, evaluate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 ARCH, SIZE = "PS-Tiny-ViT", (64, 64)  # its native size: the checkpoint loads without resizing
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+ROWS = ("trained", "trained: t2i-unseen-pairs", "untrained", "caption-shuffled control")
 
 
-def main() -> None:
-    """Train, save the run, evaluate on the test split, print the table."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("data")
-    p.add_argument("run")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shuffle-captions", action="store_true", help="control: captions of random other images")
-    a = p.parse_args()
-    import open_clip
-    torch.manual_seed(a.seed)
-    build_encoder(EncoderConfig(arch=ARCH, image_height=SIZE[0], image_width=SIZE[1]))  # registers the configs
-    model = open_clip.create_model(ARCH)
-    tok = open_clip.get_tokenizer(ARCH)
-    train = load_dataset(a.data, "cuhk-pedes").split("train")
-    if a.shuffle_captions:
-        rng = np.random.default_rng(a.seed)
+def train_and_save(data: Path, run: Path, *, epochs: int, lr: float, seed: int, shuffle: bool) -> float:
+    """Train the tiny CLIP on ``data``'s train split, save ``run``; return the training seconds."""
+    torch.manual_seed(seed)
+    built = build_clip(EncoderConfig(arch=ARCH, image_height=SIZE[0], image_width=SIZE[1]), for_training=True,
+                       init_seed=seed)
+    model, tok = built.model, built.tokenizer
+    train = load_dataset(data, "cuhk-pedes").split("train")
+    if shuffle:
+        rng = np.random.default_rng(seed)
         caps = [r.captions for r in train.records]
         order = rng.permutation(len(caps))
         train.records = [type(r)(r.image, r.pid, caps[j], r.source_pid, r.index) for r, j in zip(train.records, order)]
     loader = train_loader(train, size=SIZE, mean=MEAN, std=STD, batch_size=64, workers=0,
-                          generator=torch.Generator().manual_seed(a.seed))
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.05)
+                          generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     t0 = time.perf_counter()
     model.train()
-    for epoch in range(a.epochs):
+    for epoch in range(epochs):
         losses = []
-        for images, captions, _ in tqdm(loader, desc=f"epoch {epoch + 1}/{a.epochs}", leave=False):
+        for images, captions, _ in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False):
             img = F.normalize(model.encode_image(images), dim=-1)
             txt = F.normalize(model.encode_text(tok(list(captions))), dim=-1)
             logits = model.logit_scale.exp().clamp(max=100) * txt @ img.T
@@ -70,20 +71,77 @@ def main() -> None:
             loss.backward()
             opt.step()
             losses.append(loss.item())
-        print(f"epoch {epoch + 1}: loss {np.mean(losses):.3f}")
-    run = Path(a.run)
+        print(f"epoch {epoch + 1}: loss {np.mean(losses):.3f}{' (shuffled captions)' if shuffle else ''}")
     run.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(run / "last.safetensors"))
-    (run / "model.json").write_text(json.dumps({"arch": ARCH, "image_size": list(SIZE), "epochs": a.epochs,
-                                                "shuffled_captions": a.shuffle_captions}))
-    enc = build_encoder(EncoderConfig(arch=ARCH, weights=str(run / "last.safetensors"), image_height=SIZE[0],
-                                      image_width=SIZE[1], batch_size=64))
-    res = evaluate(enc, load_dataset(a.data, "cuhk-pedes").split("test").eval_view())
-    print(f"trained {a.epochs} epochs in {time.perf_counter() - t0:.0f} s"
-          f"{' (caption-shuffled control)' if a.shuffle_captions else ''}; generated data, test split, "
-          f"chance Rank-1 {res.chance_rank1:.2f} %")
-    print(res.table())
+    (run / "model.json").write_text(json.dumps({"arch": ARCH, "image_size": list(SIZE), "epochs": epochs,
+                                                "shuffled_captions": shuffle, "seed": seed}))
+    return time.perf_counter() - t0
+
+
+def _figures(m: dict) -> dict:
+    return {k: round(float(m[k]), 2) for k in ("R1", "R5", "R10", "mAP", "mINP")}
+
+
+def table(rows: dict) -> str:
+    """Return the markdown table of the rows ({name: figures})."""
+    lines = ["| test split | R1 | R5 | R10 | mAP | mINP |", "|---|---:|---:|---:|---:|---:|"]
+    for name in ROWS:
+        m = rows.get(name)
+        cells = " | ".join(f"{m[k]:.2f}" for k in ("R1", "R5", "R10", "mAP", "mINP")) if m else "not run | | | |"
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Generate (if needed), train, evaluate the three rows, print and write the table."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=None, help="a data synth folder (default: generated into --work)")
+    p.add_argument("--work", default=str(ROOT / "runs" / "synth_learnability"), help="data and runs (not committed)")
+    p.add_argument("--ids", type=int, default=400, help="identities to generate (10 %% val, 10 %% test)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0, help="data order, augmentation and initial weights")
+    p.add_argument("--json", default=str(ROOT / "docs" / "synth_learnability.json"), help="results file")
+    a = p.parse_args(argv)
+    record = new_record(vars(a), "learnability")
+    work = Path(a.work)
+    data = Path(a.data) if a.data else work / f"data_{a.ids}"
+    if not (data / "stats.json").is_file():
+        subprocess.run([sys.executable, "-m", "person_search", "data", "synth", str(data), "--ids", str(a.ids),
+                        "--images-per-id", "4", "--seed", "0", "--size", "64x128"], cwd=ROOT, check=True)
+    build_encoder(EncoderConfig(arch=ARCH, image_height=SIZE[0], image_width=SIZE[1]))  # registers the configs
+    test = load_dataset(data, "cuhk-pedes").split("test").eval_view()
+    stats = json.loads((data / "stats.json").read_text())
+    held = stats.get("test_held_out_pair_ids", [])
+    rows, secs = {}, {}
+    for name, shuffle in (("trained", False), ("caption-shuffled control", True)):
+        run = work / ("shuffled" if shuffle else "trained") / f"seed{a.seed}"
+        secs[name] = round(train_and_save(data, run, epochs=a.epochs, lr=a.lr, seed=a.seed, shuffle=shuffle), 1)
+        enc = build_encoder(EncoderConfig(arch=ARCH, weights=str(run / "last.safetensors"), image_height=SIZE[0],
+                                          image_width=SIZE[1], batch_size=64))
+        res = evaluate(enc, test, progress=False)
+        rows[name] = _figures(res.t2i)
+        if not shuffle and held:
+            rows["trained: t2i-unseen-pairs"] = _figures(res.queries_of(held))
+    res = evaluate(build_encoder(EncoderConfig(arch=ARCH, image_height=SIZE[0], image_width=SIZE[1],
+                                               batch_size=64)), test, progress=False)
+    rows["untrained"] = _figures(res.t2i)
+    out = {"record": record, "data": {"path": str(data), "ids": stats["ids"], "size": stats["size"],
+                                      "chance_rank1_test": stats["chance_rank1"]["test"],
+                                      "test_queries": len(test.captions),
+                                      "test_ids_with_a_held_out_pair": len(held)},
+           "model": {"arch": ARCH, "input": list(SIZE), "epochs": a.epochs, "lr": a.lr, "batch": 64,
+                     "seed": a.seed}, "train_s": secs, "rows": rows}
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+    print(f"generated data ({stats['ids']['train']} / {stats['ids']['val']} / {stats['ids']['test']} train / val / "
+          f"test ids; test chance Rank-1 {stats['chance_rank1']['test']:.2f} %), {ARCH} {a.epochs} epochs, seed "
+          f"{a.seed}; commit {record['commit'][:12]}, load {record['load1_start']}")
+    print(table(rows))
+    print(f"wrote {a.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

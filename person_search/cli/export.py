@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 DETECTOR_FORMATS = ("openvino", "onnx", "engine")
 TOWER_TARGETS = ("onnx", "engine")
+MARKER = ".person_search_export"  # inside an exported folder (or FILE.person_search_export beside a file)
 
 
 def _error(message: str) -> int:
@@ -30,8 +33,55 @@ def _size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in files) / 1e6
 
 
+def default_out_dir() -> Path:
+    """Return where ``export --detector`` writes without ``--out``: the checkout's models/, else the user cache.
+
+    Both are on the model search path (``core.paths.model_dirs``), so ``detector.model`` can name the result.
+    """
+    from person_search.core.paths import MODELS_DIR
+    return MODELS_DIR if MODELS_DIR.is_dir() else Path.home() / ".cache" / "person_search" / "models"
+
+
+def _marker(target: Path) -> Path:
+    return target / MARKER if target.is_dir() else target.with_name(target.name + MARKER)
+
+
+def exported_name(stem: str, fmt: str, int8: bool) -> str:
+    """Return the file or folder name ultralytics gives an export of ``stem``.pt."""
+    return {"openvino": f"{stem}{'_int8' if int8 else ''}_openvino_model", "onnx": f"{stem}.onnx",
+            "engine": f"{stem}.engine"}[fmt]
+
+
+def occupied(target: Path) -> Optional[str]:
+    """Return why ``target`` may not be replaced (it exists and export did not write it), else None."""
+    if not target.exists() and not target.is_symlink():
+        return None
+    if _marker(target).is_file():
+        return None
+    return (f"{target} exists and was not written by person-search export (no {_marker(target).name}): "
+            "remove it yourself or pick another --out")
+
+
+def replace_with(produced: Path, target: Path) -> None:
+    """Move ``produced`` to ``target``, first removing an earlier export there (only one this command wrote)."""
+    why = occupied(target)
+    if why:
+        raise FileExistsError(why)
+    if target.exists():
+        marker = _marker(target)
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if marker.exists():
+            marker.unlink()
+    shutil.move(str(produced), str(target))
+    _marker(target).write_text("written by person-search export; a later export may replace it\n")
+
+
 def export_detector(a) -> int:
-    """Export a YOLO ``.pt`` with ultralytics; the result lands in ``--out`` (default: beside the .pt)."""
+    """Export a YOLO ``.pt`` with ultralytics; the result lands in ``--out`` (default: ``default_out_dir()``).
+
+    ultralytics writes its export beside the .pt it reads, so the .pt is copied into a temporary folder first:
+    nothing is written beside the source (which may be a read-only shared folder or a cache).
+    """
     from person_search.core.paths import model_dirs, resolve_model_path
     weights = resolve_model_path(a.model)
     if weights is None:
@@ -56,14 +106,28 @@ def export_detector(a) -> int:
             import nncf  # noqa: F401
         except ImportError:
             return _error("--int8 needs nncf for post-training quantization: pip install nncf")
-    out_dir = Path(a.out).expanduser() if a.out else weights.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(a.out).expanduser() if a.out else default_out_dir()
+    why = occupied(out_dir / exported_name(weights.stem, a.format, a.int8))
+    if why:
+        return _error(why)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _error(f"cannot create {out_dir}: {exc.strerror or exc}")
+    with tempfile.TemporaryDirectory(prefix="ps-export-") as tmp:
+        work = Path(tmp) / weights.name
+        shutil.copy2(weights, work)
+        return _export_detector(a, weights, work, out_dir)
+
+
+def _export_detector(a, weights: Path, work: Path, out_dir: Path) -> int:
+    from person_search.core.paths import model_dirs
 
     import person_search.core.detect  # noqa: F401 - sets ultralytics' offline / no-pip-install defaults first
     from ultralytics import YOLO
     t0 = time.monotonic()
     print(f"[export] 1/3 loading {weights}", flush=True)
-    model = YOLO(str(weights), task="detect")
+    model = YOLO(str(work), task="detect")
     calib = f", int8 calibrated on {a.data} (takes minutes)" if a.int8 else ""
     print(f"[export] 2/3 exporting to {a.format} at imgsz {a.imgsz}{calib}", flush=True)
     kwargs = dict(format=a.format, imgsz=a.imgsz, int8=bool(a.int8), dynamic=False, device="cpu")
@@ -78,10 +142,10 @@ def export_detector(a) -> int:
                 if a.int8 else "")
         return _error(f"export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}")
     target = out_dir / produced.name
-    if produced.resolve() != target.resolve():
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        shutil.move(str(produced), str(target))
+    try:
+        replace_with(produced, target)
+    except FileExistsError as exc:
+        return _error(str(exc))
     print(f"[export] 3/3 wrote {target} ({_size_mb(target):.1f} MB) in {time.monotonic() - t0:.0f} s; "
           f"use it with --set detector.model={target.name if out_dir in model_dirs() else target}", flush=True)
     return 0
@@ -185,6 +249,8 @@ def register(sub) -> None:
     sp.add_argument("--data", default="coco8.yaml",
                     help="int8 calibration dataset yaml (ultralytics downloads coco8 when online)")
     sp.add_argument("--imgsz", type=int, default=640, help="detector input size (px)")
-    sp.add_argument("--out", help="detector: folder for the result (default: beside the .pt); image tower: the "
+    sp.add_argument("--out", help="detector: folder for the result (default: the checkout's models/, else "
+                                  "~/.cache/person_search/models; an earlier export there is replaced, anything else "
+                                  "is refused); image tower: the "
                                   ".onnx / .engine file (engine default: the engine cache the backend reads)")
     sp.set_defaults(func=cmd_export)

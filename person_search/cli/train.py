@@ -32,7 +32,7 @@ OPTIONS: Tuple[Tuple[str, str, Any, str], ...] = (
     ("--sdm-weight", "sdm_weight", float, "weight of the SDM term"),
     ("--precision", "precision", str, "auto, fp32, bf16 or fp16 (autocast on a GPU)"),
     ("--device", "device", str, "auto, cpu, cuda, cuda:1, ..."),
-    ("--seed", "seed", int, "seed of every random generator"),
+    ("--seed", "seed", int, "seed of every random generator (a from-scratch run: its initial weights too)"),
     ("--workers", "workers", int, "DataLoader worker processes"),
     ("--threads", "threads", int, "torch CPU threads; 0 = default"),
     ("--eval-every", "eval_every", int, "optimizer steps between validations; 0 = every epoch"),

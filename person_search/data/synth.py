@@ -52,6 +52,7 @@ CAPTIONS_PER_IMAGE = 2
 HELD_OUT_PAIRS = 3
 JPEG_QUALITY = 92
 MAX_TRIES = 200
+MARKER = ".person_search_synth"  # written into OUT first: --force removes only what a folder with it holds
 
 
 class SynthError(ValueError):
@@ -160,20 +161,29 @@ def generate(out: Path, cfg: SynthConfig, *, force: bool = False, progress: bool
     Args:
         out: the output folder (created).
         cfg: what to generate.
-        force: replace an earlier dataset in ``out``.
+        force: replace an earlier dataset in ``out``; only one this generator wrote (``MARKER`` file), never
+            a folder it did not create.
         progress: show a progress bar.
 
     Returns:
         the statistics: counts per split, chance Rank-1, held-out pairs, seconds taken.
 
     Raises:
-        SynthError: bad arguments, or ``out`` already holds a dataset and not ``force``.
+        SynthError: bad arguments, ``out`` already holds a dataset and not ``force``, or ``out`` holds a
+            dataset or ``imgs/`` this generator did not write (with or without ``force``).
     """
     out = Path(out).expanduser()
     sizes = cfg.split_sizes()
+    ours = (out / MARKER).is_file()
+    if not ours and any((out / n).exists() for n in ("reid_raw.json", "imgs", "stats.json")):
+        raise SynthError(f"{out} holds files that data synth did not write (no {MARKER}): "
+                         "pick an empty or new folder, or remove them yourself")
     if (out / "reid_raw.json").exists() and not force:
         raise SynthError(f"{out} already holds a dataset (reid_raw.json); use --force to replace it")
-    if force and (out / "imgs").is_dir():
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by person-search data synth; --force replaces reid_raw.json, "
+                              "stats.json and imgs/ of this folder\n")
+    if force and ours and (out / "imgs").is_dir():
         shutil.rmtree(out / "imgs")
     t0, c0 = time.perf_counter(), time.process_time()
     identities, pairs = sample_identities(cfg)

@@ -42,7 +42,7 @@ def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Mod
     Args:
         cfg: the run's settings (arch, image size, attention).
         weights: start weights instead of ``cfg.weights``: a checkpoint path, an open_clip tag,
-            or "" for a random init (seeded, the same in every process).
+            or "" for a random init drawn with ``cfg.seed`` (the same in every process for a seed).
 
     Returns:
         (model, facts, tokenizer).
@@ -55,7 +55,8 @@ def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Mod
 
     built = build_clip(EncoderConfig(arch=cfg.arch, weights=cfg.weights if weights is None else weights,
                                      image_height=cfg.image_height, image_width=cfg.image_width,
-                                     attention=cfg.attention_config(), device="cpu"), for_training=True)
+                                     attention=cfg.attention_config(), device="cpu"), for_training=True,
+                       init_seed=cfg.seed)  # from scratch: --seed draws the initial weights too
     f = built.facts
     facts = ModelFacts(arch=f.arch, image_size=tuple(f.image_size), mean=tuple(f.mean), std=tuple(f.std),
                        dim=int(f.dim), attention=str(f.attention), start_weights=f.weights_id)

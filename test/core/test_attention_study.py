@@ -71,50 +71,168 @@ def test_small_study_configs_share_the_study_text_tower(study, tmp_path):
     assert all(st.TRAIN_CELLS[n][0] in cfgs for n in st.TRAIN_CELLS)
 
 
-def _cells(rates: dict, r1: dict) -> dict:
+RECIPE = {"data": "runs/attention_study/data_800", "ids": 800, "size": [96, 32], "batch": 32, "lr": 1e-3,
+          "warmup": 0, "epochs": 10, "init": "seed"}
+
+
+def _rec(run: str) -> dict:
+    return {"run_id": run, "commit": "abc", "args": {}, "machine": {"cpu": "test", "cores": 2}, "load1_start": 1.0,
+            "load1_cell": 1.0}
+
+
+def _cells(rates: dict, r1: dict, *, run: str = "r1", runs: dict = None, recipe: dict = None) -> dict:
+    """Cache with speed cells {(arch, name, shape): crops/s} (run ``run``, or ``runs[key]``; None = no record) and
+    training cells {name: [Rank-1 per seed]} with ``recipe`` (default: the current one)."""
     cache = {}
     for (arch, name, shape), crops in rates.items():
-        cache[f"speed|{arch}|{name}|{shape}"] = {"batches": {str(b): {"crops_s": crops, "peak_mb": 10.0}
-                                                             for b in (1, 8, 32)}, "spec": {"max_iters": 10}}
+        key = f"speed|{arch}|{name}|{shape}" if arch != "study" else f"speed|study|{name}"
+        rid = (runs or {}).get((arch, name, shape), run)
+        cache[key] = {"batches": {str(b): {"crops_s": crops, "peak_mb": 10.0} for b in (1, 8, 32)},
+                      "spec": {"max_iters": 10}, **({"run": _rec(rid)} if rid else {})}
     for name, values in r1.items():
         for seed, v in enumerate(values):
             cache[f"train|{name}|{seed}"] = {"rank1": v, "map": v, "train_s": 1.0, "chance_rank1": 1.25,
-                                             "spec": {"ids": 800}}
+                                             "spec": {**(RECIPE if recipe is None else recipe), "jobs": 2,
+                                                      "threads": 1}, "run": _rec("acc")}
     return cache
 
 
 @pytest.mark.parametrize("speedup, prune_r1, verdict", [
-    (1.6, [49.0, 50.0, 51.0], "met"), (1.4, [49.0, 50.0, 51.0], "missed"), (1.6, [45.0, 46.0, 47.0], "missed")])
-def test_prune_verdict_needs_both_speed_and_accuracy(study, speedup, prune_r1, verdict):
+    (1.6, [50.5, 51.5, 52.5], "met"), (1.4, [50.5, 51.5, 52.5], "missed"), (1.6, [45.0, 46.0, 47.0], "missed"),
+    (1.6, [47.0, 53.0, 46.5], "not resolved")])  # paired deltas -3, +2, -5.5: the interval straddles -2
+def test_prune_verdict_needs_both_speed_and_accuracy_of_the_same_towers(study, speedup, prune_r1, verdict):
     _, _, rep = study
-    cache = _cells({("ViT-B-16", "sdpa", "deploy"): 5.0, ("ViT-B-16", "prune", "deploy"): 5.0 * speedup},
-                   {"sdpa": [50.0, 51.0, 52.0], "prune 0.5": prune_r1})
-    line = rep.targets(cache)[0]
-    assert line.endswith(f"**{verdict}**.")
+    rates = {("study", "sdpa", ""): 5.0, ("study", "prune 0.5", ""): 5.0 * speedup}
+    cache = _cells(rates, {"sdpa": [50.0, 51.0, 52.0], "prune 0.5": prune_r1})
+    assert rep.targets(cache, RECIPE)[0].split("Target")[1].startswith(
+        f" >= 1.5x with <= 2 points lost: **{verdict}**")
+
+
+def test_verdict_is_not_measured_without_the_same_pair_or_one_run(study):
+    _, _, rep = study
+    r1 = {"sdpa": [50.0, 51.0, 52.0], "prune 0.5": [50.5, 51.5, 52.5]}
+    # the old join: ViT-B/16 speed (deploy size) with study-ViT accuracy -> no verdict
+    vit = _cells({("ViT-B-16", "sdpa", "deploy"): 5.0, ("ViT-B-16", "prune", "deploy"): 8.0}, r1)
+    assert "**not measured**" in rep.targets(vit, RECIPE)[0]
+    # the same pair, but the two speed cells from different runs, or one without a run record
+    pair = {("study", "sdpa", ""): 5.0, ("study", "prune 0.5", ""): 8.0}
+    for runs in ({("study", "sdpa", ""): "other"}, {("study", "sdpa", ""): None}):
+        line = rep.targets(_cells(pair, r1, runs=runs), RECIPE)[0]
+        assert "**not measured**" in line and ("other run" in line or "no run record" in line)
+    # accuracy cells of another recipe (the fixed-init cells of the earlier code) are not used either
+    legacy = {k: v for k, v in RECIPE.items() if k != "init"}
+    assert "**not measured**" in rep.targets(_cells(pair, r1, recipe=legacy), RECIPE)[0]
+    assert "**met**" in rep.targets(_cells(pair, r1), RECIPE)[0]
+
+
+def test_ratios_only_within_one_run(study):
+    _, _, rep = study
+    a = {"batches": {"8": {"crops_s": 10.0}}, "run": _rec("x")}
+    b = {"batches": {"8": {"crops_s": 5.0}}, "run": _rec("x")}
+    get = lambda c: c["batches"]["8"]["crops_s"]  # noqa: E731
+    assert rep.same_run_ratio(a, b, get) == 2.0 and rep._rel(a, b, get) == "2.00"
+    assert rep.same_run_ratio(a, {**b, "run": _rec("y")}, get) is None
+    assert rep._rel(a, {**b, "run": _rec("y")}, get) == "other run"
+    legacy = {"batches": {"8": {"crops_s": 5.0}}}
+    assert rep.same_run_ratio(a, legacy, get) is None and rep._rel(a, legacy, get) == "no run record"
+    cells = {"speed|ViT-B-16|sdpa|deploy": {**legacy, "spec": {}}, "speed|ViT-B-16|prune|deploy": {**a, "spec": {}}}
+    table = "\n".join(rep.speed_tables(cells))
+    assert "| ViT-B-16 | prune | x (load 1.0) | not run | 10.00 | not run | not run | no run record |" in table
+
+
+def test_window_verdict_states_its_baselines(study):
+    _, _, rep = study
+    cache = {}
+    for name, mb in (("sdpa", 20.0), ("eager", 400.0), ("window", 60.0)):
+        cache[f"attnmem|ViT-B-16|{name}|large"] = {"batches": {str(b): {"peak_mb": mb * b} for b in (1, 8, 32)},
+                                                   "run": _rec("m")}
+    line = rep.targets(cache, RECIPE)[1]
+    assert "x0.15/x0.15/x0.15 of full attention held as scores (eager)" in line
+    assert "x3.00 of the CPU's fused SDPA" in line and line.endswith("**met**.")
+    cache["attnmem|ViT-B-16|eager|large"]["run"] = _rec("other")
+    assert rep.targets(cache, RECIPE)[1].endswith("**not measured**.")
 
 
 def test_small_encoder_verdict(study):
     _, _, rep = study
-    rates = {("ViT-B-16", "sdpa", "deploy"): 5.0, ("PS-MobileNetV4-S", "sdpa", "deploy"): 50.0}
-    close = rep.targets(_cells(rates, {"sdpa": [50.0, 50.0], "MobileNetV4-S": [47.0, 46.0]}))[2]
-    far = rep.targets(_cells(rates, {"sdpa": [50.0, 50.0], "MobileNetV4-S": [40.0, 41.0]}))[2]
-    assert "**met**" in close and "**met**" not in far
+    rates = {("study", "sdpa", ""): 5.0, ("study", "MobileNetV4-S", ""): 50.0}
+    close = rep.targets(_cells(rates, {"sdpa": [50.0, 50.0, 51.0], "MobileNetV4-S": [49.0, 49.5, 50.0]}), RECIPE)[2]
+    far = rep.targets(_cells(rates, {"sdpa": [50.0, 50.0, 51.0], "MobileNetV4-S": [40.0, 41.0, 41.5]}), RECIPE)[2]
+    assert "**met**" in close and "**met**" not in far and "Overall: **missed**" in far
+
+
+def test_interval95(study):
+    _, _, rep = study
+    mean, low, high = rep.interval95([1.0, 2.0, 3.0])
+    assert mean == 2.0 and low == pytest.approx(2.0 - 4.303 / 3 ** 0.5) and high == pytest.approx(2 * mean - low)
+    assert rep.interval95([1.0]) is None
 
 
 def test_accuracy_table_counts_seeds_and_says_what_is_missing(study):
     _, _, rep = study
-    args = argparse.Namespace(seeds=3, epochs=10, batch=32, ids=800, threads=2, jobs=2)
-    table = "\n".join(rep.accuracy_table(_cells({}, {"sdpa": [50.0, 52.0, 54.0], "lam": [40.0]}), args))
+    args = argparse.Namespace(seeds=3, epochs=10, batch=32, ids=800, threads=2, jobs=2, lr=1e-3, warmup=0)
+    cache = _cells({}, {"sdpa": [50.0, 52.0, 54.0], "lam": [40.0]})
+    table = "\n".join(rep.accuracy_table(cache, args, RECIPE))
     assert "| sdpa | PS-Study-ViT | sdpa | 3/3 | 52.0 ± 2.0 | 50.0 / 52.0 / 54.0 | 0.0 ± 0.0 |" in table
-    assert "| lam | PS-Study-ViT | lam | 1/3 | 40.0 ± 0.0 | 40.0 | -10.0 ± 0.0 |" in table
+    assert "| lam | PS-Study-ViT | lam | 1/3 | 40.0 ± 0.0 | 40.0 | -10.0 ± 0.0 | n < 2 |" in table
     assert "--only accuracy --seeds 3" in table and "lam" in table.split("fewer than 3 seeds")[1]
+    # cells of the earlier code (no seeded init) are listed apart, labelled, and not counted
+    old = {k: v for k, v in RECIPE.items() if k != "init"}
+    cache.update({k.replace("sdpa", "window 5"): {**v, "spec": old} for k, v in
+                  _cells({}, {"sdpa": [30.0]}, recipe=old).items()})
+    table = "\n".join(rep.accuracy_table(cache, args, RECIPE))
+    assert "| window 5 | PS-Study-ViT | window (window_size=5) | 0/3 |" in table
+    assert "used in no ratio, no plot and no verdict" in table and "| window 5 | 1 | 30.0 ± 0.0 |" in table
+
+
+def test_report_text_comes_from_the_cells(study):
+    _, _, rep = study
+    args = argparse.Namespace(seeds=3, epochs=10, batch=32, ids=800, threads=2, jobs=2, lr=1e-3, warmup=0)
+    cache = _cells({}, {"sdpa": [50.0]})
+    cache["train|sdpa|0"]["spec"].update(jobs=1, threads=2)
+    text = rep.render([], [], [], [], [], args, RECIPE, "note", cache)
+    assert "1 run(s) at a time with 2 CPU thread(s) each" in text and "two runs" not in text
+    assert "seed s draws the model's initial weights" in text
+
+
+def test_resumed_run_keeps_its_id_only_for_the_same_commit_and_arguments(study, monkeypatch):
+    st, _, _ = study
+    args = argparse.Namespace(quick=True, threads=2, cell_timeout=900.0, cells=None)
+    cache = {}
+    first = st.start_run(cache, args, "speed", ["a"])
+    assert st.start_run(cache, args, "speed", ["a"])["run_id"] == first["run_id"]  # unfinished: resume
+    args.threads = 1
+    assert st.start_run(cache, args, "speed", ["a"])["run_id"] != first["run_id"]  # other arguments: a new run
+    cache["run|speed"]["finished"] = True
+    before = cache["run|speed"]["run_id"]
+    assert st.start_run(cache, args, "speed", ["a"])["run_id"] != before  # finished: a new run
 
 
 def test_pareto_front(study, tmp_path):
     _, _, rep = study
-    rates = {("ViT-B-16", "sdpa", "deploy"): 5.0, ("ViT-B-16", "prune", "deploy"): 7.5,
-             ("ViT-B-16", "window", "deploy"): 4.0}
+    rates = {("study", "sdpa", ""): 5.0, ("study", "prune 0.5", ""): 7.5, ("study", "window 5", ""): 4.0}
     cache = _cells(rates, {"sdpa": [50.0], "prune 0.5": [45.0], "window 5": [40.0]})
-    front = rep.pareto_plot(cache, tmp_path / "p.png")
+    front = rep.pareto_plot(cache, tmp_path / "p.png", RECIPE)
     assert sorted(n for n, _, _ in front) == ["prune 0.5", "sdpa"]  # window is slower and worse: dominated
     assert (tmp_path / "p.png").stat().st_size > 0
+    assert rep.pareto_plot(_cells(rates, {"sdpa": [50.0]}, run=None), tmp_path / "q.png", RECIPE) == []
+
+
+def test_run_record_says_commit_arguments_machine_and_load(study):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import run_record
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rec = run_record.new_record({"threads": 2}, "speed")
+    assert rec["run_id"].startswith("speed-") and rec["args"] == {"threads": 2}
+    assert rec["commit"] == "unknown" or len(rec["commit"].split("+")[0]) == 40
+    assert rec["machine"]["cores"] and isinstance(rec["load1_start"], float)
+    assert run_record.same_run({"run": rec}, {"run": dict(rec)}) and not run_record.same_run({"run": rec}, {})
+
+
+def test_no_verdict_from_speed_alone(study):
+    _, _, rep = study
+    rates = {("study", "sdpa", ""): 5.0, ("study", "prune 0.5", ""): 5.5}  # too slow, but no accuracy cells
+    assert "**not measured**" in rep.targets(_cells(rates, {}), RECIPE)[0]
+    assert rep.verdict([1.1], 1.5, [], 2.0) == "not measured" and rep.verdict([1.1], 1.5, [0.0, 1.0], 2.0) == "missed"

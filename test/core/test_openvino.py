@@ -81,6 +81,7 @@ def test_export_command_writes_a_folder_the_detector_loads(tmp_path, capsys):
                      str(tmp_path / "out")]) == 0
     folder = tmp_path / "out" / "yolo11n_random_openvino_model"
     assert (folder / "yolo11n_random.xml").is_file() and "[export] 3/3 wrote" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "yolo11n_random.pt"]  # nothing beside the .pt
     with PersonTracker(DetectorConfig(backend="yolo", model=str(folder), imgsz=640)) as tr:
         assert tr.detector.imgsz == 256  # the exported size, from its metadata.yaml
         assert tr.detect(cv2.imread(str(sample_images()[0]))).shape[1] == 6

@@ -146,3 +146,25 @@ def test_cli_synth_prints_chance_and_refuses_to_overwrite(tmp_path, capsys):
     assert "already holds a dataset" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
     assert main(["data", "synth", str(tmp_path / "e"), "--ids", "12", "--size", "big"]) == 2
+
+
+def test_force_never_removes_a_folder_synth_did_not_write(tmp_path, capsys):
+    """``--force`` on a folder holding someone else's ``imgs/`` refuses (exit 2, one line) and deletes nothing."""
+    foreign = tmp_path / "mine"
+    (foreign / "imgs").mkdir(parents=True)
+    (foreign / "imgs" / "holiday.jpg").write_bytes(b"not ours")
+    (foreign / "reid_raw.json").write_text("[]")
+    args = ["data", "synth", str(foreign), "--ids", "12", "--images-per-id", "2", "--size", "96x48",
+            "--test-ids", "4"]
+    for extra in ([], ["--force"]):
+        assert main(args + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "did not write" in err
+        assert (foreign / "imgs" / "holiday.jpg").read_bytes() == b"not ours"
+    # a folder synth wrote carries the marker, and --force replaces it (stale images go)
+    ours = tmp_path / "ours"
+    assert main(["data", "synth", str(ours)] + args[3:]) == 0
+    assert (ours / ".person_search_synth").is_file()
+    (ours / "imgs" / "train" / "stale.jpg").write_bytes(b"x")
+    assert main(["data", "synth", str(ours)] + args[3:] + ["--force"]) == 0
+    assert not (ours / "imgs" / "train" / "stale.jpg").exists()

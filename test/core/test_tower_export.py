@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -82,3 +84,46 @@ def test_detector_engine_export_without_a_gpu_is_one_line(tmp_path, capsys):
     assert main(["export", "--detector", "--model", str(weights), "--format", "engine"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --format engine needs a CUDA GPU") and err.count("\n") == 1
+
+
+def test_detector_export_replaces_only_its_own_output(tmp_path, monkeypatch, capsys):
+    """An existing target export did not write is refused (exit 2, one line, untouched); its own is replaced."""
+    from person_search.cli import export as ex
+
+    out = tmp_path / "out"
+    foreign = out / ex.exported_name("yolo11n", "openvino", False)
+    foreign.mkdir(parents=True)
+    (foreign / "keep.txt").write_text("someone's")
+    weights = tmp_path / "yolo11n.pt"
+    weights.write_bytes(b"not read: the refusal comes first")
+    assert main(["export", "--detector", "--model", str(weights), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not written by person-search export" in err
+    assert (foreign / "keep.txt").read_text() == "someone's"
+    # replace_with: a folder (or file) carrying the marker is replaced, the marker travels with the new one
+    made = tmp_path / "made"
+    made.mkdir()
+    (made / "model.xml").write_text("new")
+    with pytest.raises(FileExistsError):
+        ex.replace_with(made, foreign)
+    mine = out / "mine_openvino_model"
+    ex.replace_with(made, mine)
+    assert (mine / ex.MARKER).is_file() and (mine / "model.xml").read_text() == "new"
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "model.xml").write_text("newer")
+    ex.replace_with(again, mine)
+    assert (mine / "model.xml").read_text() == "newer" and (mine / ex.MARKER).is_file()
+    onnx = tmp_path / "m.onnx"
+    onnx.write_text("a")
+    ex.replace_with(onnx, out / "m.onnx")
+    assert (out / "m.onnx.person_search_export").is_file()
+    assert ex.occupied(out / "m.onnx") is None and ex.occupied(out / "other.onnx") is None
+
+
+def test_detector_export_defaults_to_models_not_beside_the_pt():
+    from person_search.cli import export as ex
+    from person_search.core.paths import MODELS_DIR
+
+    assert ex.default_out_dir() == (MODELS_DIR if MODELS_DIR.is_dir()
+                                    else Path.home() / ".cache" / "person_search" / "models")

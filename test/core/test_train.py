@@ -206,16 +206,22 @@ def test_bad_train_arguments_give_one_line(tmp_path, capsys, args, message):
 
 
 def test_train_command_on_a_generated_dataset(tmp_path, capsys):
-    pytest.importorskip("person_search.data", reason="the dataset package (branch data) is not merged here")
     data, run = tmp_path / "synth", tmp_path / "run"
-    assert cli_main(["data", "synth", str(data), "--ids", "10", "--images-per-id", "2", "--size", "32x64"]) == 0
+    assert cli_main(["data", "synth", str(data), "--ids", "12", "--images-per-id", "2", "--size", "32x64",
+                     "--val-ids", "4", "--test-ids", "2"]) == 0
     assert cli_main(["train", "--data", str(data), "--arch", "PS-Tiny-ViT", "--image-size", "32x64", "--mode", "lora",
                      "--lora-rank", "4", "--max-steps", "2", "--batch-size", "4", "--threads", "1",
                      "--out", str(run)]) == 0
     assert "parameters trained" in capsys.readouterr().out
     info = json.loads((run / "model.json").read_text())
     assert info["data"]["format"] == "cuhk-pedes" and info["data"]["digest"].startswith("sha256-")
-    assert info["final_eval"] is None or 0.0 <= info["final_eval"]["R1"] <= 100.0
+    # the run validated on the 4 val identities at its last step: figures in range, ordered, logged as given
+    final = info["final_eval"]
+    assert final is not None, info
+    assert 0.0 <= final["R1"] <= final["R5"] <= final["R10"] <= 100.0 and 0.0 < final["mAP"] <= 100.0, final
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last_eval = [r for r in rows if r.get("kind") == "eval"][-1]
+    assert last_eval["step"] == 2 and all(last_eval[k] == pytest.approx(v) for k, v in final.items()), last_eval
     assert cli_main(["train", "--data", str(data), "--out", str(run), "--mode", "lora", "--lora-rank", "8",
                      "--arch", "PS-Tiny-ViT", "--image-size", "32x64", "--resume"]) == 2  # other settings
 
@@ -228,3 +234,16 @@ def test_autocast_training_on_gpu(tmp_path, precision):
     assert result.steps == 4 and math.isfinite(result.last_loss)
     assert resolve_device(config(precision=precision, device="cuda"))[1] == getattr(torch, {
         "bf16": "bfloat16", "fp16": "float16"}[precision])
+
+
+def test_seed_draws_the_initial_weights_of_a_from_scratch_run():
+    """``--seed`` changes the random init (not only data order), and the same seed gives the same init."""
+    from person_search.train.model import build_model
+
+    def first_weights(seed):
+        model, facts, _ = build_model(config(seed=seed, weights=""))
+        return next(iter(model.parameters())).detach().clone(), facts.start_weights
+
+    (a0, id0), (a0b, _), (a1, id1) = first_weights(0), first_weights(0), first_weights(1)
+    assert torch.equal(a0, a0b) and not torch.equal(a0, a1)
+    assert (id0, id1) == ("random-seed0", "random-seed1")

@@ -151,7 +151,8 @@ def _no_random_init_warning():
         root.removeFilter(flt)
 
 
-def build_clip(cfg: EncoderConfig, *, towers: Sequence[str] = TOWERS, for_training: bool = False) -> BuiltModel:
+def build_clip(cfg: EncoderConfig, *, towers: Sequence[str] = TOWERS, for_training: bool = False,
+               init_seed: Optional[int] = None) -> BuiltModel:
     """Build the CLIP model of ``cfg``: weights, input size, attention kernel, device.
 
     The model is created at its native size with a fixed seed (the same random model in
@@ -164,6 +165,8 @@ def build_clip(cfg: EncoderConfig, *, towers: Sequence[str] = TOWERS, for_traini
         towers: ("image",), ("text",) or both; the other tower is dropped to save memory.
         for_training: True gives a trainable module (train mode, gradients on, fp32, no
             re-parameterisation); False a frozen eval-mode module in ``cfg.precision``.
+        init_seed: the seed of a random init (``cfg.weights`` empty) instead of the fixed one;
+            the weights id becomes ``random-seed<init_seed>``. Ignored when weights are loaded.
 
     Returns:
         The module and its :class:`ModelFacts`.
@@ -191,8 +194,11 @@ def build_clip(cfg: EncoderConfig, *, towers: Sequence[str] = TOWERS, for_traini
     resolved = resolve_weights(cfg.arch, cfg.weights)
     mean, std = preprocess_of(cfg.arch, resolved)
 
+    seed = RANDOM_SEED if init_seed is None or resolved.path is not None else int(init_seed)
+    if resolved.path is None and resolved.weights_id.startswith("random-seed"):
+        resolved = resolved._replace(weights_id=f"random-seed{seed}")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_SEED)
+        torch.manual_seed(seed)
         with _no_random_init_warning():  # we load the weights ourselves, below, or say they are random
             model = open_clip.create_model(cfg.arch, pretrained=None, device="cpu", precision="fp32")
     visual = getattr(model, "visual", None)
