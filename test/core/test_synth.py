@@ -154,7 +154,7 @@ def test_force_never_removes_a_folder_synth_did_not_write(tmp_path, capsys):
     (foreign / "imgs").mkdir(parents=True)
     (foreign / "imgs" / "holiday.jpg").write_bytes(b"not ours")
     (foreign / "reid_raw.json").write_text("[]")
-    args = ["data", "synth", str(foreign), "--ids", "12", "--images-per-id", "2", "--size", "96x48",
+    args = ["data", "synth", str(foreign), "--ids", "12", "--images-per-id", "2", "--size", "48x96",
             "--test-ids", "4"]
     for extra in ([], ["--force"]):
         assert main(args + extra) == 2
