@@ -232,10 +232,10 @@ def cmd_up(a) -> int:
                     if served and served_at is None:
                         served_at = time.monotonic()
                     if served and size > 0:
-                        print(f"ready after {time.monotonic() - t0:.0f} s: the gallery holds {size} embeddings; "
+                        print(f"ready after {time.monotonic() - t0:.0f} s: the gallery holds {size} embedding(s); "
                               f"ask with: {ask}", flush=True)
                         said = "ready"
-                    elif served and not said and time.monotonic() - served_at > 10.0:
+                    elif served and not said and time.monotonic() - served_at > 30.0:
                         print(f"query_person answers, but the gallery is still empty (nobody seen yet); "
                               f"a query now finds nothing. Ask with: {ask}", flush=True)
                         said = "empty"
