@@ -37,6 +37,14 @@ def test_every_argument_has_help():
     assert not missing, missing
 
 
+def test_person_search_is_on_the_path_of_env_sh(tmp_path):
+    """``tools/env.sh person-search`` works from any folder, as every README command runs it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PERSON_SEARCH_ENV", "PYTHONPATH")}
+    proc = subprocess.run([str(ROOT / "tools" / "env.sh"), "person-search", "--version"], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and proc.stdout.startswith("person-search "), proc.stderr[-2000:]
+
+
 def test_version():
     proc = _cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("person-search "), proc
@@ -192,3 +200,16 @@ def test_run_json_is_the_only_thing_on_stdout(tmp_path):
     for chatter in ("faiss.loader", "[root] INFO", "initialized randomly", "OpenVINO inference"):
         assert chatter not in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_up_names_the_error_line_of_a_node_that_cannot_start(tmp_path):
+    from types import SimpleNamespace
+    from person_search.cli.ros import _why_stopped
+    (tmp_path / "embedder.log").write_text("[INFO] loading\n[person_search] cannot start: encoder weights file not "
+                                           "found: /x.safetensors\n")
+    graph = SimpleNamespace(log_dir=tmp_path)
+    why = _why_stopped(graph, "node /embedder cannot start (exit code 2, see its log)")
+    assert why == ("node /embedder cannot start: [person_search] cannot start: encoder weights file not found: "
+                   "/x.safetensors")
+    assert "error line is above" in _why_stopped(SimpleNamespace(log_dir=None), "node /query cannot start (exit 2)")
+    assert _why_stopped(graph, "node /index died 11 times in a row") == "node /index died 11 times in a row"

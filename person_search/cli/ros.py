@@ -142,6 +142,7 @@ class ReadyProbe:
 
     def __init__(self, namespace: str):
         import rclpy
+        from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
         from std_msgs.msg import Int64
@@ -150,7 +151,7 @@ class ReadyProbe:
         from person_search.nodes.common import RELIABLE_QOS, SERVICE_QOS
         from person_search_interfaces.srv import QueryPerson
         ns = normalize_namespace(namespace)
-        self.context = rclpy.context.Context()
+        self.context = Context()
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(f"person_search_up_{os.getpid()}", context=self.context)
         self.size = 0
