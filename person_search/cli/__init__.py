@@ -101,7 +101,10 @@ def setup_logging(verbose: bool) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``person-search`` with ``argv``; return the exit code."""
     parser = build_parser()
-    a = parser.parse_args(argv)  # bad arguments: one line and exit 2 (Parser.error)
+    try:
+        a = parser.parse_args(argv)  # bad arguments: one line and exit 2 (Parser.error)
+    except SystemExit as exc:  # --help, --version, a usage error: its code, also to in-process callers
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     setup_logging(a.verbose)
     from person_search.cli.common import json_stdout
     try:
@@ -118,5 +121,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         if a.verbose:
             log.exception("user error")
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        text = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())  # e.g. YAML's 4-line errors
+        print(f"error: {text or type(exc).__name__}", file=sys.stderr)
         return EXIT_USAGE

@@ -73,11 +73,19 @@ def _answer(engine, gallery, queries, top_k, sheet_path, *, as_json: bool = Fals
 
 
 def _check_video(video: str) -> None:
-    """Refuse a missing video file before any model is built (URLs and device indexes pass)."""
-    if "://" in video or video.isdigit() or video.startswith("/dev/video"):
+    """Refuse a missing or undecodable video file before any model is built (URLs, devices, folders pass)."""
+    from person_search.core.video.capture import drop_cap, source_kind
+    if source_kind(video) != "file":
         return
     if not Path(video).exists():
         raise FileNotFoundError(f"video not found: {video}")
+    cap = cv2.VideoCapture(video)
+    try:
+        ok = cap.isOpened() and cap.read()[0]
+    finally:
+        drop_cap(cap)
+    if not ok:
+        raise UsageError(f"cannot read a frame of {video}: not a video file OpenCV can decode")
 
 
 def _check_output(path, flag: str) -> None:

@@ -154,6 +154,7 @@ class ReadyProbe:
 
     def __init__(self, namespace: str):
         import rclpy
+        from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
         from std_msgs.msg import Int64
@@ -162,7 +163,7 @@ class ReadyProbe:
         from person_search.nodes.common import RELIABLE_QOS, SERVICE_QOS
         from person_search_interfaces.srv import QueryPerson
         ns = normalize_namespace(namespace)
-        self.context = rclpy.context.Context()
+        self.context = Context()
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(f"person_search_up_{os.getpid()}", context=self.context)
         self.size = 0
@@ -248,10 +249,10 @@ def cmd_up(a) -> int:
                     if served and served_at is None:
                         served_at = time.monotonic()
                     if served and size > 0:
-                        print(f"ready after {time.monotonic() - t0:.0f} s: the gallery holds {size} embeddings; "
+                        print(f"ready after {time.monotonic() - t0:.0f} s: the gallery holds {size} embedding(s); "
                               f"ask with: {ask}", flush=True)
                         said = "ready"
-                    elif served and not said and time.monotonic() - served_at > 10.0:
+                    elif served and not said and time.monotonic() - served_at > 30.0:
                         print(f"query_person answers, but the gallery is still empty (nobody seen yet); "
                               f"a query now finds nothing. Ask with: {ask}", flush=True)
                         said = "empty"

@@ -65,7 +65,7 @@ class Embedder:
             return None
         vectors = self.encoder.encode_images([p.crop for p in people])
         if not frame_jpeg and frame is not None:
-            frame_jpeg = frame_thumbnail(frame, max_side=self.frame_jpeg_max_side)
+            frame_jpeg = frame_thumbnail(frame, max_side=self.frame_jpeg_max_side, people=det.people)
         crops_jpeg = [crop_thumbnail(p.crop) for p in people]
         self.budget.observe(len(people), self.clock() - t0)
         return EmbeddingBatch(

@@ -233,7 +233,7 @@ def generate(out: Path, cfg: SynthConfig, *, force: bool = False, progress: bool
 def format_stats(stats: dict, out: Path) -> Sequence[str]:
     """Return the lines ``data synth`` prints."""
     lines = [f"{out}: generated {stats['domain']} data, seed {stats['seed']}, "
-             f"{stats['size'][0]}x{stats['size'][1]} px, {stats['seconds']:.1f} s "
+             f"{stats['size'][1]}x{stats['size'][0]} px (WxH), {stats['seconds']:.1f} s "
              f"({stats['images_per_second']:.0f} images/s, {stats['cpu_seconds']:.1f} s CPU)"]
     for s in ("train", "val", "test"):
         if s in stats["images"]:

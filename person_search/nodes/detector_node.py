@@ -41,7 +41,8 @@ class DetectorNode(ManagedNode):
             self, image_reliable=(False, "subscribe to images reliable instead of best effort"),
             image_transport=("raw", "input: 'raw' subscribes image_raw, 'compressed' image_raw/compressed"),
             publish_overlay=(True, "publish the annotated overlay image"),
-            thumbnail_side=(480, "longer side of the frame thumbnail sent with the crops (px)"),
+            thumbnail_side=(480, "longer side of the frame thumbnail sent with the crops, each person's box drawn "
+                                 "with its track id (px)"),
             wait_for_subscribers_s=(30.0, "take frames only once person_crops has a subscriber, "
                                     "waiting at most this long"))
         if self.ros["image_transport"] not in TRANSPORTS:
@@ -142,7 +143,7 @@ class DetectorNode(ManagedNode):
             return
         for p in det.people:
             p.track_id += self.id_base
-        thumb = frame_thumbnail(img, int(self.ros["thumbnail_side"])) if det.people else b""
+        thumb = frame_thumbnail(img, int(self.ros["thumbnail_side"]), people=det.people) if det.people else b""
         self.pub.publish(detections_to_msg(det, frame_jpeg=thumb))
         if self.pub_det is not None:
             self.pub_det.publish(detections_to_vision(det))

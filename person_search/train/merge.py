@@ -38,6 +38,8 @@ def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best")
     run_dir, out = Path(run_dir), Path(out)
     if out.suffix != ".safetensors":
         raise MergeError(f"{out}: the merged checkpoint must be a .safetensors file")
+    if not run_dir.is_dir():
+        raise MergeError(f"run folder {run_dir}: no such file or folder")
     if out.is_dir():
         raise MergeError(f"{out} is a folder: give the merged checkpoint's file name (.safetensors)")
     try:  # the output folder first: a bad --out is refused before the model loads

@@ -116,17 +116,19 @@ def _served_vs_trained(run, cfg, merged_file, size):
 
 def test_merged_checkpoint_is_served_by_clip_encoder(tmp_path, capsys):
     size = (64, 64)
-    run, merged = tmp_path / "run", tmp_path / "merged.safetensors"
+    run, merged = tmp_path / "run", tmp_path / "models" / "new" / "merged.safetensors"  # folders not there yet
     cfg = _train_lora(run, size)
     assert cli_main(["lora", "merge", str(run), "--out", str(merged)]) == 0
     assert "encoder.weights=" in capsys.readouterr().out
+    from person_search.eval.evaluate import resolve_checkpoint
+    assert resolve_checkpoint(merged)[1]["arch"] == ARCH  # eval --weights FILE reads FILE.json
     served, cos_img, cos_txt = _served_vs_trained(run, cfg, merged, size)
     assert served.model_id == f"{ARCH}@sha256-{file_digest(merged)[:12]}"
     assert cos_img >= 0.9999 and cos_txt >= 0.9999
     # the run's own best.safetensors is the same plain checkpoint (what the eval command reads)
     assert (run / "best.safetensors").read_bytes() == merged.read_bytes()
     assert {p.name for p in run.iterdir()} >= {"best.adapters.safetensors", "last.adapters.safetensors"}
-    meta = json.loads((tmp_path / "merged.safetensors.json").read_text())
+    meta = json.loads((merged.parent / "merged.safetensors.json").read_text())
     assert meta["arch"] == ARCH and meta["image_size"] == [64, 64] and meta["attention"] == "sdpa"
     assert meta["lora"]["rank"] == 4 and meta["mode"] == "lora" and meta["trained_steps"] == 4
 

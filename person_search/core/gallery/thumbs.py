@@ -37,9 +37,29 @@ def crop_thumbnail(crop: np.ndarray) -> bytes:
     return encode_jpeg(crop, quality=CROP_QUALITY, max_side=CROP_MAX_SIDE)
 
 
-def frame_thumbnail(frame: np.ndarray, max_side: int = FRAME_MAX_SIDE) -> bytes:
-    """JPEG thumbnail of a whole frame as the gallery keeps it."""
-    return encode_jpeg(frame, quality=FRAME_QUALITY, max_side=max_side)
+def frame_thumbnail(frame: np.ndarray, max_side: int = FRAME_MAX_SIDE, people: Iterable = ()) -> bytes:
+    """JPEG thumbnail of a whole frame as the gallery keeps it.
+
+    ``people`` (objects with ``box`` in frame pixels and ``track_id``) are drawn on it, each box
+    labelled with its track id: one thumbnail serves every person of the frame, so a match is
+    found in it by its track id.
+    """
+    people = list(people)
+    if not people:
+        return encode_jpeg(frame, quality=FRAME_QUALITY, max_side=max_side)
+    s = min(1.0, max_side / max(frame.shape[:2])) if max_side else 1.0
+    img = (cv2.resize(frame, (max(1, round(frame.shape[1] * s)), max(1, round(frame.shape[0] * s))),
+                      interpolation=cv2.INTER_AREA) if s < 1.0 else frame.copy())
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for p in people:
+        x1, y1, x2, y2 = (int(round(float(v) * s)) for v in p.box)
+        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 0), 2)
+        label = f"#{int(p.track_id)}"
+        (tw, th), _ = cv2.getTextSize(label, font, 0.35, 1)
+        ty = max(th + 2, y1)
+        cv2.rectangle(img, (x1, ty - th - 2), (x1 + tw + 2, ty), (0, 0, 0), -1)
+        cv2.putText(img, label, (x1 + 1, ty - 2), font, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return encode_jpeg(img, quality=FRAME_QUALITY)
 
 
 class ThumbBudget:
