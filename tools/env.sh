@@ -9,6 +9,11 @@ if [ -f "$ROOT/install/local_setup.bash" ]; then
   COLCON_CURRENT_PREFIX="$ROOT/install" source "$ROOT/install/local_setup.bash"
 fi
 export PATH="$VENV/bin:$PATH"
+if [ -z "${ROS_DISTRO:-}" ]; then
+  # the PyPI wheels keep their share/ (ament index: std_msgs, rcl_interfaces ...) in the venv:
+  # `ros2 interface show` / `ros2 pkg list` look there
+  case ":${AMENT_PREFIX_PATH:-}:" in *":$VENV:"*) ;; *) export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$VENV" ;; esac
+fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 # shared memory large enough for whole frames; UDP on loopback only (config/fastdds_local.xml)

@@ -110,8 +110,8 @@ if [ "$MODE" = wheels ]; then
       # setup.py packages of the ament_python kind: no build isolation (setuptools is in the
       # venv), no dependencies (rclpy & co. come from the wheels, osrf-pycommon is pinned in
       # requirements-ros.txt)
-      # shellcheck disable=SC2046
       mkdir -p log
+      # shellcheck disable=SC2046
       "$PY" -m pip install --no-deps --no-build-isolation \
         $(find "$SRC" -mindepth 2 -maxdepth 3 -name setup.py -printf '%h\n' | LC_ALL=C sort) \
         > log/ros_tools_pip.txt 2>&1 || true
@@ -120,6 +120,25 @@ if [ "$MODE" = wheels ]; then
       echo "$want_tools" > "$VENV/.ps_ros_tools_stamp"
       log "ROS 2 tools installed in $(( $(date +%s) - t0 )) s"
     fi
+    # launch_testing's and launch_testing_ros's pytest plugins (for `launch_test` files, which
+    # this project does not use) declare hooks with the `path` argument that pytest 9 removed:
+    # registered, they stop every pytest run in the venv ("Error while loading plugin
+    # pytest11"). Unregister them; launch_pytest's plugin stays.
+    "$PY" - <<'PYEOF'
+import glob, os, sysconfig
+site = sysconfig.get_paths()["purelib"]
+for path in glob.glob(os.path.join(site, "launch_testing*.dist-info", "entry_points.txt")):
+    text = open(path).read()
+    lines, skip = [], False
+    for line in text.splitlines():
+        if line.startswith("["):
+            skip = line.strip() == "[pytest11]"
+        if not skip:
+            lines.append(line)
+    new = "\n".join(lines).strip() + "\n"
+    if new != text:
+        open(path, "w").write(new)
+PYEOF
     VENDOR_MSGS=("$SRC/composition_interfaces/composition_interfaces" "$SRC/vision_msgs/vision_msgs")
   fi
 fi

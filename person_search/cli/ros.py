@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -132,26 +133,50 @@ def _check_config(config: str, sets: Dict[str, object]) -> None:
     load_config(config_path(config), {k: v for k, v in sets_to_overrides(sets).items() if k in SECTIONS})
 
 
+def _stop_on_signals() -> None:
+    """Make SIGINT, SIGTERM and SIGHUP stop ``up`` (a KeyboardInterrupt), once.
+
+    Installed explicitly: a script that starts ``up`` in the background leaves SIGINT
+    ignored, and Python then installs no handler of its own, so ``kill -INT`` did nothing
+    while the nodes (which take the signal themselves) stopped and were restarted; and
+    SIGTERM's default action ended ``up`` at once, before its nodes. A second signal while
+    the nodes are being stopped is ignored, so that the stop is not cut short.
+    """
+    state = {"stopping": False}
+
+    def handler(signum, _frame):
+        if not state["stopping"]:
+            state["stopping"] = True
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
 def cmd_up(a) -> int:
-    """Start the graph and keep it up until Ctrl-C; nodes that die are restarted with backoff."""
+    """Start the graph and keep it up until Ctrl-C / SIGTERM; nodes that die are restarted with backoff."""
     from person_search.launcher import Respawner
+    _stop_on_signals()
     graph = _graph_from_args(a)
     print(f"starting {len(graph.specs)} nodes with {graph.params_file}: "
           + ", ".join(s.fqn for s in graph.specs), flush=True)
     ns = f" --namespace {a.namespace}" if a.namespace else ""
     print(f"ask with: person-search query{ns} \"a person in a dark coat\"   (Ctrl-C stops the graph)", flush=True)
-    with graph:
-        respawner = Respawner(graph, max_restarts=a.max_restarts,
-                              log=lambda line: print(line, file=sys.stderr, flush=True))
-        try:
-            while True:
-                why = respawner.step()
-                if why:
-                    print(f"{why}; stopping the graph", file=sys.stderr)
-                    return EXIT_FAILED
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            print("stopping", flush=True)
+    try:
+        with graph:  # leaving it stops every node: SIGINT, SIGKILL after 10 s
+            respawner = Respawner(graph, max_restarts=a.max_restarts,
+                                  log=lambda line: print(line, file=sys.stderr, flush=True))
+            try:
+                while True:
+                    why = respawner.step()
+                    if why:
+                        print(f"{why}; stopping the graph", file=sys.stderr)
+                        return EXIT_FAILED
+                    time.sleep(0.2)
+            except KeyboardInterrupt as exc:
+                print(f"stopping ({exc or 'SIGINT'})", flush=True)
+    except KeyboardInterrupt:  # arrived while the nodes were starting: __exit__ stopped them
+        print("stopped", flush=True)
     return 0
 
 
