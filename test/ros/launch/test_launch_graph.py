@@ -72,6 +72,7 @@ def test_ros2_service_call_prints_matches_without_pixels(probe):
 @pytest.mark.launch(fixture=launch_description)
 def test_ros2_topic_echo_prints_a_detection2darray(probe):
     probe.wait_for(lambda: probe.last_size() > 0, 180, "the gallery to fill")
+
     def first(run):
         return yaml.safe_load(run.stdout.split("\n---")[0]) if run.returncode == 0 and run.stdout.strip() else None
 
