@@ -103,3 +103,26 @@ def test_ros2_node_lifecycle_and_param(probe):
     assert "Double value is: 0.4" in got.stdout, got.stdout + got.stderr
     bad = ros2(*param, "1.5")
     assert "Setting parameter failed" in bad.stdout + bad.stderr and "out of range" in bad.stderr, bad.stdout
+
+
+@pytest.mark.launch(fixture=launch_description)
+def test_shipped_rviz_config_matches_the_running_graph(probe):
+    """rviz2 cannot run here: the shipped .rviz is read against what the running graph publishes."""
+    from rclpy.qos import ReliabilityPolicy
+    cfg = yaml.safe_load(open(os.path.join(os.path.dirname(os.path.dirname(launch_file("x"))), "rviz",
+                                           "person_search.rviz")))
+    manager = cfg["Visualization Manager"]
+    probe.wait_for(lambda: probe.overlays, 120, "an overlay frame")
+    topics = dict(probe.node.get_topic_names_and_types())
+    images = [d for d in manager["Displays"] if d["Class"] == "rviz_default_plugins/Image"]
+    assert images, "the .rviz file shows no image"
+    for display in images:
+        topic = display["Topic"]["Value"]
+        assert topics.get(topic) == ["sensor_msgs/msg/Image"], f"{topic} is not published: {sorted(topics)}"
+        # a best-effort subscription matches any publisher; a reliable one needs reliable publishers
+        if display["Topic"]["Reliability Policy"] == "Reliable":
+            pubs = probe.node.get_publishers_info_by_topic(topic)
+            assert pubs and all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
+    with probe.lock:
+        frame_ids = {m.header.frame_id for m in probe.overlays}
+    assert frame_ids == {manager["Global Options"]["Fixed Frame"]}, frame_ids
