@@ -148,6 +148,7 @@ want_build=$(hash_of package.xml setup.py setup.cfg person_search_interfaces lau
 [ ${#VENDOR_MSGS[@]} -eq 0 ] || want_build="$want_build-$want_tools"
 if [ ! -f install/.ps_stamp ] || [ "$(cat install/.ps_stamp)" != "$want_build" ]; then
   log "building person_search_interfaces and person_search with colcon"
+  t_build=$(date +%s)
   export PATH="$VENV/bin:$PATH"
   if [ "$MODE" = wheels ]; then
     SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -166,5 +167,6 @@ if [ ! -f install/.ps_stamp ] || [ "$(cat install/.ps_stamp)" != "$want_build" ]
     exit 1
   fi
   echo "$want_build" > install/.ps_stamp
+  log "colcon build took $(( $(date +%s) - t_build )) s"
 fi
 log "environment ready: $VENV, install/"
