@@ -94,7 +94,8 @@ if [ "$MODE" = wheels ]; then
   missing=""
   for t in $TARBALLS; do [ -f "$VENDOR/$t.tar.gz" ] || missing="$missing $t.tar.gz"; done
   if [ -n "$missing" ]; then
-    log "no ROS 2 tool sources in $VENDOR (missing:$missing; set PERSON_SEARCH_ROS_VENDOR): ros2 launch, ros2 service call and launch_pytest are unavailable here; start the graph with person-search up"
+    [ -d "$VENDOR" ] && where="$VENDOR lacks$missing" || where="no $VENDOR"
+    log "ROS 2 tools: $where (set PERSON_SEARCH_ROS_VENDOR to their folder): ros2 launch and ros2 service call are unavailable here; start the graph with person-search up"
   else
     SRC="$ROOT/build/ros2_vendor"
     want_tools="$(cd "$VENDOR" && sha256sum $(for t in $TARBALLS; do printf '%s.tar.gz ' "$t"; done) | sha256sum | cut -c1-16)"
