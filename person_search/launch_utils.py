@@ -156,7 +156,8 @@ class _Guard:
         if code == 0 or context.is_shutdown:
             return None
         if code == EXIT_CONFIG:
-            raise RuntimeError(f"node {name} cannot start (exit code 2; its message is above): stopping the launch")
+            raise RuntimeError(f"node {name} cannot start (exit code 2; its message is above): stopping the launch "
+                               "(no pretrained CLIP weights here? random_weights:=true runs without them)")
         ran = time.monotonic() - self.started.get(event.action, time.monotonic())
         n = 1 if ran >= self.stable_s else self.crashes.get(event.action, 0) + 1
         self.crashes[event.action] = n
