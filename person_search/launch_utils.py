@@ -1,18 +1,36 @@
 """Launch descriptions built from the one node-set declaration (person_search.graph).
 
 Only imported by the launch files: it needs the ``launch`` and ``launch_ros`` packages of a
-ROS 2 distribution (Humble or newer). Arguments (``ros2 launch person_search cpu.launch.py -s``):
-``config``, ``source``, ``cameras``, ``loop``, ``camera``, ``image_topic``, ``image_transport``,
-``namespace``, ``autostart``, ``rviz``, ``web``.
+ROS 2 distribution (Humble or newer; ``make setup`` installs them where there is none).
+Arguments (``ros2 launch person_search cpu.launch.py -s``): :data:`ARGUMENTS`.
+
+What the launch does besides starting the nodes, as ``person-search up`` does:
+
+- a node that exits with code 2 (bad parameters, missing weights: it printed why) is not
+  respawned: the launch shuts down with that reason and exits 1; so does a node that died
+  :data:`MAX_RESTARTS` times in a row within :data:`STABLE_S` seconds of its start;
+- every node is tied to the launch process (``PERSON_SEARCH_PARENT_PID``, see
+  :mod:`person_search.nodes`): a launch ended by SIGTERM or SIGKILL, which launch does not
+  pass on to its processes, leaves no node behind;
+- started from a script, a process inherits SIGINT ignored; the launch process takes it
+  back, so ``kill -INT`` stops it as Ctrl-C does.
+
+Only launch APIs that Humble has: DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+with OnProcessStart / OnProcessExit, Node(respawn, respawn_delay, additional_env); an
+exception from an event handler shuts the launch down (LaunchService.run_async, Humble too).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
+import time
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit, OnProcessStart
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -21,6 +39,10 @@ from person_search.core.video import source_kind
 from person_search.graph import CameraSpec, node_set, parse_cameras, rviz_config
 
 _BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+EXIT_CONFIG = 2  # a node's "cannot start" exit code (person_search.nodes.common.run_node)
+MAX_RESTARTS = 10  # crashes in a row before the launch gives up (person-search up --max-restarts)
+STABLE_S = 60.0  # a node that ran this long has its crash count reset
+RESPAWN_DELAY_S = 2.0
 
 
 def _share() -> str:
@@ -61,22 +83,87 @@ def _cameras(context):
     return [CameraSpec("cam0", _arg(context, "source"))]
 
 
+def _overrides(context, config: str) -> dict:
+    """Return the parameter overrides of ``set``, ``weights`` and ``random_weights``, checked with the YAML."""
+    from person_search.cli.common import parse_sets, sets_to_overrides
+    from person_search.core.config import SECTIONS, ConfigError, load_config
+    try:
+        sets = parse_sets(_arg(context, "set").split())
+    except ConfigError as exc:
+        raise RuntimeError(f"launch argument set: {exc}".replace("--set", "set:=")) from None
+    weights, random_weights = _arg(context, "weights"), _flag(context, "random_weights")
+    if weights and random_weights:
+        raise RuntimeError("give weights:=PATH or random_weights:=true, not both")
+    if weights:
+        sets["encoder.weights"] = weights
+    if random_weights:
+        sets["encoder.weights"] = ""
+    try:  # one clear line before any node starts, as `person-search up` does
+        load_config(config, {k: v for k, v in sets_to_overrides(sets).items() if k in SECTIONS})
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        raise RuntimeError(f"{config}: {exc}") from None
+    return sets
+
+
 def _nodes(context, *args, **kwargs):
     config = _arg(context, "config")
     namespace = _arg(context, "namespace")
     transport = _arg(context, "image_transport") or None
     cams = _cameras(context)
+    sets = _overrides(context, config)
     specs = node_set(cams, loop=_flag(context, "loop"), namespace=namespace, image_transport=transport,
                      autostart=_flag(context, "autostart"), web=bool(_flag(context, "web")))
+    guard = _Guard()
     actions = []
     for spec in specs:
-        actions.append(Node(package="person_search", executable=spec.executable, name=spec.name,
-                            namespace=spec.namespace or None, parameters=[config, dict(spec.parameters)],
-                            remappings=list(spec.remappings), output="screen", emulate_tty=True,
-                            respawn=_respawn(spec), respawn_delay=2.0))
+        params = dict(spec.parameters)
+        params.update(sets)
+        node = Node(package="person_search", executable=spec.executable, name=spec.name,
+                    namespace=spec.namespace or None, parameters=[config, params],
+                    remappings=list(spec.remappings), output="screen", emulate_tty=True,
+                    respawn=_respawn(spec), respawn_delay=RESPAWN_DELAY_S,
+                    additional_env={"PERSON_SEARCH_PARENT_PID": str(os.getpid())})
+        actions += guard.watch(node, spec.fqn) + [node]
     if _flag(context, "rviz"):
         actions += _rviz(specs, cams)
     return actions
+
+
+class _Guard:
+    """Stop the launch on a configuration error (exit code 2) or a crash loop, as ``person-search up`` does.
+
+    The reason is raised from the exit handler: launch logs it as one error line, shuts every
+    process down (SIGINT, then SIGTERM) and ``ros2 launch`` exits with 1.
+    """
+
+    def __init__(self, max_restarts: int = MAX_RESTARTS, stable_s: float = STABLE_S):
+        self.max_restarts, self.stable_s = max_restarts, stable_s
+        self.names = {}  # Node action -> fully qualified node name
+        self.started = {}
+        self.crashes = {}
+
+    def watch(self, node, name: str) -> list:
+        """Return the event handlers that watch ``node`` (register them before the node)."""
+        self.names[node] = name
+        return [RegisterEventHandler(OnProcessStart(target_action=node, on_start=self.on_start)),
+                RegisterEventHandler(OnProcessExit(target_action=node, on_exit=self.on_exit))]
+
+    def on_start(self, event, context):
+        self.started[event.action] = time.monotonic()
+
+    def on_exit(self, event, context):
+        code, name = event.returncode, self.names.get(event.action, event.process_name)
+        if code == 0 or context.is_shutdown:
+            return None
+        if code == EXIT_CONFIG:
+            raise RuntimeError(f"node {name} cannot start (exit code 2; its message is above): stopping the launch "
+                               "(no pretrained CLIP weights here? random_weights:=true runs without them)")
+        ran = time.monotonic() - self.started.get(event.action, time.monotonic())
+        n = 1 if ran >= self.stable_s else self.crashes.get(event.action, 0) + 1
+        self.crashes[event.action] = n
+        if n > self.max_restarts:
+            raise RuntimeError(f"node {name} died {n} times in a row (last exit code {code}): stopping the launch")
+        return None
 
 
 def _rviz(specs, cams):
@@ -114,13 +201,29 @@ ARGUMENTS = (  # name, default, description; "config" defaults to the launch fil
     ("image_transport", "", "detector input: raw (image topic) or compressed (<topic>/compressed)"),
     ("namespace", "", "graph namespace: every topic and service under /NAMESPACE"),
     ("autostart", "", "false: lifecycle nodes wait for configure/activate (default true)"),
+    ("random_weights", "false", "true: random CLIP weights, nothing downloaded (person-search up --random-weights)"),
+    ("weights", "", "CLIP weights: an open_clip tag or a checkpoint path (overrides encoder.weights)"),
+    ("set", "", "parameter overrides for every node: 'SECTION.KEY=VALUE ...' (person-search up --set)"),
     ("rviz", "false", "start RViz on the overlay (needs rviz2 installed)"),
     ("web", "false", "start the operator console (web node; web.* parameters, token from PERSON_SEARCH_WEB_TOKEN)"),
 )
 
 
+def _take_back_sigint() -> None:
+    """Let SIGINT stop the launch also where it was inherited ignored (started by a script).
+
+    A shell starts background jobs with SIGINT ignored, and Python then installs no handler:
+    launch's own signal manager never hears of it. With Python's default handler back,
+    ``kill -INT`` stops the launch as Ctrl-C in a terminal does.
+    """
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def generate(default_config: str) -> LaunchDescription:
     """Build the whole graph with ``config`` and the :data:`ARGUMENTS`."""
+    _take_back_sigint()
     config = os.path.join(_share(), "config", default_config)
     return LaunchDescription(
         [DeclareLaunchArgument("config", default_value=config, description="parameter YAML for every node")]

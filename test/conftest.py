@@ -1,8 +1,21 @@
-"""Markers that depend on the machine: `gpu` / `tensorrt` tests skip with the reason where CUDA / TensorRT is absent."""
+"""What depends on the machine.
+
+- `gpu` / `tensorrt` tests skip with the reason where CUDA / TensorRT is absent.
+- test/ros/ needs rclpy and the built person_search_interfaces; test/ros/launch/ also needs
+  launch, launch_ros, launch_pytest, vision_msgs and the `ros2` command (``make setup``
+  installs them). Where they are absent, each test file of those folders is one skipped
+  item with the reason; with the environment variable ``CI`` set it is a failure instead,
+  so that a CI run without them cannot pass. Other folders are not affected.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.util
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +47,83 @@ def pytest_collection_modifyitems(config, items):
     if reason:
         for item in gpu_items:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+TEST_DIR = Path(__file__).resolve().parent
+ABSENT_FAILS = bool(os.environ.get("CI"))  # in CI a missing ROS dependency fails the run
+
+
+def _module_missing(name: str) -> str:
+    """Return why ``name`` cannot be imported ("" if it can); a bare namespace package counts as missing."""
+    try:
+        mod = importlib.import_module(name)
+    except ImportError as exc:
+        return f"{name} ({exc})"
+    if getattr(mod, "__file__", None) is None:  # e.g. this repository's launch/ folder
+        return f"{name} (only a namespace package)"
+    return ""
+
+
+@functools.lru_cache(maxsize=None)
+def _ros_missing() -> str:
+    try:
+        import rclpy  # noqa: F401
+        from person_search_interfaces.srv import QueryPerson  # noqa: F401
+    except ImportError as exc:
+        return f"rclpy or person_search_interfaces not importable ({exc}); run through `make test`"
+    return ""
+
+
+@functools.lru_cache(maxsize=None)
+def _launch_missing() -> str:
+    ros = _ros_missing()
+    if ros:
+        return ros
+    names = ("launch", "launch_ros", "launch_pytest", "vision_msgs.msg")
+    missing = [m for m in (_module_missing(n) for n in names) if m]
+    if shutil.which("ros2") is None:
+        missing.append("the ros2 command")
+    if missing:
+        return (f"not installed: {', '.join(missing)} (a ROS 2 distribution has them; without one, `make setup` "
+                "installs them from ../shared/vendor/ros2-python or $PERSON_SEARCH_ROS_VENDOR)")
+    return ""
+
+
+REQUIRES = (("ros/launch", _launch_missing), ("ros", _ros_missing))  # most specific folder first
+
+
+def missing_for(path: Path) -> str:
+    """Return what the tests under ``path`` need and this machine lacks ("" if nothing)."""
+    try:
+        rel = Path(path).resolve().relative_to(TEST_DIR).as_posix()
+    except ValueError:
+        return ""
+    for folder, check in REQUIRES:
+        if rel == folder or rel.startswith(folder + "/"):
+            return check()
+    return ""
+
+
+class _Absent(pytest.File):
+    """A test file whose requirements are absent: one item that skips, or fails in CI, with the reason."""
+
+    def collect(self):
+        yield _AbsentItem.from_parent(self, name="requirements")
+
+
+class _AbsentItem(pytest.Item):
+    def runtest(self):
+        reason = missing_for(self.path)
+        if ABSENT_FAILS:
+            pytest.fail(f"CI is set and {reason}", pytrace=False)
+        pytest.skip(reason)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.path.name}: requirements"
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    """Replace a test file of test/ros (or test/ros/launch) by one skip / CI failure when its needs are absent."""
+    if missing_for(module_path):
+        return _Absent.from_parent(parent, path=module_path)
+    return None

@@ -11,6 +11,11 @@ fi
 # tools/bin first: `person-search` (this checkout's CLI), then the venv's python and tools
 export PATH="$ROOT/tools/bin:$VENV/bin:$PATH"
 export PERSON_SEARCH_ENV=1
+if [ -z "${ROS_DISTRO:-}" ]; then
+  # the PyPI wheels keep their share/ (ament index: std_msgs, rcl_interfaces ...) in the venv:
+  # `ros2 interface show` / `ros2 pkg list` look there
+  case ":${AMENT_PREFIX_PATH:-}:" in *":$VENV:"*) ;; *) export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$VENV" ;; esac
+fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 # shared memory large enough for whole frames; UDP on loopback only (config/fastdds_local.xml)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -212,13 +213,34 @@ def _why_stopped(graph, why: str) -> str:
         f", its log in {graph.log_dir})" if graph.log_dir is not None else ")")
 
 
+def _stop_on_signals() -> None:
+    """Make SIGINT, SIGTERM and SIGHUP stop ``up`` (a KeyboardInterrupt), once.
+
+    Installed explicitly: a script that starts ``up`` in the background leaves SIGINT
+    ignored, and Python then installs no handler of its own, so ``kill -INT`` did nothing
+    while the nodes (which take the signal themselves) stopped and were restarted; and
+    SIGTERM's default action ended ``up`` at once, before its nodes. A second signal while
+    the nodes are being stopped is ignored, so that the stop is not cut short.
+    """
+    state = {"stopping": False}
+
+    def handler(signum, _frame):
+        if not state["stopping"]:
+            state["stopping"] = True
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
 def cmd_up(a) -> int:
-    """Start the graph and keep it up until Ctrl-C; nodes that die are restarted with backoff.
+    """Start the graph and keep it up until Ctrl-C / SIGTERM; nodes that die are restarted with backoff.
 
     Prints one "ready" line when the graph answers: ``query_person`` is served and the
     gallery holds embeddings (or, after a while with nobody seen, that the gallery is empty).
     """
     from person_search.launcher import Respawner
+    _stop_on_signals()
     graph = _graph_from_args(a)
     print(f"starting {len(graph.specs)} nodes with {graph.params_file}: "
           + ", ".join(s.fqn for s in graph.specs), flush=True)
@@ -229,39 +251,42 @@ def cmd_up(a) -> int:
     if web is not None:
         from person_search.web.server import url_of
         print(f"web console: {url_of(str(web.parameters['web.host']), int(web.parameters['web.port']))}", flush=True)
-    with graph:
-        respawner = Respawner(graph, max_restarts=a.max_restarts,
-                              log=lambda line: print(line, file=sys.stderr, flush=True))
-        probe = None
-        try:
-            probe = ReadyProbe(a.namespace)
-        except Exception as exc:  # noqa: BLE001 - the graph runs without the probe; say so once
-            print(f"(cannot watch the graph for readiness: {exc})", file=sys.stderr, flush=True)
-        t0, served_at, said = time.monotonic(), None, ""
-        try:
-            while True:
-                why = respawner.step()
-                if why:
-                    print(f"{_why_stopped(graph, why)}; stopping the graph", file=sys.stderr, flush=True)
-                    return EXIT_FAILED
-                if probe is not None and said != "ready":
-                    served, size = probe.poll()
-                    if served and served_at is None:
-                        served_at = time.monotonic()
-                    if served and size > 0:
-                        print(f"ready after {time.monotonic() - t0:.0f} s: the gallery holds {size} embedding(s); "
-                              f"ask with: {ask}", flush=True)
-                        said = "ready"
-                    elif served and not said and time.monotonic() - served_at > 30.0:
-                        print(f"query_person answers, but the gallery is still empty (nobody seen yet); "
-                              f"a query now finds nothing. Ask with: {ask}", flush=True)
-                        said = "empty"
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            print("stopping", flush=True)
-        finally:
-            if probe is not None:
-                probe.close()
+    try:
+        with graph:  # leaving it stops every node: SIGINT, SIGKILL after 10 s
+            respawner = Respawner(graph, max_restarts=a.max_restarts,
+                                  log=lambda line: print(line, file=sys.stderr, flush=True))
+            probe = None
+            try:
+                probe = ReadyProbe(a.namespace)
+            except Exception as exc:  # noqa: BLE001 - the graph runs without the probe; say so once
+                print(f"(cannot watch the graph for readiness: {exc})", file=sys.stderr, flush=True)
+            t0, served_at, said = time.monotonic(), None, ""
+            try:
+                while True:
+                    why = respawner.step()
+                    if why:
+                        print(f"{_why_stopped(graph, why)}; stopping the graph", file=sys.stderr, flush=True)
+                        return EXIT_FAILED
+                    if probe is not None and said != "ready":
+                        served, size = probe.poll()
+                        if served and served_at is None:
+                            served_at = time.monotonic()
+                        if served and size > 0:
+                            print(f"ready after {time.monotonic() - t0:.0f} s: the gallery holds {size} embedding(s); "
+                                  f"ask with: {ask}", flush=True)
+                            said = "ready"
+                        elif served and not said and time.monotonic() - served_at > 30.0:
+                            print(f"query_person answers, but the gallery is still empty (nobody seen yet); "
+                                  f"a query now finds nothing. Ask with: {ask}", flush=True)
+                            said = "empty"
+                    time.sleep(0.2)
+            except KeyboardInterrupt as exc:
+                print(f"stopping ({exc or 'SIGINT'})", flush=True)
+            finally:
+                if probe is not None:
+                    probe.close()
+    except KeyboardInterrupt:  # arrived while the nodes were starting: __exit__ stopped them
+        print("stopped", flush=True)
     return 0
 
 

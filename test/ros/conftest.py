@@ -14,22 +14,11 @@ import pytest
 # unless the caller chose one. The node processes inherit it.
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 
-try:
+try:  # absent: test/conftest.py turns each test file here into one skip (a failure in CI)
     import rclpy
-    from person_search_interfaces.srv import QueryPerson  # noqa: F401
-    HAVE_ROS = True
-    WHY = ""
-except ImportError as exc:  # pragma: no cover - depends on the machine
-    HAVE_ROS = False
-    WHY = f"rclpy or person_search_interfaces not importable ({exc}); run through `make test`"
-
-collect_ignore_glob = [] if HAVE_ROS else ["test_*.py"]
-
-
-def pytest_collection_modifyitems(config, items):
-    if not HAVE_ROS:
-        for item in items:
-            item.add_marker(pytest.mark.skip(reason=WHY))
+    from person_search_interfaces.srv import QueryPerson
+except ImportError:  # pragma: no cover - depends on the machine
+    rclpy = QueryPerson = None
 
 
 class Probe:

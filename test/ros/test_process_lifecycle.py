@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,6 +42,18 @@ def _wait(pred, timeout: float) -> bool:
     return pred()
 
 
+def _kill_all(up: subprocess.Popen) -> None:
+    """Kill ``up`` and whatever children it still has (test clean-up)."""
+    kids = _children(up.pid)
+    if up.poll() is None:
+        up.kill()
+    for p in kids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_sigkill_of_up_leaves_no_node(sample_video, tmp_path):
     up = subprocess.Popen([sys.executable, "-m", "person_search", "up", "--config", "test", "--source",
                            str(sample_video), "--loop", "--log-dir", str(tmp_path / "logs")],
@@ -54,13 +68,7 @@ def test_sigkill_of_up_leaves_no_node(sample_video, tmp_path):
         assert _wait(lambda: not any(_alive(p) for p in nodes), 15), \
             f"nodes outlived a killed `up`: {[p for p in nodes if _alive(p)]}"
     finally:
-        if up.poll() is None:
-            up.kill()
-        for p in _children(up.pid):
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_all(up)
 
 
 def test_node_stops_on_sigterm_while_loading_its_model(tmp_path):
@@ -82,3 +90,28 @@ def test_node_stops_on_sigterm_while_loading_its_model(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT-from-a-script", "SIGTERM"])
+def test_up_stops_every_node_on_a_signal(sample_video, tmp_path, sig):
+    # started as a script starts a background job: SIGINT ignored, which Python then keeps
+    up = subprocess.Popen([sys.executable, "-m", "person_search", "up", "--config", "test", "--source",
+                           str(sample_video), "--loop", "--log-dir", str(tmp_path / "logs")],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert _wait(lambda: len(_children(up.pid)) >= 5, 60), "up never started its 5 nodes"
+        nodes = _children(up.pid)
+        time.sleep(2.0)
+        assert all(_alive(p) for p in nodes), "a node died on its own"
+        t0 = time.monotonic()
+        up.send_signal(sig)
+        code = up.wait(15)
+        took = time.monotonic() - t0
+        left = [p for p in nodes if _alive(p)]
+        out = up.stdout.read()
+        assert code == 0 and took < 10.0, f"up exited with {code} after {took:.1f} s: {out[-2000:]}"
+        assert not left, f"nodes still running when up had exited: {left}"
+        assert "restarting" not in out and "Traceback" not in out, out[-2000:]
+    finally:
+        _kill_all(up)
