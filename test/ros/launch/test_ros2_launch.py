@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 
 import pytest
 from launch_helpers import alive, ros2, wait_until
@@ -17,14 +18,17 @@ pytestmark = pytest.mark.slow  # each test starts a whole graph
 STOP_S = 10.0  # every process gone within this after SIGINT / SIGTERM
 
 
-def _wait_for_answer(timeout: float = 240.0) -> str:
+def _wait_for_answer(timeout: float = 300.0) -> str:
     """Call /query_person with `ros2 service call` until it answers success=True; return the output."""
     run = None
 
     def answered():
         nonlocal run
-        run = ros2("service", "call", "/query_person", "person_search_interfaces/srv/QueryPerson",
-                   "{description: 'a man in a dark suit', top_k: 3}")
+        try:  # `ros2 service call` waits for the service without a limit: one try at most 60 s
+            run = ros2("service", "call", "/query_person", "person_search_interfaces/srv/QueryPerson",
+                       "{description: 'a man in a dark suit', top_k: 3}", timeout=60.0)
+        except subprocess.TimeoutExpired:
+            return False
         return "success=True" in run.stdout
     wait_until(answered, timeout, "an answer from /query_person", step=2.0)
     return run.stdout
