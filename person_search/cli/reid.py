@@ -48,7 +48,7 @@ def cmd_reid_eval(a) -> int:
 def register(sub) -> None:
     """Add ``reid eval``."""
     sp = sub.add_parser("reid", help="person re-identification: evaluation of the re-id model")
-    rs = sp.add_subparsers(dest="reid_cmd", required=True)
+    rs = sp.add_subparsers(dest="reid_cmd", required=True, help="eval")
     ev = rs.add_parser("eval", help="Rank-1/5/10 and mAP on a Market-1501-style folder (standard protocol)")
     ev.add_argument("--data", required=True, metavar="DIR", help="folder with query/ and bounding_box_test/")
     ev.add_argument("--model", help="re-id .onnx or .pth (default: reid.model of the config defaults)")
