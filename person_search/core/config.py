@@ -261,7 +261,7 @@ class ReidConfig:
     device: str = param("cpu", '"cpu" or "cuda"')
     batch_size: int = param(16, "crops per forward pass", range=(1, 1024))
     threads: int = param(1, "inference threads; 0 = the runtime's default", range=(0, 256))
-    link_threshold: float = param(0.70, "a new track joins an earlier person when the cosine of their mean re-id "
+    link_threshold: float = param(0.80, "a new track joins an earlier person when the cosine of their mean re-id "
                                         "features is at least this", range=(-1.0, 1.0), runtime=True)
     link_margin: float = param(0.05, "...and beats the second-best person by this much (ambiguity guard)",
                                range=(0.0, 2.0), runtime=True)
