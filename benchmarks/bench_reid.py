@@ -177,8 +177,8 @@ def part_identity(args, work: Path, res: dict):
                 (same_cut if a % 4 == b % 4 else other_cut).append(float(means[a] @ means[b]))
     res["identity"] = {
         "video": {"people": args.people, "seconds": args.seconds, "fps": args.fps, "size": "1280x720",
-                  "seed": args.seed, "frames_per_camera": n, "second_camera": "mirrored, gamma 1.3 x0.95, "
-                                                                             "half the video later"},
+                  "seed": args.seed, "frames_per_camera": n,
+                  "second_camera": "mirrored, gamma 1.3 x0.95, half the video later"},
         "detector": f"{det_cfg.backend} {Path(det_cfg.model).name if det_cfg.backend == 'yolo' else ''} "
                     f"bytetrack conf {det_cfg.conf}",
         "detections": len(obs), "matched_to_truth": sum(o["gt"] >= 0 for o in obs),
@@ -240,7 +240,7 @@ def part_cost(args, obs, res: dict):
 
 
 def part_text(args, obs, feats, enc, res: dict):
-    """mAP of one text query per walker look, over tracks vs over persons (generated captions)."""
+    """Score one text query per walker: mAP over tracks vs over persons (generated captions)."""
     from person_search.core.config import EncoderConfig
     from person_search.core.encoder import ClipEncoder
     cfg = EncoderConfig(arch=args.clip_arch, weights=args.clip_weights, image_height=args.clip_size[0],
@@ -271,7 +271,8 @@ def part_text(args, obs, feats, enc, res: dict):
             members = [m for m in keys if person[m] == person[k]]
             prel.append(Counter(gt[m] for m in members).most_common(1)[0][0] == g)
         aps_person.append(_ap(np.array(prel)))
-    res["text"] = {"clip": f"{args.clip_arch} {'weights ' + Path(args.clip_weights).name if args.clip_weights else 'RANDOM weights: checks the plumbing only'}",
+    which = f"weights {Path(args.clip_weights).name}" if args.clip_weights else "RANDOM weights: plumbing only"
+    res["text"] = {"clip": f"{args.clip_arch} {which}",
                    "queries": len(aps_track), "tracks": len(keys), "persons": len(set(person[k] for k in keys)),
                    "mAP_by_track": round(float(np.mean(aps_track)), 3),
                    "mAP_by_person": round(float(np.mean(aps_person)), 3),
