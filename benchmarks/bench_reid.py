@@ -150,7 +150,7 @@ def part_identity(args, work: Path, res: dict):
     obs = obs_a + obs_b
     feats = np.concatenate([enc.encode([o["crop"] for o in obs[i:i + 64]]) for i in range(0, len(obs), 64)])
     na = len(obs_a)
-    cfg = ReidConfig(link_threshold=args.threshold, min_link_crops=args.min_link_crops)
+    cfg = ReidConfig(link_threshold=args.threshold, link_margin=args.margin, min_link_crops=args.min_link_crops)
     rows = []
     for name, sel in (("camera A", slice(0, na)), ("cameras A+B", slice(0, len(obs)))):
         o, f = obs[sel], feats[sel]
@@ -159,11 +159,14 @@ def part_identity(args, work: Path, res: dict):
         rows.append({"view": name, "ids": "tracks only", **tracks})
         rows.append({"view": name, "ids": f"re-id linking (threshold {cfg.link_threshold})",
                      **identity_scores(o, linked, args.min_obs), "links": stats["person_links"]})
-    sweep = []
+    sweep = []  # cameras A+B, linker settings
     for th in args.sweep:
-        linked, stats = link(obs, feats, enc.model_id, ReidConfig(link_threshold=th,
-                                                                  min_link_crops=args.min_link_crops))
-        sweep.append({"threshold": th, **identity_scores(obs, linked, args.min_obs), "links": stats["person_links"]})
+        for margin in args.margins:
+            for crops in args.crops:
+                linked, stats = link(obs, feats, enc.model_id, ReidConfig(link_threshold=th, link_margin=margin,
+                                                                          min_link_crops=crops))
+                sweep.append({"threshold": th, "margin": margin, "min_link_crops": crops,
+                              **identity_scores(obs, linked, args.min_obs), "links": stats["person_links"]})
     # how far apart are the walkers made from the same real person? (the hard case here)
     same_cut, other_cut = [], []
     gt_feats = defaultdict(list)
@@ -297,7 +300,11 @@ def main(argv=None) -> int:
     ap.add_argument("--min-obs", type=int, default=3, help="an id counts for a walker from this many detections")
     ap.add_argument("--threshold", type=float, default=ReidConfig().link_threshold)
     ap.add_argument("--min-link-crops", type=int, default=ReidConfig().min_link_crops)
-    ap.add_argument("--sweep", nargs="+", type=float, default=[0.5, 0.6, 0.7, 0.8, 0.9])
+    ap.add_argument("--margin", type=float, default=ReidConfig().link_margin)
+    ap.add_argument("--sweep", nargs="+", type=float, default=[0.6, 0.7, 0.8, 0.9], help="link thresholds")
+    ap.add_argument("--margins", nargs="+", type=float, default=[0.0, ReidConfig().link_margin])
+    ap.add_argument("--crops", nargs="+", type=int, default=[ReidConfig().min_link_crops, 6],
+                    help="min_link_crops of the sweep")
     ap.add_argument("--reid-model", default=ReidConfig().model)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cost-crops", type=int, default=256)

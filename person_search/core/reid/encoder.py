@@ -52,6 +52,7 @@ class ReidFacts:
     std: Tuple[float, float, float] = STD
     dim: int = 512
     pretrained: bool = True
+    attention: str = "none"  # (the TensorRT engine spec records the CLIP tower's attention kernel)
 
 
 def preprocess_reid(crops: Sequence[np.ndarray], size: Tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
