@@ -120,7 +120,14 @@ def identity_scores(obs, ids, min_obs: int):
     idl = [i for i, c in per_id.items() if sum(c.values()) >= min_obs]
     merged = [i for i in idl if sum(1 for n in per_id[i].values() if n >= min_obs) > 1]
     ids_per = [sum(1 for n in per_gt[g].values() if n >= min_obs) for g in gts]
-    return {"persons": len(gts), "ids": len(idl), "split_share": round(len(split) / max(1, len(gts)), 3),
+    # B-cubed over detections: precision = share of a detection's id that is its walker,
+    # recall = share of its walker that is in its id (finer than the per-person shares)
+    size_id = {i: sum(c.values()) for i, c in per_id.items()}
+    size_gt = {g: sum(c.values()) for g, c in per_gt.items()}
+    bp = [per_id[i][g] / size_id[i] for i, c in per_id.items() for g, n in c.items() for _ in range(n)]
+    br = [per_id[i][g] / size_gt[g] for i, c in per_id.items() for g, n in c.items() for _ in range(n)]
+    return {"bcubed_precision": round(float(np.mean(bp)), 3), "bcubed_recall": round(float(np.mean(br)), 3),
+            "persons": len(gts), "ids": len(idl), "split_share": round(len(split) / max(1, len(gts)), 3),
             "merge_share": round(len(merged) / max(1, len(idl)), 3),
             "ids_per_person": round(float(np.mean(ids_per)) if ids_per else 0.0, 2)}
 
