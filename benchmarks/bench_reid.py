@@ -163,8 +163,9 @@ def part_identity(args, work: Path, res: dict):
         o, f = obs[sel], feats[sel]
         tracks = identity_scores(o, [(x["source"], x["track"]) for x in o], args.min_obs)
         linked, stats = link(o, f, enc.model_id, cfg)
-        rows.append({"view": name, "ids": "tracks only", **tracks})
-        rows.append({"view": name, "ids": f"re-id linking (threshold {cfg.link_threshold})",
+        rows.append({"view": name, "identity": "tracks only", **tracks})
+        rows.append({"view": name, "identity": f"re-id linking (threshold {cfg.link_threshold}, margin "
+                                               f"{cfg.link_margin}, {cfg.min_link_crops} crops)",
                      **identity_scores(o, linked, args.min_obs), "links": stats["person_links"]})
     sweep = []  # cameras A+B, linker settings
     for th in args.sweep:
