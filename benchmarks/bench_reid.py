@@ -311,7 +311,7 @@ def main(argv=None) -> int:
     ap.add_argument("--margin", type=float, default=ReidConfig().link_margin)
     ap.add_argument("--sweep", nargs="+", type=float, default=[0.6, 0.7, 0.8, 0.9], help="link thresholds")
     ap.add_argument("--margins", nargs="+", type=float, default=[0.0, ReidConfig().link_margin])
-    ap.add_argument("--crops", nargs="+", type=int, default=[ReidConfig().min_link_crops, 6],
+    ap.add_argument("--crops", nargs="+", type=int, default=[3, 6],
                     help="min_link_crops of the sweep")
     ap.add_argument("--reid-model", default=ReidConfig().model)
     ap.add_argument("--threads", type=int, default=1)

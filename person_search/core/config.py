@@ -265,7 +265,7 @@ class ReidConfig:
                                         "features is at least this", range=(-1.0, 1.0), runtime=True)
     link_margin: float = param(0.05, "...and beats the second-best person by this much (ambiguity guard)",
                                range=(0.0, 2.0), runtime=True)
-    min_link_crops: int = param(3, "crops a track needs before it may join a person (no chaining on one glimpse)",
+    min_link_crops: int = param(6, "crops a track needs before it may join a person (no chaining on one glimpse)",
                                 range=(1, 1000), runtime=True)
     max_track_features: int = param(16, "re-id features kept per track (its mean is the track's appearance)",
                                     range=(1, 10_000))
