@@ -15,6 +15,11 @@ RSS with the baseline model). All measured in one run, same threads, random weig
 Example (default, ~5 min on 2 cores):
     python benchmarks/bench_embedder.py --archs ViT-B-16 ViT-B-32 MobileCLIP-S1 --batches 1 8 32 --threads 2
 
+``--reid MODEL`` (e.g. ``osnet_x0_25_msmt17/osnet_x0_25_msmt17.onnx``) adds a row ``reid`` per
+arch x batch: the re-id encoder (``reid.backend`` onnx by default) on the same crops, timed
+interleaved with the CLIP variants, and one line with re-id's time per crop as a share of
+each CLIP variant's (docs/reid.md).
+
 Where torch sees a CUDA GPU, GPU rows follow (``gpu_rows.py``): torch eager fp32 / fp16,
 sdpa fp16 and TensorRT fp16 of ``--gpu-archs`` at ``--gpu-size`` (crops/s, p50/p95 ms, GPU
 memory, ratio to torch eager fp16), and the YOLO ``.pt`` vs ``.engine`` frames/s;
@@ -84,6 +89,9 @@ def main(argv=None) -> int:
     ap.add_argument("--attention", default="sdpa", choices=KERNELS.names())
     ap.add_argument("--cache-dir", default="", help="ONNX / OpenVINO / TensorRT cache (default: a temporary folder)")
     ap.add_argument("--gpu-only", action="store_true", help="skip the CPU rows")
+    ap.add_argument("--reid", default="", metavar="MODEL", help="also time this re-id model (.onnx/.pth) on the "
+                    "same crops and print its cost as a share of each CLIP variant")
+    ap.add_argument("--reid-backend", default="onnx", help="backend of the --reid row (default onnx)")
     ap.add_argument("--gpu-archs", nargs="+", default=["ViT-B-16"])
     ap.add_argument("--gpu-size", default="384x128", help="HxW of the GPU rows (the deploy shape)")
     ap.add_argument("--gpu-batches", nargs="+", type=int, default=[1, 8, 32])
@@ -107,6 +115,13 @@ def main(argv=None) -> int:
         rows.append(line)
         print(line, flush=True)
 
+    reid = None
+    if args.reid:
+        from person_search.core.config import ReidConfig
+        from person_search.core.reid.encoder import ReidEncoder
+        reid = ReidEncoder(ReidConfig(model=args.reid, backend=args.reid_backend, threads=args.threads,
+                                      batch_size=max(args.batches)))
+        print(f"re-id row: {reid.model_id} {reid.describe()}", flush=True)
     for arch in [] if args.gpu_only else args.archs:
         h, w = native_image_size(arch)
         crops = [rng.integers(0, 256, (int(rng.integers(120, 320)), int(rng.integers(50, 140)), 3), dtype=np.uint8)
@@ -135,9 +150,12 @@ def main(argv=None) -> int:
             calls = {"baseline": run_base}
             for variant, enc in encs.items():
                 calls[variant] = (lambda enc=enc, batch=batch: enc.encode_images(batch))
+            if reid is not None:
+                calls["reid"] = lambda batch=batch: reid.encode(batch)
             ref = encs["torch"].encode_images(batch) if "torch" in encs else None
             cos = {v: float((e.encode_images(batch) * ref).sum(1).min()) if ref is not None else float("nan")
                    for v, e in encs.items()}
+            mem.setdefault("reid", float("nan"))
             rates = {v: [] for v in calls}
             spent = {v: 0.0 for v in calls}
             for fn in calls.values():  # warm-up
@@ -155,8 +173,12 @@ def main(argv=None) -> int:
             base_rate = float(np.median(rates["baseline"]))
             for v in calls:
                 r = float(np.median(rates[v]))
-                c = "" if v == "baseline" else f"{cos[v]:.4f}"
+                c = "" if v in ("baseline", "reid") else f"{cos[v]:.4f}"
                 emit(f"{arch:<14}{b:>6}  {v:<11}{r:>9.2f}{r / base_rate:>7.2f}{c:>9}{mem[v]:>8.0f}")
+            if reid is not None:
+                rr = float(np.median(rates["reid"]))
+                emit(f"{'':<14}{b:>6}  re-id time per crop as a share of the CLIP tower: " + ", ".join(
+                    f"{v} {float(np.median(rates[v])) / rr:.3f}" for v in calls if v != "reid"))
         del base, encs, calls, fn, run_base
         gc.collect()
     if torch.cuda.is_available():

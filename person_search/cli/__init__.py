@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 
 log = logging.getLogger("person_search")
 
-GROUPS = ("ros", "offline", "data", "evaluation", "export", "train", "web")
+GROUPS = ("ros", "offline", "data", "evaluation", "export", "train", "web", "reid")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 

@@ -18,27 +18,42 @@ EXIT_FAILED, EXIT_TIMEOUT = 1, 3
 
 def query_service(description: str, *, top_k: int = 0, min_score: float = 0.0, camera: str = "",
                   last_s: float = 0.0, return_crops: bool = True, return_frames: bool = False,
-                  timeout: float = 30.0, namespace: str = "", resend_s: float = 5.0):
+                  timeout: float = 30.0, namespace: str = "", resend_s: float = 5.0, by_track: bool = False):
     """Call ``<namespace>/query_person`` through rclpy; returns the response (raises TimeoutError)."""
+    from person_search_interfaces.srv import QueryPerson
+    req = QueryPerson.Request(description=description, top_k=int(top_k), min_score=float(min_score),
+                              camera=camera, last_s=float(last_s), return_crops=bool(return_crops),
+                              return_frames=bool(return_frames), by_track=bool(by_track))
+    return call_service(QueryPerson, "query_person", req, timeout=timeout, namespace=namespace, resend_s=resend_s)
+
+
+def find_similar_service(*, track_id: int = 0, camera: str = "", person_id: int = 0, image: bytes = b"",
+                         top_k: int = 0, timeout: float = 30.0, namespace: str = ""):
+    """Call ``<namespace>/find_similar`` (a track, a person or an image); returns the response."""
+    from sensor_msgs.msg import CompressedImage
+    from person_search_interfaces.srv import FindSimilar
+    req = FindSimilar.Request(track_id=int(track_id), camera=camera, person_id=int(person_id), top_k=int(top_k),
+                              image=CompressedImage(format="jpeg", data=image))
+    return call_service(FindSimilar, "find_similar", req, timeout=timeout, namespace=namespace)
+
+
+def call_service(srv_type, name: str, req, *, timeout: float = 30.0, namespace: str = "", resend_s: float = 5.0):
+    """Call ``<namespace>/<name>`` through rclpy; returns the response (raises TimeoutError)."""
     import rclpy
     from person_search.graph import normalize_namespace
-    from person_search_interfaces.srv import QueryPerson
-    service = f"{normalize_namespace(namespace)}/query_person"
+    service = f"{normalize_namespace(namespace)}/{name}"
     own = not rclpy.ok()
     if own:
         rclpy.init()
     node = rclpy.create_node(f"person_search_cli_{os.getpid()}")
     try:
         from person_search.nodes.common import SERVICE_QOS
-        client = node.create_client(QueryPerson, service, qos_profile=SERVICE_QOS)
+        client = node.create_client(srv_type, service, qos_profile=SERVICE_QOS)
         deadline = time.monotonic() + timeout
         while not client.wait_for_service(timeout_sec=0.5):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"service {service} not available after {timeout:.0f} s: is the graph up "
                                    f"(person-search up), in this namespace, with the same ROS_DOMAIN_ID?")
-        req = QueryPerson.Request(description=description, top_k=int(top_k), min_score=float(min_score),
-                                  camera=camera, last_s=float(last_s), return_crops=bool(return_crops),
-                                  return_frames=bool(return_frames))
         # a request sent while DDS is still matching the reply path (the service just came up)
         # can get no answer: ask again every `resend_s` (a query has no side effects)
         while True:
@@ -61,7 +76,9 @@ def response_rows(resp) -> List[dict]:
     from person_search.nodes.convert import time_to_ns
     return [match_row(track_id=m.track_id, camera=m.camera_frame_id, score=m.score,
                       first_seen_ns=time_to_ns(m.first_seen), last_seen_ns=time_to_ns(m.last_seen),
-                      box=m.box, crop=bytes(m.crop.data), frame=bytes(m.frame.data)) for m in resp.matches]
+                      box=m.box, crop=bytes(m.crop.data), frame=bytes(m.frame.data), person_id=int(m.person_id),
+                      person_tracks=[f"{c}/{t}" for c, t in zip(m.cameras, m.person_track_ids)])
+            for m in resp.matches]
 
 
 def save_match_images(rows: List[dict], out_dir: Path) -> List[Path]:
@@ -82,13 +99,39 @@ def json_rows(rows: List[dict]) -> List[dict]:
     return [{k: v for k, v in r.items() if k not in ("crop", "frame")} for r in rows]
 
 
+def _similar(a):
+    """Call find_similar for ``--like`` / ``--person`` / ``--image`` (None = not such a query)."""
+    if a.like is None and a.person is None and a.image is None:
+        return None
+    if sum(x is not None for x in (a.like, a.person, a.image)) > 1 or a.description:
+        raise ValueError("give one of: a description, --like TRACK_ID, --person ID, --image FILE")
+    image = b""
+    if a.image is not None:
+        path = Path(a.image)
+        if not path.is_file():
+            raise ValueError(f"--image {path}: no such file")
+        image = path.read_bytes()
+        import cv2
+        import numpy as np
+        if cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR) is None:
+            raise ValueError(f"--image {path}: not a JPEG/PNG image")
+    return find_similar_service(track_id=a.like or 0, camera=a.camera if a.like is not None else "",
+                                person_id=a.person or 0, image=image, top_k=a.top_k, timeout=a.timeout,
+                                namespace=a.namespace)
+
+
 def cmd_query(a) -> int:
-    """Ask query_person and print the matches."""
-    check_descriptions([a.description], max_chars=100_000)  # the service applies its own length limit
+    """Ask query_person (a description) or find_similar (--like / --person / --image) and print the matches."""
+    if a.like is None and a.person is None and a.image is None:
+        check_descriptions([a.description], max_chars=100_000)  # the service applies its own length limit
     try:
-        resp = query_service(a.description, top_k=a.top_k, min_score=a.min_score, camera=a.camera,
-                             last_s=a.last_s, return_crops=bool(a.save_crops), return_frames=a.frames,
-                             timeout=a.timeout, namespace=a.namespace)
+        resp = _similar(a)
+        if resp is None:
+            if not a.description:
+                raise ValueError("give a description, or --like TRACK_ID, --person ID or --image FILE")
+            resp = query_service(a.description, top_k=a.top_k, min_score=a.min_score, camera=a.camera,
+                                 last_s=a.last_s, return_crops=bool(a.save_crops), return_frames=a.frames,
+                                 timeout=a.timeout, namespace=a.namespace, by_track=a.by_track)
     except TimeoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_TIMEOUT
@@ -102,6 +145,9 @@ def cmd_query(a) -> int:
         return 0
     print(f"{resp.message}")
     print_matches(rows)
+    for i, r in enumerate(rows, 1):
+        if r["person_id"] >= 0 and len(r["person_tracks"]) > 1:
+            print(f"  #{i} person {r['person_id']}: tracks {', '.join(r['person_tracks'])}")
     for p in saved:
         print(f"saved {p}")
     return 0
@@ -414,8 +460,14 @@ def register(sub) -> None:
                     help="restart a node that dies at most this many times in a row (0 = never)")
     sp.set_defaults(func=cmd_up)
 
-    sp = sub.add_parser("query", help="ask query_person and print the matches")
-    sp.add_argument("description", help="what the person looks like, e.g. \"a man in a red jacket\"")
+    sp = sub.add_parser("query", help="ask query_person (a description) or find_similar (--like/--image)")
+    sp.add_argument("description", nargs="?", default="",
+                    help="what the person looks like, e.g. \"a man in a red jacket\"")
+    sp.add_argument("--like", type=int, metavar="TRACK_ID", help="find_similar: other sightings of this track "
+                    "(with --camera where track ids repeat across cameras)")
+    sp.add_argument("--person", type=int, metavar="PERSON_ID", help="find_similar: other sightings of this person")
+    sp.add_argument("--image", metavar="FILE", help="find_similar: people that look like this JPEG/PNG crop")
+    sp.add_argument("--by-track", action="store_true", help="one match per track instead of one per person")
     sp.add_argument("--top-k", type=int_at_least(0), default=0,
                     help="tracks to return (default 0: query.default_top_k)")
     sp.add_argument("--min-score", type=float_above(-1.0, inclusive=True, hi=1.0), default=0.0,

@@ -246,6 +246,39 @@ class QueryConfig:
 
 
 @dataclass
+class ReidConfig:
+    """Person re-identification (OSNet): crops -> 512-d appearance features; tracks linked into persons."""
+
+    CHOICES: ClassVar[Dict[str, Tuple[str, ...]]] = {"backend": ("onnx", "torch", "openvino", "tensorrt")}
+
+    enabled: bool = param(True, "run re-id on the admitted crops and link tracks into persons; without the "
+                                "weights the graph runs on without person identities")
+    model: str = param("osnet_x0_25_msmt17/osnet_x0_25_msmt17.onnx",
+                       "OSNet .onnx or Torchreid .pth (path, or a name under the model folders)")
+    arch: str = param("osnet_x0_25", "OSNet width of a .pth: osnet_x0_25, osnet_x0_5, osnet_x0_75, osnet_x1_0")
+    backend: str = param("onnx", '"onnx" (the .onnx as is, or exported from a .pth), "torch" (needs the .pth), '
+                                 '"openvino" (CPU), "tensorrt" (CUDA GPU, from the .pth)')
+    device: str = param("cpu", '"cpu" or "cuda"')
+    batch_size: int = param(16, "crops per forward pass", range=(1, 1024))
+    threads: int = param(1, "inference threads; 0 = the runtime's default", range=(0, 256))
+    link_threshold: float = param(0.80, "a new track joins an earlier person when the cosine of their mean re-id "
+                                        "features is at least this", range=(-1.0, 1.0), runtime=True)
+    link_margin: float = param(0.05, "...and beats the second-best person by this much (ambiguity guard)",
+                               range=(0.0, 2.0), runtime=True)
+    min_link_crops: int = param(6, "crops a track needs before it may join a person (no chaining on one glimpse)",
+                                range=(1, 1000), runtime=True)
+    max_track_features: int = param(16, "re-id features kept per track (its mean is the track's appearance)",
+                                    range=(1, 10_000))
+
+    def validate(self) -> None:
+        _check_ranges(self)
+        _check(self.backend in self.CHOICES["backend"],
+               f"reid.backend must be one of {', '.join(self.CHOICES['backend'])}, not {self.backend!r}")
+        from person_search.core.reid.osnet_names import ARCHS
+        _check(self.arch in ARCHS, f"reid.arch must be one of {', '.join(ARCHS)}, not {self.arch!r}")
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline: one section per stage."""
 
@@ -254,6 +287,7 @@ class PipelineConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     query: QueryConfig = field(default_factory=QueryConfig)
+    reid: ReidConfig = field(default_factory=ReidConfig)
 
     def validate(self) -> "PipelineConfig":
         for f in dataclasses.fields(self):
@@ -269,6 +303,7 @@ SECTION_OF = {
     "EncoderConfig": "encoder",
     "GalleryConfig": "gallery",
     "QueryConfig": "query",
+    "ReidConfig": "reid",
     "AttentionConfig": "encoder.attention",
 }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -40,6 +40,8 @@ class _Walker:
     x: float  # left edge, px
     speed: float  # px per second, signed
     phase: float
+    ident: int = 0  # ground-truth person (the walker's index before drawing order)
+    cut: int = 0  # which real cut-out person it was made from
 
 
 def _cutouts() -> List[Tuple[np.ndarray, np.ndarray, float]]:
@@ -115,7 +117,7 @@ def _paste(frame: np.ndarray, sprite: np.ndarray, alpha: np.ndarray, x: int, y: 
 
 
 def make_crowd_video(path, *, people: int = 12, seconds: float = 10.0, fps: int = 15,
-                     size: Tuple[int, int] = (1920, 1080), seed: int = 0) -> Path:
+                     size: Tuple[int, int] = (1920, 1080), seed: int = 0, truth: Optional[list] = None) -> Path:
     """Write an mp4 (mp4v) of ``people`` pedestrians walking across a street.
 
     Args:
@@ -125,6 +127,10 @@ def make_crowd_video(path, *, people: int = 12, seconds: float = 10.0, fps: int 
         fps: frame rate.
         size: (width, height); 1920x1080 or 1280x720 are typical.
         seed: the scene (lanes, speeds, looks) is a function of it.
+        truth: a list that receives, per frame, the ground truth: a list of
+            ``(person, cut_out, x1, y1, x2, y2)`` (sprite boxes clipped to the frame, ``person``
+            the walker, ``cut_out`` the real photo person it was made from). Occlusion is not
+            taken out: a box may be partly hidden by a nearer walker.
 
     Returns:
         The path written.
@@ -151,7 +157,7 @@ def make_crowd_video(path, *, people: int = 12, seconds: float = 10.0, fps: int 
         sprite, alpha = _variant(crop, mask, int(height * rel), rng)
         speed = rng.uniform(0.04, 0.09) * w * rng.choice([-1.0, 1.0])
         walkers.append(_Walker(sprite, alpha, feet, rng.uniform(0, w - sprite.shape[1]), speed,
-                               rng.uniform(0, 2 * np.pi)))
+                               rng.uniform(0, 2 * np.pi), ident=i, cut=i % len(cut)))
     walkers.sort(key=lambda k: k.feet_y)  # far first: near people are drawn over them
 
     out = Path(path)
@@ -163,12 +169,20 @@ def make_crowd_video(path, *, people: int = 12, seconds: float = 10.0, fps: int 
         for k in range(max(1, int(round(seconds * fps)))):
             t = k / fps
             frame = bg.copy()
+            seen = []
             for p in walkers:
                 sw = p.sprite.shape[1]
                 span = w + sw
                 x = (p.x + sw + p.speed * t) % span - sw  # leaves one side, re-enters at the other
                 bob = 0.01 * p.sprite.shape[0] * np.sin(2 * np.pi * 1.8 * t + p.phase)
-                _paste(frame, p.sprite, p.alpha, int(round(x)), int(round(p.feet_y - p.sprite.shape[0] + bob)))
+                px, py = int(round(x)), int(round(p.feet_y - p.sprite.shape[0] + bob))
+                _paste(frame, p.sprite, p.alpha, px, py)
+                sh, sw2 = p.sprite.shape[:2]
+                box = (max(0, px), max(0, py), min(w, px + sw2), min(h, py + sh))
+                if box[2] > box[0] and box[3] > box[1]:
+                    seen.append((p.ident, p.cut) + box)
+            if truth is not None:
+                truth.append(seen)
             writer.write(frame)
     finally:
         writer.release()

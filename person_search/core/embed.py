@@ -22,9 +22,13 @@ class Embedder:
     Crops pass the global `CropBudget` first (``encoder.crop_budget``,
     ``encoder.max_crops_per_track_s``); the time each embed call takes feeds the budget's
     measured throughput. ``clock`` (seconds, monotonic) is injectable for tests.
+
+    ``reid`` (a :class:`~person_search.core.reid.encoder.ReidEncoder`, or None) adds re-id
+    features of the same admitted crops to each batch; ``timing`` sums the seconds spent in
+    the CLIP tower and in re-id, and the crops embedded.
     """
 
-    def __init__(self, cfg: EncoderConfig, encoder=None, *, frame_jpeg_max_side: int = 480,
+    def __init__(self, cfg: EncoderConfig, encoder=None, *, reid=None, frame_jpeg_max_side: int = 480,
                  clock: Callable[[], float] = time.perf_counter):
         if encoder is None:
             from person_search.core.encoder import ClipEncoder
@@ -33,6 +37,8 @@ class Embedder:
         self.budget = CropBudget(parse_crop_budget(cfg.crop_budget), per_track_s=cfg.max_crops_per_track_s)
         self.frame_jpeg_max_side = frame_jpeg_max_side
         self.clock = clock
+        self.reid = reid
+        self.timing = {"clip_s": 0.0, "reid_s": 0.0, "crops": 0}
 
     @property
     def skipped(self) -> int:
@@ -63,7 +69,14 @@ class Embedder:
         if not people:
             self.budget.observe(0, self.clock() - t0)
             return None
-        vectors = self.encoder.encode_images([p.crop for p in people])
+        crops = [p.crop for p in people]
+        t1 = self.clock()
+        vectors = self.encoder.encode_images(crops)
+        t2 = self.clock()
+        reid = self.reid.encode(crops) if self.reid is not None else None
+        self.timing["clip_s"] += t2 - t1
+        self.timing["reid_s"] += self.clock() - t2
+        self.timing["crops"] += len(crops)
         if not frame_jpeg and frame is not None:
             frame_jpeg = frame_thumbnail(frame, max_side=self.frame_jpeg_max_side, people=det.people)
         crops_jpeg = [crop_thumbnail(p.crop) for p in people]
@@ -79,4 +92,6 @@ class Embedder:
             crops_jpeg=crops_jpeg,
             qualities=np.array([p.quality for p in people], np.float32),
             frame_jpeg=frame_jpeg,
+            reid_vectors=reid,
+            reid_model_id=self.reid.model_id if self.reid is not None else "",
         )

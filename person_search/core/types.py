@@ -68,6 +68,8 @@ class EmbeddingBatch:
     crops_jpeg: List[bytes] = field(default_factory=list)  # per row, may be empty
     qualities: Optional[np.ndarray] = None  # (N,) float32
     frame_jpeg: bytes = b""  # thumbnail of the whole frame, may be empty
+    reid_vectors: Optional[np.ndarray] = None  # (N, R) float32 unit re-id features of the same rows, or None
+    reid_model_id: str = ""
 
     @property
     def dim(self) -> int:

@@ -13,7 +13,7 @@ type code is taken as is (benchmarks/bench_convert.py).
 from __future__ import annotations
 
 import array
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -175,6 +175,10 @@ def batch_to_msg(batch: EmbeddingBatch):
     msg.crops = [jpeg_msg(b, stamp_ns=batch.stamp_ns, frame_id=batch.source_id) for b in batch.crops_jpeg]
     if batch.frame_jpeg:
         msg.frame_thumbnail = jpeg_msg(batch.frame_jpeg, stamp_ns=batch.stamp_ns, frame_id=batch.source_id)
+    if batch.reid_vectors is not None and len(batch):
+        msg.reid_model_id = batch.reid_model_id
+        msg.reid_dim = int(batch.reid_vectors.shape[1])
+        msg.reid_data = float_array(batch.reid_vectors)
     return msg
 
 
@@ -192,15 +196,27 @@ def msg_to_batch(msg) -> EmbeddingBatch:
     if crops and len(crops) != n:
         raise ValueError(f"embedding message has {len(crops)} crops for {n} rows")
     quals = np.asarray(msg.qualities, np.float32) if len(msg.qualities) == n else None
+    reid = None
+    if msg.reid_dim:
+        reid = np.asarray(msg.reid_data, np.float32)
+        if reid.size != n * int(msg.reid_dim):
+            raise ValueError(f"embedding message has {reid.size} re-id values for {n} rows of dim {msg.reid_dim}")
+        reid = reid.reshape(n, int(msg.reid_dim))
     return EmbeddingBatch(model_id=msg.model_id, vectors=data.reshape(n, dim),
                           track_ids=np.asarray(msg.track_ids, np.int64), boxes=boxes.reshape(n, 4),
                           scores=np.asarray(msg.scores, np.float32), stamp_ns=time_to_ns(msg.header.stamp),
                           source_id=msg.header.frame_id, crops_jpeg=crops, qualities=quals,
-                          frame_jpeg=bytes(msg.frame_thumbnail.data))
+                          frame_jpeg=bytes(msg.frame_thumbnail.data), reid_vectors=reid,
+                          reid_model_id=msg.reid_model_id if reid is not None else "")
 
 
-def match_to_msg(m: TrackMatch, *, with_crop: bool = True, with_frame: bool = False):
-    """Build a PersonMatch; the gallery's JPEG crop (and frame) go out as they are, undecoded."""
+def match_to_msg(m: TrackMatch, *, with_crop: bool = True, with_frame: bool = False, person_id: int = -1,
+                 tracks: Sequence[Tuple[str, int]] = ()):
+    """Build a PersonMatch; the gallery's JPEG crop (and frame) go out as they are, undecoded.
+
+    ``person_id`` and ``tracks`` ((camera, track id) of all of the person's tracks, this one
+    first) fill the person fields; without them the match is its own unknown person.
+    """
     from person_search_interfaces.msg import PersonMatch
     msg = PersonMatch()
     msg.track_id = int(m.track_id)
@@ -213,6 +229,10 @@ def match_to_msg(m: TrackMatch, *, with_crop: bool = True, with_frame: bool = Fa
         msg.crop = jpeg_msg(m.crop_jpeg, stamp_ns=m.last_seen_ns, frame_id=m.source_id)
     if with_frame and m.frame_jpeg:
         msg.frame = jpeg_msg(m.frame_jpeg, stamp_ns=m.last_seen_ns, frame_id=m.source_id)
+    msg.person_id = int(person_id)
+    tracks = list(tracks) or [(m.source_id, int(m.track_id))]
+    msg.person_track_ids = [int(t) for _, t in tracks]
+    msg.cameras = [str(c) for c, _ in tracks]
     return msg
 
 

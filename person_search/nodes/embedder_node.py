@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from person_search.core.config import EncoderConfig
+from person_search.core.config import EncoderConfig, ReidConfig
 from person_search.core.embed import Embedder
 from person_search.nodes.common import (RELIABLE_QOS, ManagedNode, StageStats, declare_ros, declare_section,
                                         publisher, run_node, subscription, when_downstream_ready)
@@ -18,6 +18,7 @@ class EmbedderNode(ManagedNode):
     def __init__(self):
         super().__init__("embedder")
         self.cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig, self._on_cfg)
+        self.reid_cfg: ReidConfig = declare_section(self, "reid", ReidConfig)
         self.ros = declare_ros(self, wait_for_subscribers_s=(30.0, "take crops only once person_embeddings has "
                                                              "a subscriber, waiting at most this long"))
         self.embedder: Optional[Embedder] = None
@@ -26,9 +27,15 @@ class EmbedderNode(ManagedNode):
         self.stats = StageStats(self, "embedder")
 
     def load(self) -> None:
-        self.embedder = Embedder(self.cfg)  # raises WeightsError with the fix when weights are missing
+        from person_search.core.reid.encoder import maybe_reid_encoder
+        # re-id on the same admitted crops, in this node: the crops are decoded once, and OSNet
+        # costs a fraction of the CLIP tower (docs/reid.md); missing weights: one line, no identities
+        reid = maybe_reid_encoder(self.reid_cfg, warn=self.get_logger().warning)
+        self.embedder = Embedder(self.cfg, reid=reid)  # raises WeightsError with the fix when weights are missing
         self.stats.extra["model_id"] = self.embedder.model_id
-        self.get_logger().info(f"embedder: model_id={self.embedder.model_id} dim={self.embedder.dim}")
+        self.stats.extra["reid_model_id"] = reid.model_id if reid is not None else "(off)"
+        self.get_logger().info(f"embedder: model_id={self.embedder.model_id} dim={self.embedder.dim} "
+                               f"reid={reid.model_id if reid is not None else 'off'}")
 
     def unload(self) -> None:
         self.embedder = None
@@ -55,6 +62,7 @@ class EmbedderNode(ManagedNode):
             return
         batch = embedder.embed(det, frame_jpeg=thumb, arrived_ns=self.get_clock().now().nanoseconds)
         self.stats.extra.update(embedder.budget_state())  # budget, throughput, admitted / dropped, backlog
+        self.stats.extra.update({k: round(v, 3) if isinstance(v, float) else v for k, v in embedder.timing.items()})
         if batch is None:
             return
         self.pub.publish(batch_to_msg(batch))

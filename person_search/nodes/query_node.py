@@ -1,4 +1,9 @@
-"""Query node: owns the CLIP text tower and serves ``/query_person``."""
+"""Query node: owns the CLIP text tower and serves ``/query_person`` and ``/find_similar``.
+
+``find_similar`` takes a track, a person or an image; an image is encoded here by the re-id
+model (``reid.*``, loaded on the first image request), and the index node ranks its tracks
+by re-id similarity (``index/similar_tracks``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Optional
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 
-from person_search.core.config import EncoderConfig, QueryConfig
+from person_search.core.config import EncoderConfig, QueryConfig, ReidConfig
 from person_search.core.query import QueryEngine, QueryError, validate_top_k
 from person_search.nodes.common import (LATCHED_QOS, SERVICE_QOS, ManagedNode, StageStats, declare_ros,
                                         declare_section, publisher, run_node)
@@ -30,15 +35,23 @@ class QueryNode(ManagedNode):
         super().__init__("query")
         self.enc_cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig)
         self.cfg: QueryConfig = declare_section(self, "query", QueryConfig)
+        self.reid_cfg: ReidConfig = declare_section(self, "reid", ReidConfig)
+        self._reid = None  # the re-id encoder for find_similar images, loaded on first use
+        self._reid_lock = threading.Lock()
         self.ros = declare_ros(self, search_timeout_s=(10.0, "how long to wait for the index node's answer"))
         self.engine: Optional[QueryEngine] = None
         from person_search_interfaces.msg import QueryResult
-        from person_search_interfaces.srv import QueryPerson, SearchGallery
+        from person_search_interfaces.srv import FindSimilar, QueryPerson, SearchGallery, SimilarTracks
         self._QueryResult = QueryResult
         self._SearchGallery = SearchGallery
+        self._SimilarTracks = SimilarTracks
         self.client = self.create_client(SearchGallery, "index/search_gallery", qos_profile=SERVICE_QOS,
                                          callback_group=ReentrantCallbackGroup())
+        self.similar_client = self.create_client(SimilarTracks, "index/similar_tracks", qos_profile=SERVICE_QOS,
+                                                 callback_group=ReentrantCallbackGroup())
         self.create_service(QueryPerson, "query_person", self.on_query, qos_profile=SERVICE_QOS,
+                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(FindSimilar, "find_similar", self.on_find_similar, qos_profile=SERVICE_QOS,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.pub = publisher(self, QueryResult, "query_matches", LATCHED_QOS)
         self.stats = StageStats(self, "query")
@@ -88,6 +101,7 @@ class QueryNode(ManagedNode):
         sreq.camera = req.camera
         sreq.return_crops = req.return_crops
         sreq.return_frames = req.return_frames
+        sreq.by_track = req.by_track
         result = self._call_index(sreq)
         if result is None:
             resp.message = f"the index node did not answer within {self.ros['search_timeout_s']} s"
@@ -102,16 +116,66 @@ class QueryNode(ManagedNode):
             self.pub.publish(out)
         return resp
 
-    def _call_index(self, sreq):
-        """Call search_gallery; retry a request lost while the index (re)started (it is idempotent)."""
+    def on_find_similar(self, req, resp):
+        """Other sightings of a track, a person or an image, ranked by re-id similarity."""
+        resp.success = False
+        try:
+            top_k = validate_top_k(req.top_k or None, default=self.cfg.default_top_k, max_top_k=self.cfg.max_top_k)
+        except QueryError as exc:
+            resp.message = str(exc)
+            return resp
+        sreq = self._SimilarTracks.Request(track_id=int(req.track_id), camera=req.camera,
+                                           person_id=int(req.person_id), top_k=top_k, return_crops=True)
+        if len(req.image.data):
+            feats, err = self._encode_image(bytes(req.image.data))
+            if err:
+                resp.message = err
+                return resp
+            sreq.reid_embedding, sreq.reid_model_id = float_array(feats), self._reid.model_id
+        elif req.person_id <= 0 and req.track_id <= 0 and not req.camera:
+            resp.message = "find_similar needs a track_id (> 0), a person_id (> 0) or an image"
+            return resp
+        if not self.similar_client.wait_for_service(timeout_sec=min(2.0, self.ros["search_timeout_s"])):
+            resp.message = "the index node is not available (service index/similar_tracks): is it running?"
+            return resp
+        result = self._call_index(sreq, self.similar_client)
+        if result is None:
+            resp.message = f"the index node did not answer within {self.ros['search_timeout_s']} s"
+            return resp
+        resp.success, resp.message, resp.matches = result.success, result.message, result.matches
+        self.stats.tick()
+        return resp
+
+    def _encode_image(self, data: bytes):
+        """Return (re-id feature, "") of an encoded image, or (None, the reason)."""
+        from person_search.core.imaging import decode_jpeg
+        from person_search.core.reid.encoder import ReidUnavailable
+        try:
+            img = decode_jpeg(data)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is "not an image"
+            return None, f"image: not a decodable JPEG/PNG ({exc})"
+        if img is None or getattr(img, "ndim", 0) != 3 or img.shape[0] < 8 or img.shape[1] < 4:
+            return None, "image: not a decodable colour JPEG/PNG of at least 4x8 pixels"
+        with self._reid_lock:
+            if self._reid is None:
+                from person_search.core.reid.encoder import ReidEncoder
+                try:
+                    self._reid = ReidEncoder(self.reid_cfg)
+                except ReidUnavailable as exc:
+                    return None, str(exc)
+            return self._reid.encode([img])[0], ""
+
+    def _call_index(self, sreq, client=None):
+        """Call the index (search_gallery by default); retry a request lost while it (re)started (idempotent)."""
+        client = client or self.client
         deadline = time.monotonic() + self.ros["search_timeout_s"]
         while time.monotonic() < deadline:
             done = threading.Event()
-            future = self.client.call_async(sreq)
+            future = client.call_async(sreq)
             future.add_done_callback(lambda _f: done.set())
             if done.wait(min(ATTEMPT_S, max(0.05, deadline - time.monotonic()))):
                 return future.result()
-            self.client.remove_pending_request(future)
+            client.remove_pending_request(future)
             self.stats.drops += 1
             self.get_logger().warning("search_gallery did not answer; retrying", throttle_duration_sec=5.0)
         return None
@@ -120,7 +184,8 @@ class QueryNode(ManagedNode):
     def _light(m):
         from person_search_interfaces.msg import PersonMatch
         return PersonMatch(track_id=m.track_id, score=m.score, camera_frame_id=m.camera_frame_id,
-                           first_seen=m.first_seen, last_seen=m.last_seen, box=m.box)
+                           first_seen=m.first_seen, last_seen=m.last_seen, box=m.box, person_id=m.person_id,
+                           person_track_ids=m.person_track_ids, cameras=m.cameras)
 
 
 def main(args=None) -> int:

@@ -106,6 +106,12 @@ class RollingGallery:
             tr = self._tracks.find(source_id, track_id)
             return None if tr is None else tr.info()
 
+    def track_crop(self, source_id: str, track_id: int) -> bytes:
+        """Return the best crop (JPEG) kept for a track, b"" when none."""
+        with self._lock:
+            tr = self._tracks.find(source_id, track_id)
+            return bytes(tr.crop_jpeg or b"") if tr is not None else b""
+
     def embeddings(self, source_id: str, track_id: int) -> List[tuple]:
         """Return the kept embeddings of a track as (row id, vector, stamp_ns), oldest first."""
         with self._lock:

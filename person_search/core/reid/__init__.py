@@ -1,0 +1,1 @@
+"""Person re-identification: the OSNet model, its encoder stage, and the Market-1501 evaluation protocol."""
