@@ -462,7 +462,8 @@ def render(res: dict, doc: Path) -> str:
              "data, not comparable with CUHK-PEDES / ICFG-PEDES / RSTPReid figures**.", ""]
     if b:
         lines += [f"Data: base domain {b['ids']['train']} / {b['ids']['val']} / {b['ids']['test']} train / val / "
-                  f"test identities x {b['images_per_id']} images, {b['size'][1]}x{b['size'][0]} px (WxH), two captions "
+                  f"test identities x {b['images_per_id']} images, {b['size'][1]}x{b['size'][0]} px (WxH), "
+                  "two captions "
                   f"per image, seed {b['seed']}; shifted domain {sh.get('ids', {}).get('train', '?')} / "
                   f"{sh.get('ids', {}).get('val', '?')} / {sh.get('ids', {}).get('test', '?')}, seed "
                   f"{sh.get('seed', '?')}. Test split: identity-disjoint, every identity an attribute combination "
