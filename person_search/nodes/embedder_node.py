@@ -36,7 +36,7 @@ class EmbedderNode(ManagedNode):
     def start(self) -> None:
         from person_search_interfaces.msg import PersonCrops
         when_downstream_ready(self, self.pub, self.ros["wait_for_subscribers_s"], lambda: subscription(
-            self, PersonCrops, "person_crops", self.on_crops, RELIABLE_QOS))
+            self, PersonCrops, "person_crops", self.on_crops, RELIABLE_QOS, stats=self.stats))
 
     def _on_cfg(self) -> None:
         if self.embedder is not None:
@@ -58,6 +58,9 @@ class EmbedderNode(ManagedNode):
         if batch is None:
             return
         self.pub.publish(batch_to_msg(batch))
+        now = self.get_clock().now().nanoseconds
+        for first_seen_ns in embedder.budget.first_seen_of_new:  # capture clock: first seen -> searchable
+            self.stats.sample("first_seen_to_searchable", (now - first_seen_ns) / 1e9)
         self.stats.tick(time.monotonic() - t0, msg.header.stamp)
 
 
