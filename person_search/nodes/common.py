@@ -59,7 +59,7 @@ def subscription(node: Node, msg_type, topic: str, callback, qos: QoSProfile, *,
 
 
 def _message_info_supported() -> bool:
-    """True where rclpy hands subscription callbacks the message info (Iron and newer; not Humble)."""
+    """Tell whether rclpy hands subscription callbacks the message info (Iron and newer; not Humble)."""
     from rclpy.subscription import Subscription
     kinds = getattr(Subscription, "CallbackType", None)
     return kinds is not None and hasattr(kinds, "WithMessageInfo")
