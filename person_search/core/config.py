@@ -87,6 +87,9 @@ class DetectorConfig:
                             runtime=True)
     hog_scale: float = param(1.05, "HOG pyramid scale step", range=(1.01, 2.0), runtime=True)
     hog_max_width: int = param(640, "frames are downscaled to this width for HOG", range=(64, 4096), runtime=True)
+    threads: int = param(0, "OpenVINO model folders: inference threads; > 0 runs the folder through the OpenVINO "
+                            "runtime directly (0 = through ultralytics, the runtime's default threads)",
+                         range=(0, 256))
 
     def validate(self) -> None:
         _check_ranges(self)
