@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
 from person_search.core.config import EncoderConfig
 from person_search.core.embed import Embedder
 from person_search.nodes.common import (RELIABLE_QOS, ManagedNode, StageStats, declare_ros, declare_section,
@@ -19,7 +21,11 @@ class EmbedderNode(ManagedNode):
         super().__init__("embedder")
         self.cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig, self._on_cfg)
         self.ros = declare_ros(self, wait_for_subscribers_s=(30.0, "take crops only once person_embeddings has "
-                                                             "a subscriber, waiting at most this long"))
+                                                             "a subscriber, waiting at most this long"),
+                               crops_queue=(10, "person_crops messages kept while the embedder is busy (reliable); "
+                                            "1 = only the newest, no backlog: older frames' crops are dropped"))
+        if int(self.ros["crops_queue"]) < 1:
+            raise ValueError(f"ros.crops_queue must be >= 1, not {self.ros['crops_queue']}")
         self.embedder: Optional[Embedder] = None
         from person_search_interfaces.msg import PersonEmbeddings
         self.pub = publisher(self, PersonEmbeddings, "person_embeddings", RELIABLE_QOS)
@@ -36,7 +42,9 @@ class EmbedderNode(ManagedNode):
     def start(self) -> None:
         from person_search_interfaces.msg import PersonCrops
         when_downstream_ready(self, self.pub, self.ros["wait_for_subscribers_s"], lambda: subscription(
-            self, PersonCrops, "person_crops", self.on_crops, RELIABLE_QOS, stats=self.stats))
+            self, PersonCrops, "person_crops", self.on_crops,
+            QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(self.ros["crops_queue"]),
+                       reliability=ReliabilityPolicy.RELIABLE), stats=self.stats))
 
     def _on_cfg(self) -> None:
         if self.embedder is not None:
