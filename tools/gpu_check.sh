@@ -35,11 +35,11 @@ STEPS_TSV="$OUT/steps.tsv"
 
 # name | timeout s | command (GPU run)
 PLAN=(
-  "install|110|${RUN[*]} pip install -r requirements-gpu.txt"
-  "tests|110|${PY[*]} -m pytest -p no:launch_testing -p no:launch_ros -m 'gpu or tensorrt' -rs -q test/core"
-  "embedder|80|${PY[*]} benchmarks/bench_embedder.py --gpu-only --gpu-archs ViT-B-16 MobileCLIP-S1 --gpu-batches 1 8 32 --seconds 1"
-  "detector|80|${PY[*]} benchmarks/bench_detector.py --no-int8 --frames 20"
-  "attention|90|${PY[*]} benchmarks/attention_study.py --only speed --quick"
+  "install|100|${RUN[*]} pip install -r requirements-gpu.txt"
+  "tests|100|${PY[*]} -m pytest -p no:launch_testing -p no:launch_ros -m 'gpu or tensorrt' -rs -q test/core"
+  "embedder|120|${PY[*]} benchmarks/bench_embedder.py --gpu-only --gpu-archs ViT-B-16 --gpu-batches 1 8 32 --seconds 1"
+  "detector|70|${PY[*]} benchmarks/bench_detector.py --no-int8 --frames 20"
+  "attention|80|${PY[*]} benchmarks/attention_study.py --only speed --quick"
 )
 # the same steps on the CPU at minimum size (dry run): what can be checked without a GPU
 DRY_PLAN=(
