@@ -80,7 +80,7 @@ def test_realtime_file_plays_like_a_camera(mp4):
         st = src.stats()
     assert 0.4 <= dt <= 2.0  # 11 periods of 50 ms = 0.55 s (loose: shared CPU)
     assert len(frames) + st["late"] == 12 and st["frames"] == len(frames) >= 6
-    assert max(ages) < 50e6  # capture time, not the video's position: ~0 on delivery
+    assert max(ages) < 60e6  # capture time, not the video's position: ~0 on delivery
     elapsed = [(f.stamp_ns - frames[0].stamp_ns) / 1e6 for f in frames]
     assert elapsed == pytest.approx([f.pos_ms - frames[0].pos_ms for f in frames], abs=60)  # paced
 
@@ -115,7 +115,7 @@ def test_slow_consumer_drops_late_frames_and_never_queues(mp4):
         rows = _ages_while_reading(src, 10, between_s=0.125)
         st = src.stats()
     assert st["late"] >= 8 and st["dropped"] == st["late"]  # ~1.5 of every 2.5 frames, counted
-    assert max(a for a, _, _ in rows) < 50  # each delivered frame is stamped on delivery
+    assert max(a for a, _, _ in rows) < 60  # each delivered frame is stamped on delivery
     # the newest frame is delivered: video position keeps pace with the wall clock (a loop is 600 ms)
     wall = (rows[-1][2] - rows[0][2]) * 1e3
     video = sum((b[1] - a[1]) % 600 for a, b in zip(rows, rows[1:]))
@@ -125,19 +125,22 @@ def test_slow_consumer_drops_late_frames_and_never_queues(mp4):
 def test_source_falling_behind_cannot_inflate_latency(mp4):
     """A decoder slower than the video (60 ms per 50 ms frame): the age a stage downstream measures
     stays flat when frames are stamped at capture, while video-time stamps drift further behind the
-    wall clock with every frame: the cause of the street video's 3.9 s camera age (issue 19)."""
+    wall clock with every frame: the cause of the street video's 3.9 s camera age (issue 19). Thresholds are
+    loose for a shared CPU: 60 ms of scheduling noise against a drift of >= 230 ms that keeps growing."""
     def slow(_t):
         return _SlowCapture(mp4, 0.060)
 
     with open_source(_cfg(mp4, realtime=True, loop=True), capture_factory=slow) as src:
-        live = _ages_while_reading(src, 16)
+        live = _ages_while_reading(src, 24)
         st = src.stats()
-    assert max(a for a, _, _ in live) < 30  # flat: capture -> delivery, nothing inherited from the video clock
-    assert st["reanchors"] >= 1 or st["late"] >= 1  # it fell behind and said so
+    assert max(a for a, _, _ in live) < 60  # flat: capture -> delivery, nothing inherited from the video clock
+    assert st["reanchors"] >= 1  # it fell behind and said so
+    gaps = np.diff([t for _, _, t in live])
+    assert gaps.max() < 0.3  # plays at the rate the decoder manages (~60-120 ms a frame), no long freezes
     with open_source(_cfg(mp4, realtime=False, loop=True), capture_factory=slow) as src:
-        offline = _ages_while_reading(src, 16)
+        offline = _ages_while_reading(src, 24)
     drift = offline[-1][0] - offline[0][0]
-    assert drift > 100  # 15 frames x 10 ms behind the video's clock, and growing with the run
+    assert drift > 150  # 23 frames x >= 10 ms behind the video's clock, and growing with the run
 
 
 class _StallCapture:
@@ -165,7 +168,7 @@ def test_live_camera_stall_keeps_capture_stamps():
     """A camera that stalls is the same case as a file falling behind: a gap, no backlog, no inflated age."""
     with open_source(_cfg("rtsp://cam/stall", read_timeout_s=2.0), capture_factory=lambda _t: _StallCapture()) as src:
         rows = _ages_while_reading(src, 40, between_s=0.005)
-    assert max(a for a, _, _ in rows) < 30
+    assert max(a for a, _, _ in rows) < 60
     gaps = np.diff([t for _, _, t in rows])
     assert gaps.max() > 0.3  # the stall is seen as a gap between frames
 

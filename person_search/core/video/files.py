@@ -152,11 +152,14 @@ class MediaReader:
         the capture clock (as a camera's grabber stamps). A frame found late, when the next
         one is already due, is dropped and counted (``late``): frames are never queued, so
         the stamps never fall behind the wall clock whatever the decoder or the consumer
-        manage. After ``rate`` drops in a row (the decoder itself is slower than the video)
-        the next frame is delivered anyway and the video clock re-anchored (``reanchors``).
+        manage. Where dropping does not catch up (the decoder itself is slower than the
+        video: a frame is later than the one dropped before it), or after ``rate`` drops in
+        a row, the frame is delivered and the video clock re-anchored (``reanchors``): the
+        file then plays at the rate the decoder manages, like a slow camera.
         """
         period_s = 1.0 / max(self.fps, 1e-9)
         late_run = 0
+        prev_late = None
         while True:
             got = self._next_kept()
             if got is None:
@@ -171,12 +174,14 @@ class MediaReader:
                 break
             if now < due + period_s:  # late, but the next frame is not due yet: still the newest
                 break
-            if late_run >= max(1, int(round(self.fps))):  # the decoder cannot keep up: re-anchor
-                self._pace_t0 = now - (t_ms - self._pace_v0_ms) / 1000.0
+            lateness = now - due
+            if late_run >= max(1, int(round(self.fps))) or (prev_late is not None and lateness >= prev_late):
+                self._pace_t0 = now - (t_ms - self._pace_v0_ms) / 1000.0  # dropping does not catch up
                 with self._lock:
                     self._reanchors += 1
                 break
             late_run += 1
+            prev_late = lateness
             with self._lock:
                 self._late += 1
         return self._make_frame(img, self._stamp(), pos_ms)
