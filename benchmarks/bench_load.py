@@ -88,6 +88,8 @@ def main() -> int:
     ap.add_argument("--default-client-qos", action="store_true",
                     help="clients with rclpy's default service QoS (depth 10) instead of person_search's")
     ap.add_argument("--json", help="append the figures as one JSON record (a line) to this file")
+    ap.add_argument("--serial", action="store_true",
+                    help="the query node serves one request at a time (ros.concurrent: false), as before")
     a = ap.parse_args()
     load0 = os.getloadavg()
 
@@ -102,7 +104,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_load_"))
     video = make_sample_video(work / "sample.mp4", seconds=6.0)
     graph = make_graph(a.config, [CameraSpec("cam0", str(video))], loop=True,
-                       extra_params={"encoder.weights": ""}, log_dir=work / "logs")
+                       extra_params={"encoder.weights": "", "ros.concurrent": not a.serial}, log_dir=work / "logs")
     probe = DiagnosticsProbe("bench_load")
     rows: list = []
     qos = qos_profile_services_default if a.default_client_qos else SERVICE_QOS
@@ -131,7 +133,8 @@ def main() -> int:
     lat = np.array([r[0] for r in rows if r[1]]) * 1e3
     errors = [r for r in rows if not r[1]]
     print(f"\nload: {a.clients} concurrent /query_person clients for {a.seconds:.0f} s, config {a.config}, "
-          f"looping 6 s sample video (random weights), client QoS depth {qos.depth}")
+          f"looping 6 s sample video (random weights), client QoS depth {qos.depth}, query node "
+          f"{'serial (one request at a time)' if a.serial else 'concurrent'}")
     print(f"queries answered: {len(lat)} ({len(lat) / a.seconds:.1f}/s), errors: {len(errors)}"
           + (f" (first: {errors[0][2]!r}; call numbers {sorted({r[3] for r in errors})[:5]})" if errors else ""))
     figs = {}
@@ -149,7 +152,7 @@ def main() -> int:
                "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": cpu_line(),
                "node": platform.node(), "load_avg_start": [round(x, 2) for x in load0],
                "load_avg_end": [round(x, 2) for x in load1], "clients": a.clients, "seconds": a.seconds,
-               "config": a.config, "answered": int(len(lat)), "errors": len(errors),
+               "config": a.config, "serial": a.serial, "answered": int(len(lat)), "errors": len(errors),
                "queries_s": round(len(lat) / a.seconds, 1), **figs, "ingest_base": round(base, 2),
                "ingest_loaded": round(loaded, 2)}
         try:

@@ -369,7 +369,7 @@ def _stop_on_signals() -> None:
         signal.signal(sig, handler)
 
 
-def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, args=None) -> int:
+def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, threads: int = 4, args=None) -> int:
     """Entry point of every node: init, build, (auto)start, spin, shut down cleanly (Humble compatible).
 
     Exits 0 on SIGINT / SIGTERM (within ~0.25 s while spinning), 2 when the node cannot start.
@@ -394,7 +394,7 @@ def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, args=N
             return 2
         if multithreaded:
             from rclpy.executors import MultiThreadedExecutor
-            executor = MultiThreadedExecutor(num_threads=4)
+            executor = MultiThreadedExecutor(num_threads=threads)
         else:
             from rclpy.executors import SingleThreadedExecutor
             executor = SingleThreadedExecutor()

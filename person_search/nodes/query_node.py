@@ -7,8 +7,9 @@ import threading
 import time
 from typing import Optional
 
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.task import Future
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import SingleThreadedExecutor
 
 from person_search.core.config import EncoderConfig, QueryConfig
 from person_search.core.query import QueryEngine, QueryError, validate_top_k
@@ -18,24 +19,6 @@ from person_search.nodes.convert import float_array, ns_to_time, time_to_ns
 
 
 ATTEMPT_S = 2.0  # one search_gallery attempt; a lost request is sent again after this
-
-
-async def within(node, future, timeout_s: float, group=None) -> bool:
-    """Await an rclpy ``future`` for at most ``timeout_s`` (a one-shot timer of ``node``); True when it completed."""
-    waiter = Future()
-    lock = threading.Lock()
-
-    def finish(value: bool) -> None:
-        with lock:
-            if not waiter.done():
-                waiter.set_result(value)
-
-    timer = node.create_timer(timeout_s, lambda: finish(False), callback_group=group)
-    future.add_done_callback(lambda _f: finish(True))
-    try:
-        return bool(await waiter)
-    finally:
-        node.destroy_timer(timer)
 
 
 class QueryNode(ManagedNode):
@@ -49,20 +32,29 @@ class QueryNode(ManagedNode):
         super().__init__("query")
         self.enc_cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig)
         self.cfg: QueryConfig = declare_section(self, "query", QueryConfig)
-        self.ros = declare_ros(self, search_timeout_s=(10.0, "how long to wait for the index node's answer"))
+        self.ros = declare_ros(self, search_timeout_s=(10.0, "how long to wait for the index node's answer"),
+                               concurrent=(True, "serve requests concurrently (false: one at a time, as before)"))
         self.engine: Optional[QueryEngine] = None
         from person_search_interfaces.msg import QueryResult
         from person_search_interfaces.srv import QueryPerson, SearchGallery
         self._QueryResult = QueryResult
         self._SearchGallery = SearchGallery
-        self.client = self.create_client(SearchGallery, "index/search_gallery", qos_profile=SERVICE_QOS,
-                                         callback_group=ReentrantCallbackGroup())
-        # on_query is a coroutine in a reentrant group: while one request waits for the index's
-        # answer (awaited, holding no executor thread) the others are encoded and sent; a
-        # mutually exclusive group served them one round trip at a time (p95 420 ms with 20 clients)
+        # The index client lives on a helper node spun by its own thread: a request blocked
+        # waiting for the index's answer never holds the thread that would deliver it, so
+        # requests are served concurrently (a reentrant group; executor threads = requests in
+        # flight) without any risk of all threads waiting on answers nobody receives. One at
+        # a time (ros.concurrent: false) served 20 clients one index round trip after another.
+        self._client_node = rclpy.create_node(f"{self.get_name()}_index_client", namespace=self.get_namespace(),
+                                              context=self.context)
+        self.client = self._client_node.create_client(SearchGallery, "index/search_gallery", qos_profile=SERVICE_QOS)
+        self._client_exec = SingleThreadedExecutor(context=self.context)
+        self._client_exec.add_node(self._client_node)
+        self._client_stop = threading.Event()
+        self._client_thread = threading.Thread(target=self._spin_client, name="index_client", daemon=True)
+        self._client_thread.start()
         self.create_service(QueryPerson, "query_person", self.on_query, qos_profile=SERVICE_QOS,
-                            callback_group=ReentrantCallbackGroup())
-        self._timeout_group = ReentrantCallbackGroup()
+                            callback_group=ReentrantCallbackGroup() if self.ros["concurrent"]
+                            else MutuallyExclusiveCallbackGroup())
         self.pub = publisher(self, QueryResult, "query_matches", LATCHED_QOS)
         self.stats = StageStats(self, "query")
 
@@ -84,7 +76,21 @@ class QueryNode(ManagedNode):
             since = max(since, self.get_clock().now().nanoseconds - int(req.last_s * 1e9), 1)
         return since
 
-    async def on_query(self, req, resp):
+    def _spin_client(self) -> None:
+        try:
+            while rclpy.ok(context=self.context) and not self._client_stop.is_set():
+                self._client_exec.spin_once(timeout_sec=0.1)
+        except Exception:  # noqa: BLE001 - the context goes away at shutdown
+            pass
+
+    def close(self) -> None:
+        self._client_stop.set()
+        if self._client_thread.is_alive():
+            self._client_thread.join(timeout=2.0)
+        self._client_exec.shutdown(timeout_sec=1.0)
+        self._client_node.destroy_node()
+
+    def on_query(self, req, resp):
         resp.success = False
         engine = self.engine
         if not self.active or engine is None:
@@ -111,7 +117,7 @@ class QueryNode(ManagedNode):
         sreq.camera = req.camera
         sreq.return_crops = req.return_crops
         sreq.return_frames = req.return_frames
-        result = await self._call_index(sreq)
+        result = self._call_index(sreq)
         if result is None:
             resp.message = f"the index node did not answer within {self.ros['search_timeout_s']} s"
             return resp
@@ -125,16 +131,14 @@ class QueryNode(ManagedNode):
             self.pub.publish(out)
         return resp
 
-    async def _call_index(self, sreq):
-        """Call search_gallery; retry a request lost while the index (re)started (it is idempotent).
-
-        Awaited: the executor thread is free for other requests and for the answer itself.
-        """
+    def _call_index(self, sreq):
+        """Call search_gallery; retry a request lost while the index (re)started (it is idempotent)."""
         deadline = time.monotonic() + self.ros["search_timeout_s"]
         while time.monotonic() < deadline:
+            done = threading.Event()
             future = self.client.call_async(sreq)
-            if await within(self, future, min(ATTEMPT_S, max(0.05, deadline - time.monotonic())),
-                            self._timeout_group):
+            future.add_done_callback(lambda _f: done.set())
+            if done.wait(min(ATTEMPT_S, max(0.05, deadline - time.monotonic()))):
                 return future.result()
             self.client.remove_pending_request(future)
             self.stats.drops += 1
@@ -149,7 +153,7 @@ class QueryNode(ManagedNode):
 
 
 def main(args=None) -> int:
-    return run_node(QueryNode, multithreaded=True, args=args)
+    return run_node(QueryNode, multithreaded=True, threads=8, args=args)  # up to 8 requests in flight
 
 
 if __name__ == "__main__":

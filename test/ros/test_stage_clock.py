@@ -56,34 +56,3 @@ def test_stage_stats_age_wait_and_work_on_the_node_clock():
         assert float(values["wait_p99_ms"]) >= 90 and float(values["wait_p50_ms"]) < 300
     else:  # Humble: no message info in callbacks
         assert values["wait_p50_ms"] == "n/a"
-
-
-def test_query_node_awaits_the_index_with_a_timeout_holding_no_thread():
-    """The query service's coroutine: an answer that never comes times out; one that comes is taken; and a
-    single executor thread serves both at once (the wait holds no thread)."""
-    from rclpy.callback_groups import ReentrantCallbackGroup
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.task import Future
-
-    from person_search.nodes.query_node import within
-
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node(f"within_{os.getpid()}", context=ctx)
-    ex = MultiThreadedExecutor(num_threads=1, context=ctx)
-    ex.add_node(node)
-    group = ReentrantCallbackGroup()
-    try:
-        never, later = Future(), Future()
-        node.create_timer(0.1, lambda: later.done() or later.set_result("answer"), callback_group=group)
-        t0 = time.monotonic()
-        lost = ex.create_task(within(node, never, 0.4, group))
-        got = ex.create_task(within(node, later, 5.0, group))
-        while not (lost.done() and got.done()) and time.monotonic() - t0 < 10:
-            ex.spin_once(timeout_sec=0.05)
-        assert got.result() is True and later.result() == "answer"
-        assert lost.result() is False and 0.35 <= time.monotonic() - t0 < 3.0
-    finally:
-        ex.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
