@@ -1,23 +1,29 @@
-"""Frame-to-searchable latency, searchable share and sustained fps of the CPU graph.
+"""Capture -> searchable latency, searchable share and sustained fps of the CPU graph, on one clock.
 
 Starts the real node graph (one process per node, real DDS) on a looping video (the
-generated sample, ``--crowd N`` generated walkers on a street, or any ``--video PATH``),
-listens for --seconds and prints:
+generated sample, ``--crowd N`` generated walkers on a street, or any ``--video PATH``)
+played live like a camera (frames at the video's rate on the wall clock, late ones dropped,
+each stamped at capture on the node clock), listens for --seconds and prints:
 
-* each stage's rate, drops, own work time and frame age from /diagnostics;
-* frame -> searchable latency: the age of every embedding batch when it reaches this
-  process (the index adds it within ~1 ms), p50 / p95 over the whole run, and the index
-  node's own age figures (its last 200 batches);
+* each stage's rate, drops, queue wait (upstream sent -> callback), own work and age
+  (capture -> output leaves), p50 / p95 / p99 from /diagnostics;
+* capture -> searchable: the age of every embedding batch when it reaches this process
+  (the index adds it within ~1 ms), p50 / p95 / p99 over the run, and the index node's own
+  age figures (its last 600 batches);
 * the share of tracks seen for >= 2 s that became searchable (by the end, and within 2 s of
-  first being seen), from /person_crops and /person_embeddings;
-* the detector's kept fps against the camera's, and the embedder's crop budget counters;
-* the CPU model and load, since figures on a shared machine move with it.
+  first being seen), and first seen -> searchable, from /person_crops and
+  /person_embeddings: the crop stamps (capture) and this process's arrival times are on one
+  clock, the system clock of this machine;
+* the detector's kept fps against the camera's, the camera's late drops, and the embedder's
+  crop budget counters;
+* the CPU model and load average (start and end), since figures on a shared machine move with it.
 
 The baseline, measured in the same run, is the same pipeline in one process without ROS
-(`OfflinePipeline`, as fast as possible, on the first --baseline-frames frames).
+(`OfflinePipeline`, as fast as possible, on the first --baseline-frames frames; 0 = skip).
+``--json FILE`` appends the figures, the command, the git commit and the machine as one record.
 
-    tools/env.sh python benchmarks/bench_graph.py [--config cpu] [--seconds 40] [--video PATH | --crowd 12]
-        [--set k=v ...]
+    tools/env.sh python benchmarks/bench_graph.py [--config cpu] [--seconds 40] [--video PATH | --crowd 15]
+        [--fps 30] [--set k=v ...] [--json FILE] [--label NAME]
 
 The cpu config uses the OpenVINO int8 YOLO11n where it is found (models/, or the shared
 test-model folder $PERSON_SEARCH_SHARED_MODELS), else the HOG detector (one warning line).
@@ -26,6 +32,10 @@ test-model folder $PERSON_SEARCH_SHARED_MODELS), else the HOG detector (one warn
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import subprocess
 import sys
 import tempfile
 import threading
@@ -86,7 +96,7 @@ class Probe(DiagnosticsProbe):
                 rec[1] = max(rec[1], ns)
 
     def on_emb(self, msg):
-        now = time.time_ns()
+        now = time.time_ns()  # the system clock: the camera's capture clock on this machine
         with self.lock:
             self.ages.append((now, (now - self._ns(msg.header.stamp)) / 1e9))
             for t in msg.track_ids:
@@ -102,7 +112,8 @@ def make_video(a, work: Path) -> Path:
     if a.crowd:
         from person_search.core.crowd import make_crowd_video
         w, h = (int(v) for v in a.size.lower().split("x"))
-        return make_crowd_video(work / "crowd.mp4", people=a.crowd, seconds=a.video_seconds, size=(w, h))
+        return make_crowd_video(work / "crowd.mp4", people=a.crowd, seconds=a.video_seconds, size=(w, h),
+                                fps=a.fps)
     from person_search.core.sample import make_sample_video
     return make_sample_video(work / "sample.mp4", seconds=a.video_seconds)
 
@@ -111,7 +122,7 @@ def find(d, suffix):
     return next((v for k, v in d.items() if k.endswith(suffix)), {})
 
 
-def report_tracks(probe: Probe, t0_ns: int, t1_ns: int) -> None:
+def report_tracks(probe: Probe, t0_ns: int, t1_ns: int) -> dict:
     with probe.lock:
         seen = dict(probe.seen)
         searchable = dict(probe.searchable)
@@ -120,13 +131,69 @@ def report_tracks(probe: Probe, t0_ns: int, t1_ns: int) -> None:
     made = [k for k in long if k in searchable]
     in_time = [k for k in made if searchable[k] - long[k][0] <= GRACE_S * 1e9]
     delays = [(searchable[k] - long[k][0]) / 1e9 for k in made]
-    print(f"frame -> searchable (age of each embedding batch on arrival, whole run): "
-          f"p50 {1e3 * pct(ages, .5):.0f} ms, p95 {1e3 * pct(ages, .95):.0f} ms over {len(ages)} batches")
     n = max(1, len(long))
+    out = {"capture_to_searchable_ms": {q: round(1e3 * pct(ages, v), 1) for q, v in QS},
+           "batches": len(ages), "tracks_2s": len(long), "searchable_by_end_pct": round(100 * len(made) / n, 1),
+           "searchable_within_2s_pct": round(100 * len(in_time) / n, 1),
+           "first_seen_to_searchable_s": {q: round(pct(delays, v), 2) for q, v in QS}}
+    c = out["capture_to_searchable_ms"]
+    f = out["first_seen_to_searchable_s"]
+    print(f"capture -> searchable (age of each embedding batch on arrival, whole run): "
+          f"p50 {c['p50']:.0f} ms, p95 {c['p95']:.0f} ms, p99 {c['p99']:.0f} ms over {len(ages)} batches")
     print(f"tracks seen >= {GRACE_S:.0f} s: {len(long)}; searchable by the end {len(made)} "
-          f"({100 * len(made) / n:.0f} %), "
-          f"within {GRACE_S:.0f} s of first seen {len(in_time)} ({100 * len(in_time) / n:.0f} %); "
-          f"first seen -> searchable p50 {pct(delays, .5):.2f} s, p95 {pct(delays, .95):.2f} s")
+          f"({out['searchable_by_end_pct']:.0f} %), "
+          f"within {GRACE_S:.0f} s of first seen {len(in_time)} ({out['searchable_within_2s_pct']:.0f} %); "
+          f"first seen -> searchable p50 {f['p50']:.2f} s, p95 {f['p95']:.2f} s, p99 {f['p99']:.2f} s")
+    return out
+
+
+QS = (("p50", .5), ("p95", .95), ("p99", .99))
+
+
+def git_commit() -> str:
+    """Return the commit of the checkout (with "+dirty" when it has changes), or "unknown"."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def stage_rows(final: dict, first: dict, seconds: float) -> dict:
+    """Print the per-stage table and return it as a dict."""
+    print("wait = sent upstream -> callback start (queue + transport); work = the stage's own time; "
+          "age = capture -> the stage's output leaves; all on the node clock (ms)")
+    print(f"{'stage':<26} {'rate Hz':>7} {'drops':>6} {'wait p50':>8} {'p95':>6} {'p99':>6} {'work p50':>8} "
+          f"{'p95':>6} {'p99':>6} {'age p50':>8} {'p95':>6} {'p99':>6}")
+    rows = {}
+    for name in sorted(final):
+        v = final[name]
+        n = int(v.get("count", 0)) - int(first.get(name, {}).get("count", 0))
+
+        def g(key):
+            val = v.get(key, "n/a")
+            try:
+                return float(val)
+            except ValueError:
+                return None
+
+        row = {"rate_hz": round(n / seconds, 2), "drops": int(v.get("drops", 0))}
+        for kind, key in (("wait", "wait"), ("work", "latency"), ("age", "age")):
+            for q in ("p50", "p95", "p99"):
+                row[f"{kind}_{q}_ms"] = g(f"{key}_{q}_ms")
+        rows[name] = row
+
+        def fmt(x, w):
+            return f"{'-':>{w}}" if x is None else f"{x:>{w}.1f}"
+
+        print(f"{name:<26} {row['rate_hz']:>7.2f} {row['drops']:>6} "
+              + " ".join(fmt(row[f"{k}_{q}_ms"], 8 if q == "p50" else 6) for k in ("wait", "work", "age")
+                         for q in ("p50", "p95", "p99")))
+    return rows
 
 
 def main() -> int:
@@ -136,10 +203,14 @@ def main() -> int:
     ap.add_argument("--video", help="any video file (looped)")
     ap.add_argument("--crowd", type=int, default=0, metavar="N", help="generate a street with N walkers")
     ap.add_argument("--size", default="1920x1080", help="size of the generated crowd video")
+    ap.add_argument("--fps", type=int, default=30, help="frame rate of the generated crowd video")
     ap.add_argument("--video-seconds", type=float, default=6.0, help="length of the generated video")
     ap.add_argument("--baseline-frames", type=int, default=150, help="frames of the offline baseline (0 = all)")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--json", help="append the figures as one JSON record (a line) to this file")
+    ap.add_argument("--label", default="", help="name of this run in the JSON record (e.g. the lever)")
     a = ap.parse_args()
+    load0 = os.getloadavg()
 
     import cv2
     from person_search.cli.common import parse_sets
@@ -157,10 +228,12 @@ def main() -> int:
     cap.release()
     print(f"CPU: {cpu_line()}", flush=True)
 
-    base, det_desc = offline_baseline(a.config, sets, video, max_frames=a.baseline_frames)
-    print(f"detector: {det_desc}")
-    print(f"baseline (one process, no ROS, unpaced): {base.frames} frames in {base.seconds:.1f} s = "
-          f"{base.fps:.2f} fps, {base.embedded} crops embedded", flush=True)
+    base = None
+    if a.baseline_frames > 0:
+        base, det_desc = offline_baseline(a.config, sets, video, max_frames=a.baseline_frames)
+        print(f"detector: {det_desc}")
+        print(f"baseline (one process, no ROS, unpaced): {base.frames} frames in {base.seconds:.1f} s = "
+              f"{base.fps:.2f} fps, {base.embedded} crops embedded", flush=True)
 
     graph = make_graph(a.config, [CameraSpec("cam0", str(video))], loop=True, extra_params=sets,
                        log_dir=work / "logs")
@@ -188,31 +261,44 @@ def main() -> int:
         final = probe.latest()
     probe.close()
 
-    print(f"\nCPU graph, config {a.config}, {a.seconds:.0f} s on the looping {vinfo}; CPU: {cpu_line()}")
-    print("work = the stage's own processing time; age = how old the frame is when the stage's output leaves")
-    print(f"{'stage':<28} {'rate Hz':>8} {'count':>7} {'drops':>6} {'work p50':>9} {'work p95':>9} "
-          f"{'age p50':>8} {'age p95':>8}  (ms)")
-    for name in sorted(final):
-        v = final[name]
-        n = int(v.get("count", 0)) - int(first.get(name, {}).get("count", 0))
-        print(f"{name:<28} {n / a.seconds:>8.2f} {n:>7} {v.get('drops', '0'):>6} "
-              f"{float(v.get('latency_p50_ms', 0)):>9.1f} {float(v.get('latency_p95_ms', 0)):>9.1f} "
-              f"{float(v.get('age_p50_ms', 0)):>8.1f} {float(v.get('age_p95_ms', 0)):>8.1f}")
+    load1 = os.getloadavg()
+    print(f"\nCPU graph, config {a.config} {' '.join('--set ' + x for x in a.set)}, {a.seconds:.0f} s on the "
+          f"looping {vinfo}, played live; CPU: {cpu_line()}")
+    rows = stage_rows(final, first, a.seconds)
 
     def counted(suffix):
         return int(find(final, suffix).get("count", 0)) - int(find(first, suffix).get("count", 0))
 
     det_n, cam_n = counted("detector: detector"), counted("camera: camera")
-    idx, emb = find(final, "index: index"), find(final, "embedder: embedder")
-    print(f"\nsustained: camera {cam_n / a.seconds:.2f} fps, detector kept {det_n / a.seconds:.2f} fps "
-          f"({100 * det_n / max(1, cam_n):.0f} % of frames), vs baseline {base.fps:.2f} fps unpaced "
-          f"(ratio detector/baseline {det_n / a.seconds / max(base.fps, 1e-9):.2f})")
+    idx, emb, cam = find(final, "index: index"), find(final, "embedder: embedder"), find(final, "camera: camera")
+    base_fps = base.fps if base is not None else float("nan")
+    print(f"\nsustained: camera {cam_n / a.seconds:.2f} fps (late drops {cam.get('late', '?')}), detector kept "
+          f"{det_n / a.seconds:.2f} fps ({100 * det_n / max(1, cam_n):.0f} % of frames)"
+          + (f", vs baseline {base_fps:.2f} fps unpaced" if base is not None else ""))
     keys = ("budget_crops_s", "throughput_crops_s", "crops_offered", "crops_admitted", "crops_dropped", "new_tracks",
-            "upgrades", "refreshes", "pending", "late")
+            "upgrades", "refreshes", "late_frames", "pending", "late")
     print("embedder budget: " + ", ".join(f"{k} {emb.get(k, '?')}" for k in keys))
-    print(f"index node: age p50 {idx.get('age_p50_ms', '?')} ms, p95 {idx.get('age_p95_ms', '?')} ms (last 200 "
-          f"batches); gallery {idx.get('gallery_size', '?')} embeddings, {idx.get('tracks', '?')} tracks")
-    report_tracks(probe, t0_ns, t1_ns)
+    print(f"embedder first seen -> searchable (/diagnostics): p50 {emb.get('first_seen_to_searchable_p50_ms', '?')} "
+          f"ms, p95 {emb.get('first_seen_to_searchable_p95_ms', '?')} ms")
+    print(f"index node (/diagnostics, last 600 batches): capture -> searchable p50 {idx.get('age_p50_ms', '?')} ms, "
+          f"p95 {idx.get('age_p95_ms', '?')} ms, p99 {idx.get('age_p99_ms', '?')} ms; gallery "
+          f"{idx.get('gallery_size', '?')} embeddings, {idx.get('tracks', '?')} tracks")
+    tracks = report_tracks(probe, t0_ns, t1_ns)
+    print(f"load average: start {load0[0]:.2f}, end {load1[0]:.2f} (1 min)")
+    if a.json:
+        rec = {"label": a.label, "command": "tools/env.sh python benchmarks/bench_graph.py " + " ".join(sys.argv[1:]),
+               "git": git_commit(), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "machine": {"cpu": cpu_line(), "node": platform.node()},
+               "load_avg_start": [round(x, 2) for x in load0], "load_avg_end": [round(x, 2) for x in load1],
+               "video": vinfo, "config": a.config, "sets": a.set, "seconds": a.seconds,
+               "camera_fps": round(cam_n / a.seconds, 2), "camera_late": cam.get("late"),
+               "detector_fps": round(det_n / a.seconds, 2),
+               "baseline_fps": None if base is None else round(base_fps, 2),
+               "stages": rows, "budget": {k: emb.get(k) for k in keys},
+               "index_age_ms": {q: idx.get(f"age_{q}_ms") for q in ("p50", "p95", "p99")}, **tracks}
+        with open(a.json, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        print(f"appended to {a.json}")
     return 0
 
 

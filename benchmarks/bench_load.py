@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load: many concurrent /query_person clients while the graph ingests a looping video.
 
-    tools/env.sh python benchmarks/bench_load.py [--clients 20] [--seconds 60] [--config test]
+    tools/env.sh python benchmarks/bench_load.py [--clients 20] [--seconds 60] [--config test] [--json FILE]
 
 Phase 1 measures the ingest rate (embeddings/s into the index) with no queries; phase 2
 runs ``--clients`` client threads, each asking a different description back to back, for
@@ -9,12 +9,18 @@ runs ``--clients`` client threads, each asking a different description back to b
 p50/p95/p99 query latency, queries/s, and the ingest rate held (phase 2 / phase 1, same
 run). Clients use person_search's service QoS (``--default-client-qos``: rclpy's depth 10,
 which loses responses once more than ~10 calls are in flight: every client's reader
-receives every reply). Random CLIP weights: speed does not depend on them. Traffic stays on this machine.
+receives every reply). The query node serves requests as coroutines: a request waiting for the
+index's answer holds no executor thread, so concurrent requests overlap their round trips.
+Random CLIP weights: speed does not depend on them. Traffic stays on this machine. Prints the
+load average at the start and end (a shared machine); ``--json`` appends one record.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import random
 import sys
 import tempfile
@@ -81,7 +87,11 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=10.0, help="a call slower than this counts as an error")
     ap.add_argument("--default-client-qos", action="store_true",
                     help="clients with rclpy's default service QoS (depth 10) instead of person_search's")
+    ap.add_argument("--json", help="append the figures as one JSON record (a line) to this file")
+    ap.add_argument("--serial", action="store_true",
+                    help="the query node serves one request at a time (ros.concurrent: false), as before")
     a = ap.parse_args()
+    load0 = os.getloadavg()
 
     import numpy as np
     from rclpy.qos import qos_profile_services_default
@@ -94,7 +104,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_load_"))
     video = make_sample_video(work / "sample.mp4", seconds=6.0)
     graph = make_graph(a.config, [CameraSpec("cam0", str(video))], loop=True,
-                       extra_params={"encoder.weights": ""}, log_dir=work / "logs")
+                       extra_params={"encoder.weights": "", "ros.concurrent": not a.serial}, log_dir=work / "logs")
     probe = DiagnosticsProbe("bench_load")
     rows: list = []
     qos = qos_profile_services_default if a.default_client_qos else SERVICE_QOS
@@ -123,13 +133,36 @@ def main() -> int:
     lat = np.array([r[0] for r in rows if r[1]]) * 1e3
     errors = [r for r in rows if not r[1]]
     print(f"\nload: {a.clients} concurrent /query_person clients for {a.seconds:.0f} s, config {a.config}, "
-          f"looping 6 s sample video (random weights), client QoS depth {qos.depth}")
+          f"looping 6 s sample video (random weights), client QoS depth {qos.depth}, query node "
+          f"{'serial (one request at a time)' if a.serial else 'concurrent'}")
     print(f"queries answered: {len(lat)} ({len(lat) / a.seconds:.1f}/s), errors: {len(errors)}"
           + (f" (first: {errors[0][2]!r}; call numbers {sorted({r[3] for r in errors})[:5]})" if errors else ""))
+    figs = {}
     if len(lat):
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
         print(f"latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  max {lat.max():.1f}")
+        figs = {"p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "p99_ms": round(p99, 1),
+                "max_ms": round(float(lat.max()), 1)}
     print(f"ingest: {base:.2f} batches/s without queries, {loaded:.2f} with (held {loaded / max(base, 1e-9):.2f})")
+    load1 = os.getloadavg()
+    from machine import cpu_line
+    print(f"CPU: {cpu_line()}; load average at start {load0[0]:.2f}, end {load1[0]:.2f} (1 min)")
+    if a.json:
+        rec = {"command": "tools/env.sh python benchmarks/bench_load.py " + " ".join(sys.argv[1:]),
+               "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": cpu_line(),
+               "node": platform.node(), "load_avg_start": [round(x, 2) for x in load0],
+               "load_avg_end": [round(x, 2) for x in load1], "clients": a.clients, "seconds": a.seconds,
+               "config": a.config, "serial": a.serial, "answered": int(len(lat)), "errors": len(errors),
+               "queries_s": round(len(lat) / a.seconds, 1), **figs, "ingest_base": round(base, 2),
+               "ingest_loaded": round(loaded, 2)}
+        try:
+            from bench_graph import git_commit
+            rec["git"] = git_commit()
+        except Exception:  # noqa: BLE001 - the record is still useful without it
+            rec["git"] = "unknown"
+        with open(a.json, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        print(f"appended to {a.json}")
     if dead:
         print(f"node(s) died during the run: {dead}", file=sys.stderr)
         return 1

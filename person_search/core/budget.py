@@ -102,6 +102,7 @@ class CropBudget:
         self.tokens = 0.0
         self.clock_ns: Optional[int] = None
         self._tracks: Dict[Tuple[str, int], _Track] = {}
+        self.first_seen_of_new: List[int] = []  # first-seen stamps of the tracks the last select() embeds first
         self.counts = {"crops_offered": 0, "crops_admitted": 0, "crops_dropped": 0, "new_tracks": 0, "upgrades": 0,
                        "refreshes": 0, "late_frames": 0}
 
@@ -158,6 +159,7 @@ class CropBudget:
                       and now - t.last_seen_ns <= PENDING_WINDOW_NS)
         reserve = min(reserve, self._capacity() - 1)
         chosen: Dict[int, str] = {}
+        self.first_seen_of_new = []
         tiers = [("new_tracks", new, 0)]
         if not late:
             tiers += [("upgrades", upgrades, reserve), ("refreshes", refresh, reserve)]
@@ -171,6 +173,7 @@ class CropBudget:
             t = tracks[i]
             if t.last_embedded_ns == NEVER:
                 t.searchable_after_ns = stamp_ns - t.first_seen_ns
+                self.first_seen_of_new.append(t.first_seen_ns)
             t.last_embedded_ns = stamp_ns
             t.best_quality = max(t.best_quality, float(people[i].quality))
             t.embeddings += 1

@@ -50,7 +50,10 @@ class VideoConfig:
     loop: bool = param(False, "restart a file source at its end")
     fps: float = param(0.0, "files: keep <= this many frames per video s (0 = all); folders: their rate (0: 30); "
                             "live: max", range=(0.0, 240.0))
-    realtime: bool = param(True, "files: deliver each frame at start + its video time (live-like); False = at once")
+    realtime: bool = param(True, "files: play like a camera (the video's rate on the wall clock, late frames "
+                                 "dropped, stamped at capture); False = as fast as read, stamped on the video's clock")
+    max_width: int = param(0, "downscale wider frames to this width at the source (keeps aspect; 0 = as decoded)",
+                           range=(0, 16384))
     read_timeout_s: float = param(5.0, "a read that takes longer is treated as a lost stream", range=(0.01, 3600.0))
     reconnect_initial_s: float = param(0.5, "first backoff after a lost stream", range=(0.001, 3600.0))
     reconnect_max_s: float = param(10.0, "backoff cap", range=(0.001, 3600.0))
@@ -59,6 +62,7 @@ class VideoConfig:
     def validate(self) -> None:
         _check_ranges(self)
         _check(self.fps >= 0, "video.fps must be >= 0")
+        _check(self.max_width == 0 or self.max_width >= 16, "video.max_width must be 0 or >= 16")
         _check(self.read_timeout_s > 0, "video.read_timeout_s must be > 0")
         _check(self.reconnect_initial_s > 0, "video.reconnect_initial_s must be > 0")
         _check(self.reconnect_max_s >= self.reconnect_initial_s, "video.reconnect_max_s must be >= reconnect_initial_s")
@@ -83,6 +87,9 @@ class DetectorConfig:
                             runtime=True)
     hog_scale: float = param(1.05, "HOG pyramid scale step", range=(1.01, 2.0), runtime=True)
     hog_max_width: int = param(640, "frames are downscaled to this width for HOG", range=(64, 4096), runtime=True)
+    threads: int = param(0, "OpenVINO model folders: inference threads; > 0 runs the folder through the OpenVINO "
+                            "runtime directly (0 = through ultralytics, the runtime's default threads)",
+                         range=(0, 256))
 
     def validate(self) -> None:
         _check_ranges(self)

@@ -18,8 +18,9 @@ class Frame:
     Attributes:
         image: BGR uint8 array (H, W, 3).
         stamp_ns: time of the frame in ns, comparable with ROS time and never going
-            backwards: live sources stamp at capture on a monotonic clock anchored to the
-            wall clock at open; files and folders stamp start + position in the video.
+            backwards: live sources (and files played live) stamp at capture on a monotonic
+            clock anchored to the wall clock at open; files read offline stamp start +
+            position in the video.
         source_id: camera / source name; becomes the ROS frame_id.
         index: frame counter of the source, from 0.
         pos_ms: position in the media (files), or -1 for live sources.

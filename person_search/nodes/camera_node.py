@@ -20,8 +20,11 @@ from person_search.nodes.convert import bgr_to_image, jpeg_msg, ns_to_time
 class CameraNode(Node):
     """Publishes ``image_raw`` (and optionally ``image_raw/compressed``, image_transport's name) stamped at capture.
 
-    Stamps are the capture time (a monotonic clock anchored to the wall clock); under
-    ``use_sim_time`` they come from the node clock instead, so that they compare with /clock.
+    Stamps are the capture time (a monotonic clock anchored to the wall clock), for a file too:
+    with ``video.realtime`` (the default) a file plays like a camera, at its rate on the wall
+    clock, frames it cannot deliver in time dropped and counted (``late`` on /diagnostics),
+    never queued. Under ``use_sim_time`` stamps come from the node clock instead, so that
+    they compare with /clock.
     """
 
     def __init__(self):

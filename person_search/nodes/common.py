@@ -47,9 +47,22 @@ def publisher(node: Node, msg_type, topic: str, qos: QoSProfile, **kw):
     return node.create_publisher(msg_type, topic, qos, qos_overriding_options=QOS_OVERRIDES, **kw)
 
 
-def subscription(node: Node, msg_type, topic: str, callback, qos: QoSProfile, **kw):
-    """Create a subscription whose QoS can be overridden from parameters."""
+def subscription(node: Node, msg_type, topic: str, callback, qos: QoSProfile, *, stats: "StageStats" = None, **kw):
+    """Create a subscription whose QoS can be overridden from parameters.
+
+    With ``stats`` (the stage's input), every message's arrival and the time its publisher
+    sent it are given to `StageStats` first, so that the stage's queue wait is measured.
+    """
+    if stats is not None:
+        callback = stats.timed(callback)
     return node.create_subscription(msg_type, topic, callback, qos, qos_overriding_options=QOS_OVERRIDES, **kw)
+
+
+def _message_info_supported() -> bool:
+    """Tell whether rclpy hands subscription callbacks the message info (Iron and newer; not Humble)."""
+    from rclpy.subscription import Subscription
+    kinds = getattr(Subscription, "CallbackType", None)
+    return kinds is not None and hasattr(kinds, "WithMessageInfo")
 
 
 def _declare_fields(node: Node, prefix: str, cls: Type, values: Dict[str, Any], key: str = "") -> None:
@@ -130,20 +143,45 @@ def declare_ros(node: Node, **defaults: Any) -> Dict[str, Any]:
     return out
 
 
-class StageStats:
-    """Rate, latency and drops of one stage, published on /diagnostics.
+def quantiles_ms(key: str, data) -> Dict[str, str]:
+    """``{key}_p50_ms``, ``_p95_ms``, ``_p99_ms`` (nearest rank) of seconds; "0.0" when empty."""
+    q = sorted(data)
+    out = {}
+    for name, p in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+        out[f"{key}_{name}_ms"] = f"{1e3 * q[min(len(q) - 1, int(p * len(q)))]:.1f}" if q else "0.0"
+    return out
 
-    ``latency`` is the stage's own processing time; ``age`` is how old the source frame
-    is when the stage's output leaves (now - header stamp), so that the hop where
-    end-to-end latency piles up can be read off /diagnostics.
+
+class StageStats:
+    """Rate, latency and drops of one stage, published on /diagnostics: one clock for all.
+
+    Every figure is on the node clock (the wall clock unless ``use_sim_time``), the clock
+    the camera stamps frames with at capture:
+
+    * ``age``: capture -> this stage's output leaves (now - header stamp); at the index,
+      capture -> searchable;
+    * ``wait``: the input's queue wait, from the moment the upstream stage sent the message
+      (DDS source timestamp) to the start of this stage's callback (transport + the time it
+      sat in the subscription's queue); "n/a" on Humble, whose rclpy does not give callbacks
+      the message info;
+    * ``latency`` (work): the stage's own time, from the start of its callback to its output;
+    * ``samples(key, s)``: more distributions (the embedder's first seen -> searchable).
+
+    Each as p50 / p95 / p99 over the last ``window`` outputs.
     """
 
-    def __init__(self, node: Node, name: str, period_s: float = 2.0):
+    def __init__(self, node: Node, name: str, period_s: float = 2.0, window: int = 600):
         self._node = node
         self._name = f"{node.get_namespace().rstrip('/')}/{node.get_name()}: {name}"
-        self._times = deque(maxlen=200)
-        self._lat = deque(maxlen=200)
-        self._age = deque(maxlen=200)
+        self._window = window
+        self._times = deque(maxlen=window)
+        self._lat = deque(maxlen=window)
+        self._age = deque(maxlen=window)
+        self._wait = deque(maxlen=window)
+        self._more: Dict[str, deque] = {}
+        self._arrived_ns = 0
+        self._sent_ns = 0
+        self._timed = False
         self.count = 0
         self.drops = 0
         self.errors = 0
@@ -151,11 +189,43 @@ class StageStats:
         self._pub = node.create_publisher(DiagnosticArray, "diagnostics", 10)
         node.create_timer(period_s, self.publish)
 
+    def timed(self, callback: Callable) -> Callable:
+        """Wrap a subscription callback: note the message's arrival and send time, then call it."""
+        self._timed = True
+        if _message_info_supported():
+            def with_info(msg, info):
+                self.begin(int(info.get("source_timestamp", 0) or 0) if isinstance(info, dict) else 0)
+                callback(msg)
+            return with_info
+
+        def without_info(msg):
+            self.begin(0)
+            callback(msg)
+        return without_info
+
+    def begin(self, sent_ns: int = 0) -> None:
+        """Mark the arrival of one input message (``sent_ns``: when its publisher sent it, 0 = unknown)."""
+        self._arrived_ns = time.time_ns()  # DDS source timestamps are on the system clock
+        self._sent_ns = sent_ns
+
+    def sample(self, key: str, seconds: float) -> None:
+        """Add one value (s) to the distribution ``key`` (published as ``key_p50_ms`` etc.)."""
+        self._more.setdefault(key, deque(maxlen=self._window)).append(max(0.0, seconds))
+
     def tick(self, latency_s: Optional[float] = None, stamp=None) -> None:
-        """Count one output; ``stamp`` (builtin_interfaces/Time of the source frame) gives its age."""
+        """Count one output; ``stamp`` (builtin_interfaces/Time of the source frame) gives its age.
+
+        In a callback wrapped by `timed`, the work is measured from the message's arrival
+        (``latency_s`` is then ignored) and the queue wait is recorded.
+        """
         self.count += 1
         self._times.append(time.monotonic())
-        if latency_s is not None:
+        if self._arrived_ns:
+            self._lat.append(max(0.0, (time.time_ns() - self._arrived_ns) / 1e9))
+            if self._sent_ns:
+                self._wait.append(max(0.0, (self._arrived_ns - self._sent_ns) / 1e9))
+            self._arrived_ns = self._sent_ns = 0
+        elif latency_s is not None:
             self._lat.append(latency_s)
         if stamp is not None:
             now = self._node.get_clock().now().nanoseconds
@@ -167,14 +237,22 @@ class StageStats:
         span = self._times[-1] - self._times[0]
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
-    def publish(self) -> None:
+    def values(self) -> Dict[str, str]:
+        """Return what `publish` sends, as strings."""
         values = {"rate_hz": f"{self.rate():.2f}", "count": str(self.count), "drops": str(self.drops),
                   "errors": str(self.errors)}
-        for key, data in (("latency", self._lat), ("age", self._age)):
-            q = sorted(data)
-            values[f"{key}_p50_ms"] = f"{1e3 * q[len(q) // 2]:.1f}" if q else "0.0"
-            values[f"{key}_p95_ms"] = f"{1e3 * q[min(len(q) - 1, int(0.95 * len(q)))]:.1f}" if q else "0.0"
+        values.update(quantiles_ms("latency", self._lat))
+        values.update(quantiles_ms("age", self._age))
+        if self._timed:
+            values.update(quantiles_ms("wait", self._wait) if self._wait else
+                          {f"wait_{p}_ms": "n/a" for p in ("p50", "p95", "p99")})
+        for key, data in self._more.items():
+            values.update(quantiles_ms(key, data))
         values.update({k: str(v) for k, v in self.extra.items()})
+        return values
+
+    def publish(self) -> None:
+        values = self.values()
         st = DiagnosticStatus(level=DiagnosticStatus.OK if not self.errors else DiagnosticStatus.WARN,
                               name=self._name, message="running", hardware_id=self._node.get_name(),
                               values=[KeyValue(key=k, value=v) for k, v in values.items()])
@@ -310,7 +388,7 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, args=None,
+def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, threads: int = 4, args=None,
              exit_process: bool = True) -> int:
     """Entry point of every node: init, build, (auto)start, spin, shut down cleanly (Humble compatible).
 
@@ -318,13 +396,13 @@ def run_node(factory: Callable[[], Node], *, multithreaded: bool = False, args=N
     With ``exit_process`` (the default) it ends the process itself once everything is
     closed (:func:`_exit_now`); else it returns the exit code.
     """
-    code = _run_node(factory, multithreaded=multithreaded, args=args)
+    code = _run_node(factory, multithreaded=multithreaded, threads=threads, args=args)
     if exit_process:
         _exit_now(code)
     return code
 
 
-def _run_node(factory: Callable[[], Node], *, multithreaded: bool, args) -> int:
+def _run_node(factory: Callable[[], Node], *, multithreaded: bool, threads: int, args) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -345,7 +423,7 @@ def _run_node(factory: Callable[[], Node], *, multithreaded: bool, args) -> int:
             return 2
         if multithreaded:
             from rclpy.executors import MultiThreadedExecutor
-            executor = MultiThreadedExecutor(num_threads=4)
+            executor = MultiThreadedExecutor(num_threads=threads)
         else:
             from rclpy.executors import SingleThreadedExecutor
             executor = SingleThreadedExecutor()

@@ -97,7 +97,7 @@ class DetectorNode(ManagedNode):
             subscription(self, CameraInfo, info, lambda m: self.active and pub_info.publish(m), sensor_qos(False))
         when_downstream_ready(self, self.pub, self.ros["wait_for_subscribers_s"], lambda: subscription(
             self, Image if raw else CompressedImage, topic,
-            self.on_image if raw else self.on_compressed, qos))
+            self.on_image if raw else self.on_compressed, qos, stats=self.stats))
         self.get_logger().info(f"input: {topic} ({'sensor_msgs/Image' if raw else 'sensor_msgs/CompressedImage'})")
 
     def _on_cfg(self) -> None:

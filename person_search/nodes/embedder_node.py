@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
 from person_search.core.config import EncoderConfig, ReidConfig
 from person_search.core.embed import Embedder
 from person_search.nodes.common import (RELIABLE_QOS, ManagedNode, StageStats, declare_ros, declare_section,
@@ -20,7 +22,11 @@ class EmbedderNode(ManagedNode):
         self.cfg: EncoderConfig = declare_section(self, "encoder", EncoderConfig, self._on_cfg)
         self.reid_cfg: ReidConfig = declare_section(self, "reid", ReidConfig)
         self.ros = declare_ros(self, wait_for_subscribers_s=(30.0, "take crops only once person_embeddings has "
-                                                             "a subscriber, waiting at most this long"))
+                                                             "a subscriber, waiting at most this long"),
+                               crops_queue=(10, "person_crops messages kept while the embedder is busy (reliable); "
+                                            "1 = only the newest, no backlog: older frames' crops are dropped"))
+        if int(self.ros["crops_queue"]) < 1:
+            raise ValueError(f"ros.crops_queue must be >= 1, not {self.ros['crops_queue']}")
         self.embedder: Optional[Embedder] = None
         from person_search_interfaces.msg import PersonEmbeddings
         self.pub = publisher(self, PersonEmbeddings, "person_embeddings", RELIABLE_QOS)
@@ -43,7 +49,9 @@ class EmbedderNode(ManagedNode):
     def start(self) -> None:
         from person_search_interfaces.msg import PersonCrops
         when_downstream_ready(self, self.pub, self.ros["wait_for_subscribers_s"], lambda: subscription(
-            self, PersonCrops, "person_crops", self.on_crops, RELIABLE_QOS))
+            self, PersonCrops, "person_crops", self.on_crops,
+            QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(self.ros["crops_queue"]),
+                       reliability=ReliabilityPolicy.RELIABLE), stats=self.stats))
 
     def _on_cfg(self) -> None:
         if self.embedder is not None:
@@ -66,6 +74,9 @@ class EmbedderNode(ManagedNode):
         if batch is None:
             return
         self.pub.publish(batch_to_msg(batch))
+        now = self.get_clock().now().nanoseconds
+        for first_seen_ns in embedder.budget.first_seen_of_new:  # capture clock: first seen -> searchable
+            self.stats.sample("first_seen_to_searchable", (now - first_seen_ns) / 1e9)
         self.stats.tick(time.monotonic() - t0, msg.header.stamp)
 
 

@@ -56,13 +56,13 @@ class IndexNode(Node):
                 self.get_logger().error(f"snapshot unreadable, moved aside to {aside}; starting empty: {exc}")
         from person_search_interfaces.msg import PersonEmbeddings
         from person_search_interfaces.srv import SearchGallery, SimilarTracks
-        subscription(self, PersonEmbeddings, "person_embeddings", self.on_embeddings, RELIABLE_QOS)
+        self.stats = StageStats(self, "index")  # age here = capture -> searchable
+        subscription(self, PersonEmbeddings, "person_embeddings", self.on_embeddings, RELIABLE_QOS, stats=self.stats)
         self.create_service(SearchGallery, "~/search_gallery", self.on_search, qos_profile=SERVICE_QOS,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(SimilarTracks, "~/similar_tracks", self.on_similar, qos_profile=SERVICE_QOS,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.pub_size = publisher(self, Int64, "~/gallery_size", RELIABLE_QOS)
-        self.stats = StageStats(self, "index")
         self._batches = 0
         self.create_timer(1.0, self._publish_size)
         if self.persons_file:
@@ -95,7 +95,7 @@ class IndexNode(Node):
             self.stats.drops += 1
             self.get_logger().error(f"embeddings refused: {exc}", throttle_duration_sec=5.0)
             return
-        self.stats.tick(time.monotonic() - t0, msg.header.stamp)  # age here = frame -> searchable
+        self.stats.tick(time.monotonic() - t0, msg.header.stamp)  # age here = capture -> searchable
 
     def on_search(self, req, resp):
         resp.success = False

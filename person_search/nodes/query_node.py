@@ -12,7 +12,9 @@ import threading
 import time
 from typing import Optional
 
+import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import SingleThreadedExecutor
 
 from person_search.core.config import EncoderConfig, QueryConfig, ReidConfig
 from person_search.core.query import QueryEngine, QueryError, validate_top_k
@@ -38,21 +40,33 @@ class QueryNode(ManagedNode):
         self.reid_cfg: ReidConfig = declare_section(self, "reid", ReidConfig)
         self._reid = None  # the re-id encoder for find_similar images, loaded on first use
         self._reid_lock = threading.Lock()
-        self.ros = declare_ros(self, search_timeout_s=(10.0, "how long to wait for the index node's answer"))
+        self.ros = declare_ros(self, search_timeout_s=(10.0, "how long to wait for the index node's answer"),
+                               concurrent=(True, "serve requests concurrently (false: one at a time, as before)"))
         self.engine: Optional[QueryEngine] = None
         from person_search_interfaces.msg import QueryResult
         from person_search_interfaces.srv import FindSimilar, QueryPerson, SearchGallery, SimilarTracks
         self._QueryResult = QueryResult
         self._SearchGallery = SearchGallery
         self._SimilarTracks = SimilarTracks
-        self.client = self.create_client(SearchGallery, "index/search_gallery", qos_profile=SERVICE_QOS,
-                                         callback_group=ReentrantCallbackGroup())
-        self.similar_client = self.create_client(SimilarTracks, "index/similar_tracks", qos_profile=SERVICE_QOS,
-                                                 callback_group=ReentrantCallbackGroup())
-        self.create_service(QueryPerson, "query_person", self.on_query, qos_profile=SERVICE_QOS,
-                            callback_group=MutuallyExclusiveCallbackGroup())
+        # The index clients live on a helper node spun by its own thread: a request blocked
+        # waiting for the index's answer never holds the thread that would deliver it, so
+        # requests are served concurrently (a reentrant group; executor threads = requests in
+        # flight) without any risk of all threads waiting on answers nobody receives. One at
+        # a time (ros.concurrent: false) served 20 clients one index round trip after another.
+        self._client_node = rclpy.create_node(f"{self.get_name()}_index_client", namespace=self.get_namespace(),
+                                              context=self.context)
+        self.client = self._client_node.create_client(SearchGallery, "index/search_gallery", qos_profile=SERVICE_QOS)
+        self.similar_client = self._client_node.create_client(SimilarTracks, "index/similar_tracks",
+                                                              qos_profile=SERVICE_QOS)
+        self._client_exec = SingleThreadedExecutor(context=self.context)
+        self._client_exec.add_node(self._client_node)
+        self._client_stop = threading.Event()
+        self._client_thread = threading.Thread(target=self._spin_client, name="index_client", daemon=True)
+        self._client_thread.start()
+        group = ReentrantCallbackGroup() if self.ros["concurrent"] else MutuallyExclusiveCallbackGroup()
+        self.create_service(QueryPerson, "query_person", self.on_query, qos_profile=SERVICE_QOS, callback_group=group)
         self.create_service(FindSimilar, "find_similar", self.on_find_similar, qos_profile=SERVICE_QOS,
-                            callback_group=MutuallyExclusiveCallbackGroup())
+                            callback_group=group)
         self.pub = publisher(self, QueryResult, "query_matches", LATCHED_QOS)
         self.stats = StageStats(self, "query")
 
@@ -73,6 +87,20 @@ class QueryNode(ManagedNode):
                 raise QueryError(f"last_s must be a number of seconds >= 0, got {req.last_s}")
             since = max(since, self.get_clock().now().nanoseconds - int(req.last_s * 1e9), 1)
         return since
+
+    def _spin_client(self) -> None:
+        try:
+            while rclpy.ok(context=self.context) and not self._client_stop.is_set():
+                self._client_exec.spin_once(timeout_sec=0.1)
+        except Exception:  # noqa: BLE001 - the context goes away at shutdown
+            pass
+
+    def close(self) -> None:
+        self._client_stop.set()
+        if self._client_thread.is_alive():
+            self._client_thread.join(timeout=2.0)
+        self._client_exec.shutdown(timeout_sec=1.0)
+        self._client_node.destroy_node()
 
     def on_query(self, req, resp):
         resp.success = False
@@ -189,7 +217,7 @@ class QueryNode(ManagedNode):
 
 
 def main(args=None) -> int:
-    return run_node(QueryNode, multithreaded=True, args=args)
+    return run_node(QueryNode, multithreaded=True, threads=8, args=args)  # up to 8 requests in flight
 
 
 if __name__ == "__main__":

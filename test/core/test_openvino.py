@@ -45,6 +45,20 @@ def test_real_openvino_yolo_finds_all_four_people_on_bus(ov_model, bus):
     assert len(ids[2]) == 4 and ids[1] == ids[2]  # the same four tracks on a still image
 
 
+def test_openvino_runtime_path_matches_ultralytics(ov_model, bus):
+    """detector.threads > 0 runs the folder through the OpenVINO runtime directly: the same boxes as ultralytics."""
+    import numpy as np
+    with PersonTracker(DetectorConfig(backend="yolo", model=str(ov_model))) as ref, \
+            PersonTracker(DetectorConfig(backend="yolo", model=str(ov_model), threads=1)) as direct:
+        assert "OpenVINO runtime" in direct.detector.description and "threads 1" in direct.detector.description
+        a, b = ref.detect(bus), direct.detect(bus)
+        tracked = direct.update(Frame(image=bus, stamp_ns=1, source_id="cam", index=0))
+    assert len(a) == len(b) == 4
+    a, b = a[np.argsort(-a[:, 4])], b[np.argsort(-b[:, 4])]
+    assert np.abs(a[:, :4] - b[:, :4]).max() < 2.0 and np.abs(a[:, 4] - b[:, 4]).max() < 0.01
+    assert (b[:, 5] == 0).all() and len(tracked.people) == 4
+
+
 def test_ultralytics_track_api_on_the_openvino_folder(ov_model, bus):
     from ultralytics import YOLO
     model = YOLO(str(ov_model), task="detect")

@@ -123,7 +123,18 @@ def test_diagnostics_report_every_stage(graph, probe):
                 and float(d["/index: index"]["age_p95_ms"]) > 0)  # frame -> searchable
 
     probe.wait_for(reported, 30, "diagnostics of every node with rates, counts and latency")
-    assert probe.diagnostics["/embedder: embedder"]["model_id"].startswith("PS-Tiny-ViT@")
+    d = dict(probe.diagnostics)
+    assert d["/embedder: embedder"]["model_id"].startswith("PS-Tiny-ViT@")
+    # one clock: the camera plays the file live (late frames dropped and counted, stamps at capture), so
+    # every age is capture -> output on the node clock; each stage reports queue wait, work and age
+    cam = d["/cam0/camera: camera"]
+    assert int(cam["late"]) >= 0 and int(cam["dropped"]) >= int(cam["late"])
+    assert float(cam["age_p95_ms"]) < 1000  # stamped at capture, not on the video's clock
+    for stage in ("/cam0/detector: detector", "/embedder: embedder", "/index: index"):
+        for key in ("wait", "latency", "age"):
+            assert all(f"{key}_{q}_ms" in d[stage] for q in ("p50", "p95", "p99")), (stage, key)
+    assert float(d["/index: index"]["age_p99_ms"]) >= float(d["/index: index"]["age_p50_ms"])  # capture -> searchable
+    assert float(d["/embedder: embedder"]["first_seen_to_searchable_p95_ms"]) > 0
 
 
 def test_overlay_highlights_the_last_query(graph, probe):

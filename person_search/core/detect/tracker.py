@@ -35,6 +35,15 @@ def _tracker_args(cfg: DetectorConfig, overrides: Optional[Dict[str, Any]] = Non
     return IterableSimpleNamespace(**args)
 
 
+def make_yolo(cfg: DetectorConfig, weights):
+    """Return the YOLO detector for ``weights``: ultralytics, or the OpenVINO runtime directly (``threads`` > 0)."""
+    if weights.is_dir() and weights.name.endswith("_openvino_model") and cfg.threads > 0:
+        from person_search.core.detect.openvino_yolo import OpenVinoYolo
+        from person_search.core.detect.yolo import _exported_imgsz
+        return OpenVinoYolo(cfg, weights, _exported_imgsz(weights, cfg.imgsz))
+    return YoloDetector(cfg, weights)
+
+
 class PersonTracker:
     """Detect and track people frame by frame.
 
@@ -80,14 +89,14 @@ class PersonTracker:
         if cfg.backend == "yolo":
             if weights is None:
                 raise DetectorWeightsError(weights_missing_message(cfg.model))
-            return YoloDetector(cfg, weights)
+            return make_yolo(cfg, weights)
         # auto
         if weights is None:
             log.warning("detector weights %r not found locally; using the OpenCV HOG people detector instead "
                         "(weaker; see models/README.md to get YOLO weights)", cfg.model)
             return HogDetector(cfg)
         try:
-            return YoloDetector(cfg, weights)
+            return make_yolo(cfg, weights)
         except DetectorWeightsError as e:
             log.warning("%s; using the OpenCV HOG people detector instead", e)
             return HogDetector(cfg)

@@ -1,4 +1,4 @@
-"""Files and image folders: read on the caller's thread, stamped and paced on the video's own clock."""
+"""Files and image folders, read on the caller's thread: on the video's clock (offline) or played like a camera."""
 
 from __future__ import annotations
 
@@ -119,7 +119,8 @@ class MediaReader:
                 return None
         return None
 
-    def _read_media(self) -> Optional[Frame]:
+    def _next_kept(self) -> Optional[tuple]:
+        """(image, pos_ms, video time ms) of the next frame that ``fps`` sampling keeps; None at the end."""
         while True:
             got = self._media_next()
             if got is None:
@@ -129,14 +130,61 @@ class MediaReader:
             img, pos_ms = got
             t_ms = self._video_time_ms(pos_ms)
             if self._keep(t_ms):
-                break
+                return img, pos_ms, t_ms
+
+    def _read_media(self) -> Optional[Frame]:
         if self.cfg.realtime:
-            self._pace(t_ms)
+            return self._read_media_live()
+        got = self._next_kept()
+        if got is None:
+            return None
+        img, pos_ms, t_ms = got
         if self._start_ns is None:
             self._start_ns = time.time_ns() - int(t_ms * 1e6)
         stamp = max(self._start_ns + int(round(t_ms * 1e6)), self._last_stamp + 1)
         self._last_stamp = stamp
         return self._make_frame(img, stamp, pos_ms)
+
+    def _read_media_live(self) -> Optional[Frame]:
+        """Play the file like a camera: frame at video time v is due at t0 + v on the wall clock.
+
+        A frame is delivered when it is due (sleeping until then), stamped at that moment on
+        the capture clock (as a camera's grabber stamps). A frame found late, when the next
+        one is already due, is dropped and counted (``late``): frames are never queued, so
+        the stamps never fall behind the wall clock whatever the decoder or the consumer
+        manage. Where dropping does not catch up (the decoder itself is slower than the
+        video: a frame is later than the one dropped before it), or after ``rate`` drops in
+        a row, the frame is delivered and the video clock re-anchored (``reanchors``): the
+        file then plays at the rate the decoder manages, like a slow camera.
+        """
+        period_s = 1.0 / max(self.fps, 1e-9)
+        late_run = 0
+        prev_late = None
+        while True:
+            got = self._next_kept()
+            if got is None:
+                return None
+            img, pos_ms, t_ms = got
+            now = time.monotonic()
+            if self._pace_v0_ms < 0:
+                self._pace_t0, self._pace_v0_ms = now, t_ms
+            due = self._pace_t0 + (t_ms - self._pace_v0_ms) / 1000.0
+            if due > now:
+                time.sleep(due - now)
+                break
+            if now < due + period_s:  # late, but the next frame is not due yet: still the newest
+                break
+            lateness = now - due
+            if late_run >= max(1, int(round(self.fps))) or (prev_late is not None and lateness >= prev_late):
+                self._pace_t0 = now - (t_ms - self._pace_v0_ms) / 1000.0  # dropping does not catch up
+                with self._lock:
+                    self._reanchors += 1
+                break
+            late_run += 1
+            prev_late = lateness
+            with self._lock:
+                self._late += 1
+        return self._make_frame(img, self._stamp(), pos_ms)
 
     def _frame_period_ms(self) -> float:
         rate = self._native_fps if self.kind == "file" else self.fps
@@ -166,14 +214,3 @@ class MediaReader:
             return False
         self._last_bucket = bucket
         return True
-
-    def _pace(self, t_ms: float) -> None:
-        """Sleep until video time ``t_ms`` is due (start + position); re-anchor when far behind."""
-        now = time.monotonic()
-        if self._pace_v0_ms < 0:
-            self._pace_t0, self._pace_v0_ms = now, t_ms
-        due = self._pace_t0 + (t_ms - self._pace_v0_ms) / 1000.0
-        if due > now:
-            time.sleep(due - now)
-        elif now - due > 4 * self._frame_period_ms() / 1000.0:  # far behind (slow consumer): don't burst
-            self._pace_t0 = now - (t_ms - self._pace_v0_ms) / 1000.0

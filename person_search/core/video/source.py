@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional
 
+import cv2
 import numpy as np
 
 from person_search.core.config import VideoConfig
@@ -56,7 +57,7 @@ class VideoSource(MediaReader, LiveReader):
         self._pending: Optional[tuple] = None  # first frame, read at open to validate the file
         self._files: List[Path] = []
         self._file_pos = 0
-        self._pace_t0 = 0.0  # monotonic time when video time _pace_v0_ms is due
+        self._pace_t0 = 0.0  # realtime files: monotonic time when video time _pace_v0_ms is due
         self._pace_v0_ms = -1.0
         self._start_ns: Optional[int] = None  # wall time of video time 0 (set at the first frame)
         self._seen_loops = 0
@@ -65,6 +66,8 @@ class VideoSource(MediaReader, LiveReader):
         self._last_t_ms = 0.0
         self._last_bucket = -1  # fps sampling of files: the last (video second x fps) slot kept
         self._sampled_out = 0
+        self._late = 0  # realtime files: frames found late (the next one already due) and dropped
+        self._reanchors = 0  # realtime files: the decoder fell a second behind; the video clock moved on
         # live state
         self._latest: Optional[tuple] = None  # (image, stamp_ns)
         self._latest_seq = 0
@@ -130,14 +133,17 @@ class VideoSource(MediaReader, LiveReader):
     def stats(self) -> Dict[str, Any]:
         """Return the counters.
 
-        Frames delivered, dropped (live: grabbed but never taken; files: sampled out by
-        ``fps``), corrupt (undecodable frames skipped), reconnects (successful),
+        Frames delivered, dropped (all frames not delivered: live, grabbed but never taken;
+        files, sampled out by ``fps`` or late), late (realtime files: not deliverable in
+        time), reanchors, corrupt (undecodable frames skipped), reconnects (successful),
         reconnect_attempts, loops.
         """
         with self._lock:
             return {
                 "frames": self._frames,
-                "dropped": self._dropped + self._sampled_out,
+                "dropped": self._dropped + self._sampled_out + self._late,
+                "late": self._late,
+                "reanchors": self._reanchors,
                 "corrupt": self._corrupt,
                 "reconnects": self._reconnects,
                 "reconnect_attempts": self._reconnect_attempts,
@@ -212,6 +218,7 @@ class VideoSource(MediaReader, LiveReader):
             return s
 
     def _make_frame(self, image: np.ndarray, stamp: int, pos_ms: float = -1.0) -> Frame:
+        image = downscale(image, self.cfg.max_width)
         f = Frame(image=image, stamp_ns=stamp, source_id=self.cfg.source_id, index=self._index, pos_ms=pos_ms)
         self._index += 1
         with self._lock:
@@ -232,6 +239,15 @@ class VideoSource(MediaReader, LiveReader):
             drop_cap(cap)
             return None
         return cap
+
+
+def downscale(image: np.ndarray, max_width: int) -> np.ndarray:
+    """Shrink ``image`` to at most ``max_width`` pixels wide, keeping its aspect (0 = as is)."""
+    h, w = image.shape[:2]
+    if max_width <= 0 or w <= max_width:
+        return image
+    size = (int(max_width), max(1, int(round(h * max_width / w))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def open_source(cfg: VideoConfig, capture_factory: Optional[CaptureFactory] = None) -> VideoSource:
