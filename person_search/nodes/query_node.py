@@ -53,8 +53,11 @@ class QueryNode(ManagedNode):
         # requests are served concurrently (a reentrant group; executor threads = requests in
         # flight) without any risk of all threads waiting on answers nobody receives. One at
         # a time (ros.concurrent: false) served 20 clients one index round trip after another.
+        # Not the process's global arguments: `__node:=query` and the parameter file would
+        # make it a second /query node, answering parameter services it does not declare.
         self._client_node = rclpy.create_node(f"{self.get_name()}_index_client", namespace=self.get_namespace(),
-                                              context=self.context)
+                                              context=self.context, use_global_arguments=False,
+                                              start_parameter_services=False)
         self.client = self._client_node.create_client(SearchGallery, "index/search_gallery", qos_profile=SERVICE_QOS)
         self.similar_client = self._client_node.create_client(SimilarTracks, "index/similar_tracks",
                                                               qos_profile=SERVICE_QOS)
