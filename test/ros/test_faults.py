@@ -17,6 +17,7 @@ import pytest
 from person_search.core.types import EmbeddingBatch
 from person_search.graph import NodeSpec
 from person_search.launcher import Graph, config_path
+from procs import node_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 64
@@ -117,23 +118,7 @@ def test_failed_snapshot_write_keeps_the_previous_snapshot(tmp_path, probe, publ
 
 def _node_pids(up_pid: int) -> dict:
     """Return {fully qualified node name: pid} of the children of ``up`` (from their command lines)."""
-    out = {}
-    for task in Path(f"/proc/{up_pid}/task").glob("*"):
-        try:
-            kids = [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for pid in kids:
-            try:
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            args = [a.decode() for a in argv]
-            name = next((a.split(":=", 1)[1] for a in args if a.startswith("__node:=")), None)
-            ns = next((a.split(":=", 1)[1] for a in args if a.startswith("__ns:=")), "")
-            if name:
-                out[f"{ns}/{name}" if ns else f"/{name}"] = pid
-    return out
+    return {name: pid for pid, name in node_processes(up_pid).items()}
 
 
 def test_kill9_of_each_node_in_turn_is_survived_under_up(sample_video, tmp_path, probe):

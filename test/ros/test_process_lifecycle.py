@@ -10,27 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import alive, children
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _children(pid: int) -> set:
-    """Return the pids of the direct children of ``pid`` (Linux /proc)."""
-    out = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out.update(int(c) for c in (task / "children").read_text().split())
-        except OSError:
-            pass
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _wait(pred, timeout: float) -> bool:
@@ -44,7 +26,7 @@ def _wait(pred, timeout: float) -> bool:
 
 def _kill_all(up: subprocess.Popen) -> None:
     """Kill ``up`` and whatever children it still has (test clean-up)."""
-    kids = _children(up.pid)
+    kids = children(up.pid)
     if up.poll() is None:
         up.kill()
     for p in kids:
@@ -59,14 +41,14 @@ def test_sigkill_of_up_leaves_no_node(sample_video, tmp_path):
                            str(sample_video), "--loop", "--log-dir", str(tmp_path / "logs")],
                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait(lambda: len(_children(up.pid)) >= 5, 60), "up never started its 5 nodes"
-        nodes = _children(up.pid)
+        assert _wait(lambda: len(children(up.pid)) >= 5, 60), "up never started its 5 nodes"
+        nodes = children(up.pid)
         time.sleep(2.0)  # let them get into model loading / spinning
-        assert all(_alive(p) for p in nodes), "a node died on its own"
+        assert all(alive(p) for p in nodes), "a node died on its own"
         up.send_signal(signal.SIGKILL)
         up.wait(10)
-        assert _wait(lambda: not any(_alive(p) for p in nodes), 15), \
-            f"nodes outlived a killed `up`: {[p for p in nodes if _alive(p)]}"
+        assert _wait(lambda: not any(alive(p) for p in nodes), 15), \
+            f"nodes outlived a killed `up`: {[p for p in nodes if alive(p)]}"
     finally:
         _kill_all(up)
 
@@ -100,15 +82,15 @@ def test_up_stops_every_node_on_a_signal(sample_video, tmp_path, sig):
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
-        assert _wait(lambda: len(_children(up.pid)) >= 5, 60), "up never started its 5 nodes"
-        nodes = _children(up.pid)
+        assert _wait(lambda: len(children(up.pid)) >= 5, 60), "up never started its 5 nodes"
+        nodes = children(up.pid)
         time.sleep(2.0)
-        assert all(_alive(p) for p in nodes), "a node died on its own"
+        assert all(alive(p) for p in nodes), "a node died on its own"
         t0 = time.monotonic()
         up.send_signal(sig)
         code = up.wait(15)
         took = time.monotonic() - t0
-        left = [p for p in nodes if _alive(p)]
+        left = [p for p in nodes if alive(p)]
         out = up.stdout.read()
         assert code == 0 and took < 10.0, f"up exited with {code} after {took:.1f} s: {out[-2000:]}"
         assert not left, f"nodes still running when up had exited: {left}"

@@ -9,6 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import procs
+from procs import alive  # noqa: F401 - the launch tests import it from here
+
 NODE_EXECUTABLES = ("camera_node", "detector_node", "embedder_node", "index_node", "query_node")
 
 
@@ -20,32 +23,7 @@ def launch_file(name: str) -> str:
 
 def node_processes(parent: int) -> dict:
     """Return {pid: fully qualified node name} of the person_search nodes that are children of ``parent``."""
-    out = {}
-    for task in Path(f"/proc/{parent}/task").glob("*"):
-        try:
-            kids = [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for pid in kids:
-            try:
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-            except OSError:
-                continue
-            if not any(a.endswith(NODE_EXECUTABLES) for a in argv[:2]) or not alive(pid):
-                continue
-            name = next((a.split(":=", 1)[1] for a in argv if a.startswith("__node:=")), "?")
-            ns = next((a.split(":=", 1)[1] for a in argv if a.startswith("__ns:=")), "")
-            out[pid] = f"{ns}/{name}"
-    return out
-
-
-def alive(pid: int) -> bool:
-    """Return whether ``pid`` runs (a zombie does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return procs.node_processes(parent, NODE_EXECUTABLES)
 
 
 def wait_until(pred, timeout: float, what: str, step: float = 0.2):
