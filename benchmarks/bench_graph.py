@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from graph_probe import DiagnosticsProbe, private_domain  # noqa: E402
 from machine import cpu_line  # noqa: E402
+from run_record import git_commit  # noqa: E402
 
 GRACE_S = 2.0  # a track seen this long should be searchable
 
@@ -148,19 +148,6 @@ def report_tracks(probe: Probe, t0_ns: int, t1_ns: int) -> dict:
 
 
 QS = (("p50", .5), ("p95", .95), ("p99", .99))
-
-
-def git_commit() -> str:
-    """Return the commit of the checkout (with "+dirty" when it has changes), or "unknown"."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def stage_rows(final: dict, first: dict, seconds: float) -> dict:

@@ -156,7 +156,7 @@ def main() -> int:
                "queries_s": round(len(lat) / a.seconds, 1), **figs, "ingest_base": round(base, 2),
                "ingest_loaded": round(loaded, 2)}
         try:
-            from bench_graph import git_commit
+            from run_record import git_commit
             rec["git"] = git_commit()
         except Exception:  # noqa: BLE001 - the record is still useful without it
             rec["git"] = "unknown"

@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from graph_probe import private_domain  # noqa: E402
 from machine import cpu_line, cpu_model  # noqa: E402
+from run_record import git_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = ["red", "blue", "black", "white", "green", "yellow", "grey", "brown", "pink", "orange"]
@@ -152,17 +152,6 @@ def page_weight(port: int) -> dict:
     gz = sum(len(gzip.compress(b, 9)) for b in files.values())
     return {"files": {k: len(v) for k, v in files.items()}, "total_kB": round(raw / 1024, 1),
             "gzip_kB": round(gz / 1024, 1), "external_requests": 0}
-
-
-def git_commit() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> int:
