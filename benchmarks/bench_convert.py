@@ -6,12 +6,13 @@ element in Python, while an ``array.array('B')`` filled with ``frombytes`` (what
 and ``person_search.nodes.convert`` do) is taken as is. Both ways are timed here in the same
 run, with checks on (``check_fields=True``, the Humble behaviour) and off.
 
-    tools/env.sh python benchmarks/bench_convert.py [--width 960 --height 540 --repeat 20]
+    tools/env.sh python benchmarks/bench_convert.py [--width 960 --height 540 --repeat 20] [--json docs/bench_convert.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import cpu_line  # noqa: E402
+from run_record import new_record  # noqa: E402
 
 
 def _time(fn, repeat: int) -> float:
@@ -45,6 +47,7 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=960)
     ap.add_argument("--height", type=int, default=540)
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--json", metavar="FILE", help="also write the cells with the run record to FILE")
     a = ap.parse_args()
 
     from sensor_msgs.msg import Image
@@ -72,15 +75,23 @@ def main() -> int:
     print(f"{a.width}x{a.height} bgr8 ({len(raw) / 1e6:.2f} MB), each cell the median of the calls in its "
           f"column 'n', {cpu_line()}")
     print(f"{'field checks':<14}{'msg.data = bytes':>18}{'n':>4}{'data.frombytes':>16}{'n':>4}{'ratio':>8}")
+    rec = new_record(vars(a), "bench_convert")
+    cells = []
     for checks in (True, False):
         n_old = slow_repeat(a.repeat) if checks else a.repeat
         t_old = _time(lambda: old_way(checks), n_old)
         t_new = _time(lambda: new_way(checks), a.repeat)
         print(f"{'on' if checks else 'off':<14}{1e3 * t_old:>15.2f} ms{n_old:>4}{1e3 * t_new:>13.2f} ms"
               f"{a.repeat:>4}{t_old / t_new:>7.0f}x")
+        cells.append({"field_checks": checks, "bytes_ms": 1e3 * t_old, "bytes_n": n_old,
+                      "frombytes_ms": 1e3 * t_new, "frombytes_n": a.repeat, "ratio": t_old / t_new})
     t_conv = _time(lambda: convert.bgr_to_image(img), a.repeat)
     print(f"convert.bgr_to_image (whole message, environment default checks): {1e3 * t_conv:.2f} ms, median of "
           f"{a.repeat}")
+    if a.json:
+        out = dict(rec, cells=cells, bgr_to_image_ms=1e3 * t_conv, frame=[a.width, a.height])
+        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {a.json}")
     return 0
 
 
