@@ -6,7 +6,8 @@ element in Python, while an ``array.array('B')`` filled with ``frombytes`` (what
 and ``person_search.nodes.convert`` do) is taken as is. Both ways are timed here in the same
 run, with checks on (``check_fields=True``, the Humble behaviour) and off.
 
-    tools/env.sh python benchmarks/bench_convert.py [--width 960 --height 540 --repeat 20] [--json docs/bench_convert.json]
+    tools/env.sh python benchmarks/bench_convert.py [--width 960 --height 540 --repeat 20]
+        [--json docs/bench_convert.json]
 """
 
 from __future__ import annotations
