@@ -1,0 +1,200 @@
+"""What every benchmark shares: the machine it ran on, the run record, memory, percentiles, timing, results files.
+
+* machine: :func:`cpu_model`, :func:`cpu_line` (model, cores, load average: figures on a shared box move with it);
+* run record (:func:`new_record`): which run made a result, from which commit, with which arguments, where, under
+  which load. A ratio or a verdict is formed only between results that carry the same ``run_id`` (timed in one run,
+  on one machine, under the load recorded); a result without a record is shown as such and used in neither;
+* memory: :func:`rss_bytes` (any process), :func:`proc_status_bytes`, :func:`reset_peak_rss`, :func:`peak_rss_mb`;
+* statistics and timing: :func:`percentile_ms`, :func:`time_calls`;
+* results files: :func:`write_results` (JSON next to the document it feeds, under ``docs/``) and
+  :func:`replace_block` (a document's generated table between ``<!-- results:NAME -->`` markers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Union
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"  # results files live here, next to the document they feed
+
+
+# -- machine ---------------------------------------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    """Return the CPU model name (Linux /proc/cpuinfo), else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine() or "unknown CPU"
+
+
+def load_average() -> tuple:
+    """Return the 1/5/15-minute load averages (NaN where the platform has none)."""
+    return os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+
+
+def cpu_line() -> str:
+    """Return the CPU model, core count and load average, for the record."""
+    load = load_average()
+    return f"{cpu_model()}, {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+# -- run record ------------------------------------------------------------------------------------------------------
+
+def git_commit(root: Path = ROOT) -> str:
+    """Return HEAD's commit, ``+dirty`` when tracked code differs from it, or "unknown" outside a checkout.
+
+    Documents and results files (``docs/``, ``*.md``) do not count: a benchmark rewrites its own results file
+    while it runs.
+    """
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                 capture_output=True, text=True, timeout=10).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    code = [ln[3:] for ln in changed if not ln[3:].startswith("docs/") and not ln[3:].endswith(".md")]
+    return (head or "unknown") + ("+dirty" if head and code else "")
+
+
+def new_record(args: dict, kind: str) -> dict:
+    """Return a fresh run record: id, kind, commit, arguments, machine and its load now."""
+    load = load_average()
+    return {"run_id": f"{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}",
+            "kind": kind, "commit": git_commit(), "args": dict(args),
+            "machine": {"cpu": cpu_model(), "cores": os.cpu_count()}, "load1_start": round(load[0], 2),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def finish_record(record: dict) -> dict:
+    """Return ``record`` with the load average and the time at the end of the run added."""
+    return dict(record, load1_end=round(load_average()[0], 2),
+                finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+def run_id(result: Optional[dict]) -> Optional[str]:
+    """Return the run id a cached result carries, or None (no record: an earlier version of the code made it)."""
+    return ((result or {}).get("run") or {}).get("run_id")
+
+
+def same_run(*results: Optional[dict]) -> bool:
+    """Return True when every result carries a run record and all carry the same run id."""
+    ids = {run_id(r) for r in results}
+    return len(ids) == 1 and None not in ids
+
+
+# -- memory ----------------------------------------------------------------------------------------------------------
+
+def proc_status_bytes(field: str, pid: Union[int, str] = "self") -> Optional[int]:
+    """Return a size field of /proc/PID/status (``VmRSS``, ``VmHWM``, ...) in bytes; None if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def rss_bytes(pid: Union[int, str] = "self") -> Optional[int]:
+    """Return the resident set size of a process (Linux /proc), None if it is gone."""
+    return proc_status_bytes("VmRSS", pid)
+
+
+def rss_mb(pid: Union[int, str] = "self") -> float:
+    """Return the resident set size in MiB (NaN where /proc cannot tell)."""
+    r = rss_bytes(pid)
+    return r / 2 ** 20 if r is not None else float("nan")
+
+
+def peak_rss_mb() -> float:
+    """Return this process's peak resident set size so far in MiB (``getrusage``; kB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Give free heap memory back to the OS (glibc), then reset VmHWM; False where that is not possible."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+# -- statistics and timing -------------------------------------------------------------------------------------------
+
+def percentile_ms(seconds: Iterable[float], q) -> float:
+    """Return the ``q``-th percentile (or percentiles) of durations given in seconds, in ms; NaN when empty."""
+    import numpy as np
+
+    values = np.asarray(list(seconds), dtype=float)
+    if values.size == 0:
+        return float("nan")
+    out = np.percentile(values * 1e3, q)
+    return float(out) if np.ndim(out) == 0 else [float(v) for v in out]
+
+
+def time_calls(fn: Callable[[], object], *, calls: int = 0, seconds: float = 0.0, max_calls: int = 1_000_000,
+               warmup: int = 1, sync: Optional[Callable[[], object]] = None) -> List[float]:
+    """Return the seconds of each timed call of ``fn()``: at least ``calls``, more until ``seconds`` have passed.
+
+    ``warmup`` untimed calls come first (shape-specific kernels, allocations); ``max_calls`` caps the count;
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs before and after every timed call, so the time is the work's.
+    """
+    for _ in range(warmup):
+        fn()
+    out: List[float] = []
+    t_end = time.perf_counter() + seconds
+    while len(out) < max_calls and (len(out) < max(1, calls) or time.perf_counter() < t_end):
+        if sync is not None:
+            sync()
+        t0 = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+# -- results files ---------------------------------------------------------------------------------------------------
+
+def write_results(path: Union[str, Path], record: dict, **payload) -> Path:
+    """Write ``payload`` with its run record (``run``) as JSON to ``path``; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"run": finish_record(record), **payload}, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
+def replace_block(doc: Union[str, Path], name: str, text: str) -> bool:
+    """Replace what stands between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in ``doc``.
+
+    Returns False (and leaves the file alone) when the document has no such block.
+    """
+    doc = Path(doc)
+    src = doc.read_text()
+    pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
+    if not pattern.search(src):
+        return False
+    doc.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(2), src, count=1))
+    print(f"updated the '{name}' block of {doc}")
+    return True
