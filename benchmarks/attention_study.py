@@ -1,12 +1,12 @@
 """The attention study: speed, memory and accuracy of the attention variants and the small encoders.
 
-    tools/env.sh python benchmarks/attention_study.py [--quick] [--only speed|memory|accuracy|report] [--seeds 3]
+    tools/env.sh python -m benchmarks.attention_study [--quick] [--only speed|memory|accuracy|report] [--seeds 3]
 
 Every cell (one tower at one input size; one training run) runs in a fresh subprocess
-(``benchmarks/study_cells.py``) and its result is cached in ``docs/attention_study_cells.json``
+(``python -m benchmarks.study_cells``) and its result is cached in ``docs/attention_study_cells.json``
 (training) or ``docs/attention_study_speed_cells.json`` (speed, memory) as soon as it finishes, with the record
 of the run that made it (``run``: run id, git commit, arguments, machine, load average; see
-``benchmarks/run_record.py``). ``--only report`` rewrites ``docs/attention_study.md`` and its PNGs from the
+``benchmarks/common.py``). ``--only report`` rewrites ``docs/attention_study.md`` and its PNGs from the
 cache alone.
 
 A speed or memory run measures every cell of its kind again (a new run id); an interrupted run resumes under
@@ -32,44 +32,11 @@ from typing import List
 
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_record import new_record, run_id  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs"
-CACHE = DOCS / "attention_study_cells.json"  # training cells
-SPEED_CACHE = DOCS / "attention_study_speed_cells.json"
-WORK = ROOT / "runs" / "attention_study"  # generated data, model configs, checkpoints (not committed)
-SHAPES = {"deploy": (384, 128), "large": (768, 256)}
-VIT = "ViT-B-16"
-VARIANTS = {  # name -> encoder.attention of the deploy-size ViT-B/16
-    "sdpa": {"kind": "sdpa"}, "eager": {"kind": "eager"},
-    "window": {"kind": "window", "window_size": 7}, "sparse": {"kind": "sparse", "sparse_block": 4, "sparse_stride": 8},
-    "lam": {"kind": "lam"}, "prune": {"kind": "prune", "prune_keep": 0.5},
-}
-SMALL = ["PS-MobileNetV3-L", "PS-EfficientNet-B0", "PS-MobileNetV4-S", "TinyCLIP-ViT-8M-16-Text-3M", "MobileCLIP-S1"]
-STUDY_VIT = {"embed_dim": 64, "vision_cfg": {"image_size": [96, 32], "layers": 6, "width": 64, "head_width": 32,
-                                             "patch_size": 8},
-             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
-TRAIN_SIZE = (96, 32)  # a 12 x 4 patch grid at patch 8
-# study-scale small encoders: the shipped timm image towers with the study ViT's text tower and embedding width, so
-# that every cell trains the same text side and only the image tower (or its attention) differs
-SMALL_STUDY = {"PS-Study-MobileNetV4-S": "PS-MobileNetV4-S", "PS-Study-MobileNetV3-L": "PS-MobileNetV3-L",
-               "PS-Study-EfficientNet-B0": "PS-EfficientNet-B0"}
-TRAIN_CELLS = {  # name -> (arch, attention); in priority order
-    "sdpa": ("PS-Study-ViT", {"kind": "sdpa"}),
-    "prune 0.5": ("PS-Study-ViT", {"kind": "prune", "prune_keep": 0.5}),
-    "window 5": ("PS-Study-ViT", {"kind": "window", "window_size": 5}),
-    "lam": ("PS-Study-ViT", {"kind": "lam"}),
-    "MobileNetV4-S": ("PS-Study-MobileNetV4-S", {"kind": "sdpa"}),
-    "sparse": ("PS-Study-ViT", {"kind": "sparse", "sparse_block": 4, "sparse_stride": 8}),
-    "MobileNetV3-L": ("PS-Study-MobileNetV3-L", {"kind": "sdpa"}),
-    "EfficientNet-B0": ("PS-Study-EfficientNet-B0", {"kind": "sdpa"}),
-}
-SPEED_OF = {"sdpa": (VIT, "sdpa"), "prune 0.5": (VIT, "prune"), "window 5": (VIT, "window"), "lam": (VIT, "lam"),
-            "sparse": (VIT, "sparse"), "MobileNetV4-S": ("PS-MobileNetV4-S", "sdpa"),
-            "MobileNetV3-L": ("PS-MobileNetV3-L", "sdpa"), "EfficientNet-B0": ("PS-EfficientNet-B0", "sdpa")}
-
+from benchmarks.common import load_average, new_record, run_id
+from benchmarks.study_plan import (CACHE, DOCS, ROOT, SHAPES, SMALL, SMALL_STUDY, SPEED_CACHE, SPEED_OF,  # noqa: F401
+                                   STUDY_VIT, TRAIN_CELLS, TRAIN_SIZE, VARIANTS, VIT, WORK, current_recipe,
+                                   recipe_of)
+from benchmarks.study_report import write_report
 
 TRAIN_PREFIXES = ("train|", "run|accuracy")
 SPEED_PREFIXES = ("speed|", "attnmem|", "run|speed", "run|memory")
@@ -104,7 +71,7 @@ def run_cell(kind: str, spec: dict, timeout: float) -> dict:
     """Run one cell in a fresh subprocess; return its JSON result or {"error": ...}."""
     env = dict(os.environ, OMP_NUM_THREADS=str(spec.get("threads", 2)))
     try:
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_cells.py"), kind, json.dumps(spec)],
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.study_cells", kind, json.dumps(spec)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
@@ -185,8 +152,8 @@ def start_run(cache: dict, args, kind: str, keys: List[str]) -> dict:
 
 
 def _cell_record(rec: dict) -> dict:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return {k: rec[k] for k in ("run_id", "commit", "args", "machine", "load1_start")} | {"load1_cell": load}
+    keep = ("run_id", "commit", "args", "machine", "load1_start")
+    return {k: rec[k] for k in keep} | {"load1_cell": load_average()[0]}
 
 
 def run_speed(args, cache: dict, kind: str = "speed") -> None:
@@ -234,23 +201,6 @@ def write_study_configs(cfg_dir: Path) -> List[Path]:
         written.append(cfg_dir / f"{name}.json")
         written[-1].write_text(json.dumps(cfg))
     return written
-
-
-RECIPE_KEYS = ("data", "ids", "size", "batch", "lr", "warmup", "epochs", "init")
-
-
-def recipe_of(spec: dict) -> dict:
-    """Return what makes two training cells comparable: the recipe of their spec (not the model, seed or threads).
-
-    Cells made before the seed drew the initial weights have no ``init`` and match no current recipe.
-    """
-    return {k: spec.get(k) for k in RECIPE_KEYS}
-
-
-def current_recipe(args) -> dict:
-    """Return the recipe ``args`` train with."""
-    return {"data": str((WORK / f"data_{args.ids}").relative_to(ROOT)), "ids": args.ids, "size": list(TRAIN_SIZE),
-            "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "init": "seed"}
 
 
 def run_accuracy(args, cache: dict) -> None:
@@ -331,8 +281,6 @@ def main() -> None:
         run_speed(args, cache, "memory")
     if args.only in (None, "accuracy"):
         run_accuracy(args, cache)
-    from study_report import write_report
-
     write_report(cache, args)
 
 

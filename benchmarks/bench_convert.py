@@ -6,7 +6,7 @@ element in Python, while an ``array.array('B')`` filled with ``frombytes`` (what
 and ``person_search.nodes.convert`` do) is taken as is. Both ways are timed here in the same
 run, with checks on (``check_fields=True``, the Humble behaviour) and off.
 
-    tools/env.sh python benchmarks/bench_convert.py [--width 960 --height 540 --repeat 20]
+    tools/env.sh python -m benchmarks.bench_convert [--width 960 --height 540 --repeat 20]
         [--json docs/bench_convert.json]
 """
 
@@ -14,28 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from machine import cpu_line  # noqa: E402
-from run_record import new_record  # noqa: E402
+from benchmarks.common import cpu_line, new_record, time_calls
 
 
 def _time(fn, repeat: int) -> float:
     """Return the median seconds of ``fn()`` over ``repeat`` runs (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(np.median(time_calls(fn, calls=repeat, max_calls=repeat)))
 
 
 def slow_repeat(repeat: int) -> int:

@@ -11,7 +11,7 @@ Without ``--weights`` the ``.pt`` is a randomly initialised YOLO11n (``yolo11n.y
 export paths and speed are real, its detections are not (speed does not depend on the weights;
 int8 calibration then only proves the path). With a real ``yolo11n.pt`` pass ``--weights``.
 
-    tools/env.sh python benchmarks/bench_detector.py [--weights yolo11n.pt] [--frames 40] [--no-int8]
+    tools/env.sh python -m benchmarks.bench_detector [--weights yolo11n.pt] [--frames 40] [--no-int8]
 
 int8 needs nncf: ``tools/env.sh pip install -r requirements-export.txt``.
 """
@@ -25,11 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from machine import cpu_line  # noqa: E402
+from benchmarks.common import ROOT, cpu_line
 
 
 def frames_of(video: Path, n: int):

@@ -13,7 +13,7 @@ embeddings (min over the batch) and the RSS added by building the variant (basel
 RSS with the baseline model). All measured in one run, same threads, random weights.
 
 Example (default, ~5 min on 2 cores):
-    python benchmarks/bench_embedder.py --archs ViT-B-16 ViT-B-32 MobileCLIP-S1 --batches 1 8 32 --threads 2
+    python -m benchmarks.bench_embedder --archs ViT-B-16 ViT-B-32 MobileCLIP-S1 --batches 1 8 32 --threads 2
 
 ``--reid MODEL`` (e.g. ``osnet_x0_25_msmt17/osnet_x0_25_msmt17.onnx``) adds a row ``reid`` per
 arch x batch: the re-id encoder (``reid.backend`` onnx by default) on the same crops, timed
@@ -35,48 +35,18 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from person_search.core.attention.registry import KERNELS  # noqa: E402
-from person_search.core.backends.registry import BACKENDS  # noqa: E402
-from person_search.core.config import AttentionConfig, EncoderConfig  # noqa: E402
-from person_search.core.encoder import ClipEncoder  # noqa: E402
-from person_search.core.models.registry import native_image_size, open_clip_registered  # noqa: E402
+from benchmarks.common import cpu_model, rss_mb
+from person_search.core.attention.registry import KERNELS
+from person_search.core.backends.registry import BACKENDS
+from person_search.core.config import AttentionConfig, EncoderConfig
+from person_search.core.encoder import ClipEncoder
+from person_search.core.models.registry import native_image_size, open_clip_registered
 
 VARIANTS = tuple(n for n in BACKENDS.names() if "cpu" in BACKENDS.get(n).devices)  # CPU rows; GPU rows below
-
-
-def rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-
-        return platform.processor() or "unknown CPU"
-
-
-def timed(fn, n_items: int, seconds: float, min_iters: int = 1, max_iters: int = 1000) -> float:
-    fn()  # warm-up (shape-specific kernels / ORT allocations)
-    t0 = time.perf_counter()
-    k = 0
-    while k < min_iters or (time.perf_counter() - t0 < seconds and k < max_iters):
-        fn()
-        k += 1
-    return n_items * k / (time.perf_counter() - t0)
 
 
 def main(argv=None) -> int:
@@ -182,7 +152,7 @@ def main(argv=None) -> int:
         del base, encs, calls, fn, run_base
         gc.collect()
     if torch.cuda.is_available():
-        import gpu_rows
+        from benchmarks import gpu_rows
 
         emit(f"GPU rows: {torch.cuda.get_device_name()}, image {args.gpu_size}, ratio to {gpu_rows.BASELINE}")
         h, w = (int(v) for v in args.gpu_size.lower().split("x"))

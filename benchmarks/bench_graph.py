@@ -22,7 +22,7 @@ The baseline, measured in the same run, is the same pipeline in one process with
 (`OfflinePipeline`, as fast as possible, on the first --baseline-frames frames; 0 = skip).
 ``--json FILE`` appends the figures, the command, the git commit and the machine as one record.
 
-    tools/env.sh python benchmarks/bench_graph.py [--config cpu] [--seconds 40] [--video PATH | --crowd 15]
+    tools/env.sh python -m benchmarks.bench_graph [--config cpu] [--seconds 40] [--video PATH | --crowd 15]
         [--fps 30] [--set k=v ...] [--json FILE] [--label NAME]
 
 The cpu config uses the OpenVINO int8 YOLO11n where it is found (models/, or the shared
@@ -41,12 +41,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from graph_probe import DiagnosticsProbe, private_domain  # noqa: E402
-from machine import cpu_line  # noqa: E402
-from run_record import git_commit  # noqa: E402
+from benchmarks.common import cpu_line, git_commit
+from benchmarks.graph_probe import DiagnosticsProbe, private_domain
 
 GRACE_S = 2.0  # a track seen this long should be searchable
 
@@ -273,7 +269,7 @@ def main() -> int:
     tracks = report_tracks(probe, t0_ns, t1_ns)
     print(f"load average: start {load0[0]:.2f}, end {load1[0]:.2f} (1 min)")
     if a.json:
-        rec = {"label": a.label, "command": "tools/env.sh python benchmarks/bench_graph.py " + " ".join(sys.argv[1:]),
+        rec = {"label": a.label, "command": "tools/env.sh python -m benchmarks.bench_graph " + " ".join(sys.argv[1:]),
                "git": git_commit(), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "machine": {"cpu": cpu_line(), "node": platform.node()},
                "load_avg_start": [round(x, 2) for x in load0], "load_avg_end": [round(x, 2) for x in load1],

@@ -9,8 +9,8 @@ searchable p95, the share of tracks seen for 2 s searchable within 2 s, and the 
 average at the start and end of each row (the machine is shared: compare rows of one run
 only). Every row is appended to ``--json`` (JSON lines, with the command of each row).
 
-    tools/env.sh python benchmarks/bench_levers.py --video street.mp4 [--seconds 40] [--json FILE]
-    tools/env.sh python benchmarks/bench_levers.py --crowd 15 --fps 30 --size 1920x1080   # generated stand-in
+    tools/env.sh python -m benchmarks.bench_levers --video street.mp4 [--seconds 40] [--json FILE]
+    tools/env.sh python -m benchmarks.bench_levers --crowd 15 --fps 30 --size 1920x1080   # generated stand-in
 
 The default levers (cumulative; the row "small tower" is config/cpu.yaml as shipped):
 
@@ -78,7 +78,6 @@ def main() -> int:
 
     video = a.video
     if not video:
-        sys.path.insert(0, str(HERE.parent))
         from person_search.core.crowd import make_crowd_video
         w, h = (int(v) for v in a.size.lower().split("x"))
         video = str(make_crowd_video(Path(tempfile.mkdtemp(prefix="levers_")) / "crowd.mp4", people=a.crowd,
@@ -89,12 +88,12 @@ def main() -> int:
     for label, sets in row_sets(LEVERS, a.alone):
         if a.only and label not in a.only:
             continue
-        cmd = [sys.executable, str(HERE / "bench_graph.py"), "--config", a.config, "--video", video, "--seconds",
+        cmd = [sys.executable, "-m", "benchmarks.bench_graph", "--config", a.config, "--video", video, "--seconds",
                str(a.seconds), "--baseline-frames", "0", "--json", out, "--label", label]
         for s in sets:
             cmd += ["--set", s]
         print(f"\n=== {label}: {' '.join(cmd[1:])}  (load {os.getloadavg()[0]:.2f})", flush=True)
-        p = subprocess.run(cmd, text=True, capture_output=True)
+        p = subprocess.run(cmd, text=True, capture_output=True, cwd=HERE.parent)
         print("\n".join(p.stdout.splitlines()[-12:]))
         if p.returncode:
             print(f"row {label!r} failed ({p.returncode}): {p.stderr[-1500:]}", file=sys.stderr)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load: many concurrent /query_person clients while the graph ingests a looping video.
 
-    tools/env.sh python benchmarks/bench_load.py [--clients 20] [--seconds 60] [--config test] [--json FILE]
+    tools/env.sh python -m benchmarks.bench_load [--clients 20] [--seconds 60] [--config test] [--json FILE]
 
 Phase 1 measures the ingest rate (embeddings/s into the index) with no queries; phase 2
 runs ``--clients`` client threads, each asking a different description back to back, for
@@ -28,9 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from graph_probe import DiagnosticsProbe, private_domain  # noqa: E402
+from benchmarks.common import cpu_line, git_commit, percentile_ms
+from benchmarks.graph_probe import DiagnosticsProbe, private_domain
 
 COLOURS = ["red", "blue", "black", "white", "green", "yellow", "grey", "brown", "pink", "orange"]
 THINGS = ["jacket", "shirt", "coat", "dress", "hoodie", "sweater", "t-shirt", "suit"]
@@ -130,7 +129,8 @@ def main() -> int:
         dead = graph.dead()
     probe.close()
 
-    lat = np.array([r[0] for r in rows if r[1]]) * 1e3
+    secs = [r[0] for r in rows if r[1]]
+    lat = np.array(secs) * 1e3
     errors = [r for r in rows if not r[1]]
     print(f"\nload: {a.clients} concurrent /query_person clients for {a.seconds:.0f} s, config {a.config}, "
           f"looping 6 s sample video (random weights), client QoS depth {qos.depth}, query node "
@@ -139,27 +139,22 @@ def main() -> int:
           + (f" (first: {errors[0][2]!r}; call numbers {sorted({r[3] for r in errors})[:5]})" if errors else ""))
     figs = {}
     if len(lat):
-        p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+        p50, p95, p99 = percentile_ms(secs, [50, 95, 99])
         print(f"latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  max {lat.max():.1f}")
         figs = {"p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "p99_ms": round(p99, 1),
                 "max_ms": round(float(lat.max()), 1)}
     print(f"ingest: {base:.2f} batches/s without queries, {loaded:.2f} with (held {loaded / max(base, 1e-9):.2f})")
     load1 = os.getloadavg()
-    from machine import cpu_line
     print(f"CPU: {cpu_line()}; load average at start {load0[0]:.2f}, end {load1[0]:.2f} (1 min)")
     if a.json:
-        rec = {"command": "tools/env.sh python benchmarks/bench_load.py " + " ".join(sys.argv[1:]),
+        rec = {"command": "tools/env.sh python -m benchmarks.bench_load " + " ".join(sys.argv[1:]),
                "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": cpu_line(),
                "node": platform.node(), "load_avg_start": [round(x, 2) for x in load0],
                "load_avg_end": [round(x, 2) for x in load1], "clients": a.clients, "seconds": a.seconds,
                "config": a.config, "serial": a.serial, "answered": int(len(lat)), "errors": len(errors),
                "queries_s": round(len(lat) / a.seconds, 1), **figs, "ingest_base": round(base, 2),
                "ingest_loaded": round(loaded, 2)}
-        try:
-            from run_record import git_commit
-            rec["git"] = git_commit()
-        except Exception:  # noqa: BLE001 - the record is still useful without it
-            rec["git"] = "unknown"
+        rec["git"] = git_commit()  # "unknown" outside a checkout
         with open(a.json, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
         print(f"appended to {a.json}")

@@ -20,7 +20,7 @@ several walkers share one real person's body and differ only in clothes colour.
    tower of config/cpu.yaml with random weights, ONNX Runtime) with re-id on and off,
    interleaved in one run on the real crops of part 1, and re-id's share of the time.
 
-    python benchmarks/bench_reid.py            # all parts, ~3 min on 2 cores
+    python -m benchmarks.bench_reid            # all parts, ~3 min on 2 cores
 """
 
 from __future__ import annotations
@@ -39,17 +39,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from machine import cpu_line  # noqa: E402
-from person_search.core.config import DetectorConfig, ReidConfig  # noqa: E402
-from person_search.core.crowd import make_crowd_video  # noqa: E402
-from person_search.core.gallery.persons import PersonLinker  # noqa: E402
-from person_search.core.paths import shared_models_dir  # noqa: E402
-from person_search.core.reid.encoder import ReidEncoder  # noqa: E402
-from person_search.core.types import Frame  # noqa: E402
+from benchmarks.common import ROOT, cpu_line
+from person_search.core.config import DetectorConfig, ReidConfig
+from person_search.core.crowd import make_crowd_video
+from person_search.core.gallery.persons import PersonLinker
+from person_search.core.paths import shared_models_dir
+from person_search.core.reid.encoder import ReidEncoder
+from person_search.core.types import Frame
 
 S = 1_000_000_000
 
@@ -328,7 +324,7 @@ def main(argv=None) -> int:
                                 text=True).stdout.strip()
     except OSError:
         commit = ""
-    res = {"command": "python benchmarks/bench_reid.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    res = {"command": "python -m benchmarks.bench_reid " + " ".join(argv if argv is not None else sys.argv[1:]),
            "commit": commit, "machine": cpu_line(), "python": platform.python_version(),
            "load_before": [round(v, 2) for v in os.getloadavg()],
            "generated": "walkers cut out of 4 real photo people, re-coloured/mirrored (core/crowd.py)"}

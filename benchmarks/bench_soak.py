@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak: the graph at its maximum ingest rate for a long time, with capacity eviction active.
 
-    tools/env.sh python benchmarks/bench_soak.py --minutes 30 [--config test] [--capacity 2000]
+    tools/env.sh python -m benchmarks.bench_soak --minutes 30 [--config test] [--capacity 2000]
 
 The camera plays a looping sample video as fast as it can (``video.realtime: false``), the
 gallery keeps at most ``--capacity`` embeddings and ``--thumb-budget`` bytes of JPEGs, so
@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from graph_probe import DiagnosticsProbe, private_domain, rss_bytes  # noqa: E402
+from benchmarks.common import rss_bytes
+from benchmarks.graph_probe import DiagnosticsProbe, private_domain
 
 
 def growth(samples, warmup_s: float) -> float:

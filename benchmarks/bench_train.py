@@ -10,7 +10,7 @@ the full fine-tune of the same run. Memory: on CPU the growth of the peak RSS
 optimizer state; on a GPU ``torch.cuda.max_memory_allocated`` during the steps.
 
 Example (ViT-B/16 at 384x128, batch 8, 2 threads; a few minutes on 2 busy CPU cores):
-    python benchmarks/bench_train.py --arch ViT-B-16 --image-size 384x128 --batch 8 --steps 3 --threads 2
+    python -m benchmarks.bench_train --arch ViT-B-16 --image-size 384x128 --batch 8 --steps 3 --threads 2
 """
 
 from __future__ import annotations
@@ -18,28 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, peak_rss_mb, rss_mb, time_calls
 
 MODES = ("full", "frozen-text", "lora")
 CAPTIONS = ("a man in a red jacket and black trousers", "a woman with a white bag and a blue skirt",
             "a child in a yellow coat", "a person wearing a grey hoodie and jeans")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def child(a) -> dict:
@@ -66,24 +53,19 @@ def child(a) -> dict:
     captions = [CAPTIONS[i % len(CAPTIONS)] for i in range(a.batch)]
     labels = torch.arange(a.batch)
 
-    def step() -> float:
-        t0 = time.perf_counter()
+    def step() -> None:
         loss = forward_loss(t, cfg, images, captions, labels, device, amp)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - t0
 
     rss_built = rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    for _ in range(a.warmup):
-        step()
-    times = [step() for _ in range(a.steps)]
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    times = time_calls(step, calls=a.steps, max_calls=a.steps, warmup=a.warmup, sync=sync)
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
     else:
@@ -115,10 +97,10 @@ def main() -> int:
     from tqdm import tqdm
     rows = {}
     for mode in tqdm(a.modes, desc="modes", unit="mode", file=sys.stderr):
-        argv = [sys.executable, __file__, "--child", mode] + [
+        argv = [sys.executable, "-m", "benchmarks.bench_train", "--child", mode] + [
             x for k in ("arch", "image_size", "batch", "steps", "warmup", "threads", "lora_rank", "device",
                         "precision") for x in (f"--{k.replace('_', '-')}", str(getattr(a, k)))]
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode or not line:
             print(f"error: {mode} failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Operator console: search round trip through the web API vs the query service alone.
 
-    tools/env.sh python benchmarks/bench_web.py [--calls 40] [--clients 20] [--per-client 8]
+    tools/env.sh python -m benchmarks.bench_web [--calls 40] [--clients 20] [--per-client 8]
         [--top-k 12] [--out docs/web_console.json]
 
 Starts the test graph (tiny random CLIP, HOG detector, one looping generated video) with
@@ -37,13 +37,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import ROOT, cpu_line, cpu_model, git_commit, percentile_ms
+from benchmarks.graph_probe import private_domain
 
-from graph_probe import private_domain  # noqa: E402
-from machine import cpu_line, cpu_model  # noqa: E402
-from run_record import git_commit  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 COLOURS = ["red", "blue", "black", "white", "green", "yellow", "grey", "brown", "pink", "orange"]
 THINGS = ["jacket", "shirt", "coat", "dress", "hoodie", "sweater", "t-shirt", "suit"]
 
@@ -53,13 +49,9 @@ def description(i: int, who: str) -> str:
     return f"a person in a {COLOURS[i % 10]} {THINGS[(i // 10) % 8]} number {i} {who}"
 
 
-def pct(values, q):
-    import numpy as np
-    return float(np.percentile(np.asarray(values) * 1e3, q)) if values else float("nan")
-
-
 def summary(lat, wall_s, errors):
-    return {"n": len(lat), "errors": errors, "p50_ms": round(pct(lat, 50), 2), "p95_ms": round(pct(lat, 95), 2),
+    return {"n": len(lat), "errors": errors, "p50_ms": round(percentile_ms(lat, 50), 2),
+            "p95_ms": round(percentile_ms(lat, 95), 2),
             "calls_per_s": round(len(lat) / wall_s, 2) if wall_s > 0 else None}
 
 
@@ -235,7 +227,7 @@ def main() -> int:
         return 1
     result = {
         "what": "search round trip: GET /api/search (web console) vs /query_person from rclpy (service alone)",
-        "command": " ".join(["tools/env.sh python benchmarks/bench_web.py", *sys.argv[1:]]),
+        "command": " ".join(["tools/env.sh python -m benchmarks.bench_web", *sys.argv[1:]]),
         "git_commit": git_commit(), "args": vars(a), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                     "load_avg_before": [round(x, 2) for x in load_before],

@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from benchmarks.common import percentile_ms, time_calls
 from person_search.core.config import AttentionConfig, EncoderConfig
 from person_search.core.encoder import ClipEncoder
 
@@ -34,18 +35,9 @@ GPU_VARIANTS: Dict[str, Tuple[str, str, str]] = {
 BASELINE = "torch-eager-fp16"
 
 
-def _times(fn: Callable[[], object], seconds: float, min_calls: int = 5) -> List[float]:
-    for _ in range(3):
-        fn()
-    out: List[float] = []
-    t_end = time.perf_counter() + seconds
-    while len(out) < min_calls or time.perf_counter() < t_end:
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        out.append(time.perf_counter() - t0)
-    return out
+def _times(fn: Callable[[], object], seconds: float) -> List[float]:
+    """Return the seconds of GPU calls of ``fn``: 3 untimed, then at least 5 and ``seconds`` of timed calls."""
+    return time_calls(fn, calls=5, seconds=seconds, warmup=3, sync=torch.cuda.synchronize)
 
 
 def clip_rows(archs: Sequence[str], size: Tuple[int, int], batches: Sequence[int], seconds: float,
@@ -83,7 +75,7 @@ def clip_rows(archs: Sequence[str], size: Tuple[int, int], batches: Sequence[int
                     ref[b] = out
                 cos = float((out * ref[b]).sum(1).min())
                 ts = _times(lambda xb=xb, enc=enc: enc.encode_preprocessed(xb), seconds)
-                p50, p95 = float(np.percentile(ts, 50)), float(np.percentile(ts, 95))
+                p50, p95 = (v / 1e3 for v in percentile_ms(ts, [50, 95]))
                 mem = (torch.cuda.max_memory_allocated() + extra) / 2**20
                 results[name][b] = (b / p50, p50 * 1e3, p95 * 1e3, cos, mem)
             del enc

@@ -1,14 +1,13 @@
 """What the graph benchmarks share: a node that keeps the latest /diagnostics of every stage.
 
-Also the process-tree RSS reader of the soak benchmark. Not a test helper: benchmarks only.
+Not a test helper: benchmarks only.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 
 def private_domain(base: int = 110) -> str:
@@ -64,14 +63,3 @@ class DiagnosticsProbe:
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         rclpy.try_shutdown()
-
-
-def rss_bytes(pid: int) -> Optional[int]:
-    """Return the resident set size of a process (Linux /proc), None if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None

@@ -26,7 +26,7 @@ Claims with a threshold carry a 95 % bootstrap interval over test identities and
 whose interval straddles its line is reported "not resolved". Figures from generated data: never
 compare them with CUHK-PEDES numbers.
 
-    python benchmarks/lab_proof.py [--out runs/lab_proof] [--seeds 0 1 2] [--jobs 2] [--threads 1] [--quick]
+    python -m benchmarks.lab_proof [--out runs/lab_proof] [--seeds 0 1 2] [--jobs 2] [--threads 1] [--quick]
 """
 
 from __future__ import annotations
@@ -43,10 +43,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_record import new_record  # noqa: E402
+from benchmarks.common import ROOT, new_record
 
-ROOT = Path(__file__).resolve().parents[1]
 ARCH = "PS-Small-ViT"
 MAIN = {  # the from-scratch recipe (and the shuffled control's): the one that met the target on 1,600 ids
     "size": "32x64", "steps": 1400, "batch": 64, "lr": 5e-4, "warmup": 80, "loss": "infonce", "logit_scale": 14.3,
@@ -451,7 +449,7 @@ def render(res: dict, doc: Path) -> str:
     head = "| run | R1 | R5 | R10 | mAP | mINP |\n|---|---:|---:|---:|---:|---:|"
     b, sh = data.get("base", {}), data.get("shifted", {})
     chance = b.get("chance_rank1_test")
-    cmd = (f"python benchmarks/lab_proof.py{' --quick' if quick else ''} --out {args['out']} --seeds "
+    cmd = (f"python -m benchmarks.lab_proof{' --quick' if quick else ''} --out {args['out']} --seeds "
            f"{' '.join(map(str, seeds))} --jobs {args['jobs']} --threads {args['threads']}"
            + (f" --eval-every {args['eval_every']}" if args.get("eval_every") else ""))
     lines = ["# Proof on generated data (CPU)", "",

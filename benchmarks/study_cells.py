@@ -1,7 +1,7 @@
 """The cells of ``attention_study.py``, each run in a fresh subprocess: speed/memory of one tower, or one training.
 
-    python benchmarks/study_cells.py speed '{"arch": "ViT-B-16", "attention": {"kind": "window"}, ...}'
-    python benchmarks/study_cells.py train '{"arch": "PS-Study-ViT", "seed": 0, ...}'
+    python -m benchmarks.study_cells speed '{"arch": "ViT-B-16", "attention": {"kind": "window"}, ...}'
+    python -m benchmarks.study_cells train '{"arch": "PS-Study-ViT", "seed": 0, ...}'
 
 Prints one JSON line (the cell's result) last. Speed: crops/s per batch (the best of the
 first call and further calls until ``min_s`` seconds or ``max_iters`` calls), peak memory growth of the first call
@@ -22,26 +22,7 @@ from pathlib import Path
 
 import torch
 
-
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak() -> bool:
-    """Give free heap memory back to the OS (glibc), then reset the peak RSS; False where that is not possible."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+from benchmarks.common import proc_status_bytes, reset_peak_rss, time_calls
 
 
 def vit_kernels(attention: dict, grid, layers: int = 12, width: int = 768, heads: int = 12) -> list:
@@ -117,8 +98,8 @@ def speed(spec: dict) -> dict:
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         else:
-            ok = _reset_peak()
-            rss = _status("VmRSS")
+            ok = reset_peak_rss()
+            rss = proc_status_bytes("VmRSS")
         t0 = time.perf_counter()
         with torch.inference_mode():
             tower(x)  # warm-up, and the memory figure
@@ -127,15 +108,14 @@ def speed(spec: dict) -> dict:
         if cuda:
             peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
         else:
-            peak = (_status("VmHWM") - rss) / 2 ** 20 if ok else float("nan")
-        times = [first]
-        t_end = time.perf_counter() + float(spec.get("min_s", 2.0))
-        while len(times) < int(spec.get("max_iters", 20)) and time.perf_counter() < t_end:
-            t0 = time.perf_counter()
+            peak = (proc_status_bytes("VmHWM") - rss) / 2 ** 20 if ok else float("nan")
+
+        def call(x=x):
             with torch.inference_mode():
                 tower(x)
-            sync()
-            times.append(time.perf_counter() - t0)
+
+        times = [first] + time_calls(call, seconds=float(spec.get("min_s", 2.0)),
+                                     max_calls=int(spec.get("max_iters", 20)) - 1, warmup=0, sync=sync)
         # best call: on a shared machine other jobs only ever slow a call down
         out["batches"][str(b)] = {"crops_s": b / float(min(times)), "iters": len(times), "peak_mb": peak}
         print(f"  {spec['arch']} {spec.get('attention', {}).get('kind', 'sdpa')} {h}x{w} b{b}: "
@@ -160,12 +140,12 @@ def attnmem(spec: dict) -> dict:
         x = torch.randn(b, n, 768)
         with torch.inference_mode():
             kernel(q, k, v, None, x)  # warm-up: one-time buffers (masks, band indices) are not the figure
-        ok = _reset_peak()
-        rss = _status("VmRSS")
+        ok = reset_peak_rss()
+        rss = proc_status_bytes("VmRSS")
         t0 = time.perf_counter()
         with torch.inference_mode():
             kernel(q, k, v, None, x)
-        out["batches"][str(b)] = {"peak_mb": (_status("VmHWM") - rss) / 2 ** 20 if ok else float("nan"),
+        out["batches"][str(b)] = {"peak_mb": (proc_status_bytes("VmHWM") - rss) / 2 ** 20 if ok else float("nan"),
                                   "ms": 1e3 * (time.perf_counter() - t0)}
         del q, k, v, x
     return out
@@ -254,7 +234,17 @@ def train(spec: dict) -> dict:
             "steps": steps, "model_id": facts.model_id}
 
 
+def main(argv=None) -> int:
+    """Run one cell: ``KIND SPEC`` (SPEC a JSON object); print its result as one JSON line."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kind", choices=["speed", "train", "attnmem"])
+    ap.add_argument("spec", type=json.loads, help="the cell's spec, a JSON object")
+    a = ap.parse_args(argv)
+    print(json.dumps({"speed": speed, "train": train, "attnmem": attnmem}[a.kind](a.spec)))
+    return 0
+
+
 if __name__ == "__main__":
-    kind, arg = sys.argv[1], json.loads(sys.argv[2])
-    result = {"speed": speed, "train": train, "attnmem": attnmem}[kind](arg)
-    print(json.dumps(result))
+    sys.exit(main())

@@ -14,11 +14,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from attention_study import (DOCS, ROOT, SHAPES, SMALL, SPEED_OF, TRAIN_CELLS, TRAIN_SIZE, VARIANTS, VIT, WORK,
-                             current_recipe, recipe_of)
-from run_record import run_id
+from benchmarks.common import run_id
+from benchmarks.study_plan import (DOCS, ROOT, SHAPES, SMALL, SPEED_OF, TRAIN_CELLS, TRAIN_SIZE, VARIANTS, VIT,
+                                   WORK, current_recipe, recipe_of)
 
-CMD = "tools/env.sh python benchmarks/attention_study.py"
+CMD = "tools/env.sh python -m benchmarks.attention_study"
 NOT_RUN = "not run"
 NO_RECORD = "no run record"
 OTHER_RUN = "other run"
@@ -89,7 +89,7 @@ def _analytic(cell: dict, variant: str, size: Tuple[int, int]) -> dict:
     """Return a ViT-B/16 cell's analytic figures, computed from its kernels when the cell was not run."""
     if cell.get("analytic"):
         return cell["analytic"]
-    from study_cells import attention_figures, vit_kernels
+    from benchmarks.study_cells import attention_figures, vit_kernels
 
     return attention_figures(vit_kernels(VARIANTS[variant], (size[0] // 16, size[1] // 16)))
 

@@ -9,7 +9,7 @@ on the test split with the project's evaluation, prints the table and writes it 
 README's learnability line quotes). Figures are on generated data: never compare them with CUHK-PEDES
 numbers. Not the project's trainer (no LoRA, no schedule, no checkpoint selection): a data sanity check.
 
-    tools/env.sh python benchmarks/synth_learnability.py [--ids 400] [--epochs 15] [--seed 0]
+    tools/env.sh python -m benchmarks.synth_learnability [--ids 400] [--epochs 15] [--seed 0]
 """
 
 from __future__ import annotations
@@ -28,15 +28,12 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_record import new_record  # noqa: E402
+from benchmarks.common import ROOT, new_record
+from person_search.core.config import EncoderConfig
+from person_search.core.models.factory import build_clip
+from person_search.data import load_dataset, train_loader
+from person_search.eval.evaluate import build_encoder, evaluate
 
-from person_search.core.config import EncoderConfig  # noqa: E402
-from person_search.core.models.factory import build_clip  # noqa: E402
-from person_search.data import load_dataset, train_loader  # noqa: E402
-from person_search.eval.evaluate import build_encoder, evaluate  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 ARCH, SIZE = "PS-Tiny-ViT", (64, 64)  # its native size: the checkpoint loads without resizing
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 ROWS = ("trained", "trained: t2i-unseen-pairs", "untrained", "caption-shuffled control")
