@@ -12,8 +12,12 @@ ratio to the baseline, the cosine agreement of the variant's embeddings with the
 embeddings (min over the batch) and the RSS added by building the variant (baseline: process
 RSS with the baseline model). All measured in one run, same threads, random weights.
 
-Example (default, ~5 min on 2 cores):
+Example (default, ~5 min on 2 quiet cores):
     python -m benchmarks.bench_embedder --archs ViT-B-16 ViT-B-32 MobileCLIP-S1 --batches 1 8 32 --threads 2
+
+``--json FILE`` writes every CPU row with the run record; ``--doc docs/benchmarks.md`` then rewrites the table
+between the document's ``<!-- results:bench_embedder -->`` markers from it (``--from-json FILE --doc ...`` redraws
+the table without measuring).
 
 ``--reid MODEL`` (e.g. ``osnet_x0_25_msmt17/osnet_x0_25_msmt17.onnx``) adds a row ``reid`` per
 arch x batch: the re-id encoder (``reid.backend`` onnx by default) on the same crops, timed
@@ -30,16 +34,17 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
-import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.common import cpu_model, rss_mb
+from benchmarks.common import cpu_line, cpu_model, new_record, replace_block, rss_mb, write_results
 from person_search.core.attention.registry import KERNELS
 from person_search.core.backends.registry import BACKENDS
 from person_search.core.config import AttentionConfig, EncoderConfig
@@ -66,7 +71,17 @@ def main(argv=None) -> int:
     ap.add_argument("--gpu-size", default="384x128", help="HxW of the GPU rows (the deploy shape)")
     ap.add_argument("--gpu-batches", nargs="+", type=int, default=[1, 8, 32])
     ap.add_argument("--detector-model", default="yolo11n.pt", help="YOLO .pt of the detector GPU rows")
+    ap.add_argument("--json", default="", metavar="FILE", help="write the CPU rows with the run record to FILE")
+    ap.add_argument("--doc", default="", metavar="MD", help="rewrite the table between the document's "
+                    "<!-- results:bench_embedder --> markers from the results (needs --json or --from-json)")
+    ap.add_argument("--from-json", default="", metavar="FILE", help="measure nothing: use this results file")
     args = ap.parse_args(argv)
+    if args.doc and not (args.json or args.from_json):
+        ap.error("--doc needs --json (or --from-json): the document cites its results file")
+    if args.from_json:
+        return 0 if write_doc(args.doc, json.loads(Path(args.from_json).read_text())) else 2
+    record = new_record(vars(args), "bench_embedder")
+    results = []
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().setLevel(logging.ERROR)  # open_clip's "initialized randomly" warnings
@@ -74,7 +89,7 @@ def main(argv=None) -> int:
     open_clip = open_clip_registered()
     cache = args.cache_dir or tempfile.mkdtemp(prefix="ps_bench_")
     rng = np.random.default_rng(0)
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"CPU: {cpu_line()}")
     print(f"torch {torch.__version__}, open_clip {open_clip.__version__}, threads {args.threads}, "
           f"{args.seconds}s/measurement, random weights; ClipEncoder timed from BGR crops (incl. preprocessing)")
     header = f"{'arch':<14}{'batch':>6}  {'variant':<11}{'crops/s':>9}{'ratio':>7}{'cos_min':>9}{'+rss_MB':>8}"
@@ -145,6 +160,9 @@ def main(argv=None) -> int:
                 r = float(np.median(rates[v]))
                 c = "" if v in ("baseline", "reid") else f"{cos[v]:.4f}"
                 emit(f"{arch:<14}{b:>6}  {v:<11}{r:>9.2f}{r / base_rate:>7.2f}{c:>9}{mem[v]:>8.0f}")
+                results.append({"arch": arch, "batch": b, "variant": v, "crops_s": r, "ratio": r / base_rate,
+                                "cos_min": None if v in ("baseline", "reid") else cos[v], "rss_mb": mem[v],
+                                "calls": len(rates[v])})
             if reid is not None:
                 rr = float(np.median(rates["reid"]))
                 emit(f"{'':<14}{b:>6}  re-id time per crop as a share of the CLIP tower: " + ", ".join(
@@ -161,7 +179,51 @@ def main(argv=None) -> int:
     else:
         emit("GPU rows: not run (no CUDA GPU)")
     print("\n" + "\n".join(rows))
+    print(f"CPU at the end: {cpu_line()}")
+    if args.json:
+        result = json.loads(write_results(args.json, record, rows=results, cpu_model=cpu_model()).read_text())
+        if args.doc and not write_doc(args.doc, result):
+            return 2
     return 0
+
+
+def doc_table(result: dict) -> str:
+    """Return the document's table of a results file: crops/s (ratio to the baseline) [lowest cosine to fp32]."""
+    run = result["run"]
+    args = run["args"]
+    rows = result["rows"]
+    variants = [v for v in dict.fromkeys(r["variant"] for r in rows) if v != "baseline"]
+    commit = run["commit"][:12] + ("+dirty" if run["commit"].endswith("+dirty") else "")
+    lines = [f"Generated by `tools/env.sh python -m benchmarks.bench_embedder --from-json {args.get('json') or 'FILE'} "
+             f"--doc docs/benchmarks.md` from [bench_embedder.json](bench_embedder.json) (run {run['run_id']}, commit "
+             f"{commit}, {run['machine']['cpu']}, {run['machine']['cores']} cores, {args['threads']} threads, "
+             f"{args['seconds']} s per cell, attention `{args['attention']}`, random weights, "
+             f"**under load {run['load1_start']:.1f} -> {run.get('load1_end', float('nan')):.1f}**). "
+             "crops/s (ratio to open_clip eager on the same model, batch and threads) [lowest cosine to fp32 torch]:",
+             "", "| arch | batch | open_clip eager | " + " | ".join(f"`{v}`" for v in variants) + " |",
+             "|---|---|---|" + "---|" * len(variants)]
+    for arch, b in dict.fromkeys((r["arch"], r["batch"]) for r in rows):
+        cell = {r["variant"]: r for r in rows if r["arch"] == arch and r["batch"] == b}
+        out = [arch, str(b), f"{cell['baseline']['crops_s']:.2f}"]
+        for v in variants:
+            r = cell.get(v)
+            if r is None:
+                out.append("not run")
+                continue
+            cos = f" [{r['cos_min']:.4f}]" if r.get("cos_min") is not None and v.endswith("int8") else ""
+            out.append(f"{r['crops_s']:.2f} ({r['ratio']:.2f}){cos}")
+        lines.append("| " + " | ".join(out) + " |")
+    return "\n".join(lines)
+
+
+def write_doc(doc: str, result: dict) -> bool:
+    """Rewrite the document's embedder table from ``result`` (True when there is nothing to do or it was done)."""
+    if not doc:
+        return True
+    if replace_block(doc, "bench_embedder", doc_table(result)):
+        return True
+    print(f"{doc} has no '<!-- results:bench_embedder -->' block", file=sys.stderr)
+    return False
 
 
 if __name__ == "__main__":
