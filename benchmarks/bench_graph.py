@@ -41,18 +41,10 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import cpu_line, git_commit
+from benchmarks.common import cpu_line, git_commit, percentile_ms
 from benchmarks.graph_probe import DiagnosticsProbe, private_domain
 
 GRACE_S = 2.0  # a track seen this long should be searchable
-
-
-def pct(values, q):
-    """Return the q-quantile (0..1) of a list (nearest rank), nan when empty."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 def offline_baseline(cfg_name: str, sets, video: Path, max_frames: int):
@@ -128,10 +120,10 @@ def report_tracks(probe: Probe, t0_ns: int, t1_ns: int) -> dict:
     in_time = [k for k in made if searchable[k] - long[k][0] <= GRACE_S * 1e9]
     delays = [(searchable[k] - long[k][0]) / 1e9 for k in made]
     n = max(1, len(long))
-    out = {"capture_to_searchable_ms": {q: round(1e3 * pct(ages, v), 1) for q, v in QS},
+    out = {"capture_to_searchable_ms": {q: round(percentile_ms(ages, 100 * v), 1) for q, v in QS},
            "batches": len(ages), "tracks_2s": len(long), "searchable_by_end_pct": round(100 * len(made) / n, 1),
            "searchable_within_2s_pct": round(100 * len(in_time) / n, 1),
-           "first_seen_to_searchable_s": {q: round(pct(delays, v), 2) for q, v in QS}}
+           "first_seen_to_searchable_s": {q: round(percentile_ms(delays, 100 * v) / 1e3, 2) for q, v in QS}}
     c = out["capture_to_searchable_ms"]
     f = out["first_seen_to_searchable_s"]
     print(f"capture -> searchable (age of each embedding batch on arrival, whole run): "

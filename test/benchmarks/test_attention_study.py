@@ -1,10 +1,9 @@
-"""benchmarks/attention_study.py: cell plan, analytic figures, attention-only memory, study configs, verdicts."""
+"""benchmarks.attention_study: cell plan, analytic figures, attention-only memory, study configs, verdicts."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def study():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import attention_study
-        import study_cells
-        import study_report
-        yield attention_study, study_cells, study_report
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    from benchmarks import attention_study, study_cells, study_report
+    return attention_study, study_cells, study_report
 
 
 def test_speed_plan_has_every_cell_once_and_targets_first(study):
@@ -219,11 +212,7 @@ def test_pareto_front(study, tmp_path):
 
 
 def test_run_record_says_commit_arguments_machine_and_load(study):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import run_record
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    from benchmarks import common as run_record
     rec = run_record.new_record({"threads": 2}, "speed")
     assert rec["run_id"].startswith("speed-") and rec["args"] == {"threads": 2}
     assert rec["commit"] == "unknown" or len(rec["commit"].split("+")[0]) == 40

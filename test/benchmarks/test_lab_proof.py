@@ -1,25 +1,17 @@
-"""benchmarks/lab_proof.py: the logic beyond calling person-search (recovery, spread, skipping, resuming)."""
+"""benchmarks.lab_proof: the logic beyond calling person-search (recovery, spread, skipping, resuming)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def lab():
-    spec = importlib.util.spec_from_file_location("lab_proof", ROOT / "benchmarks" / "lab_proof.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["lab_proof"] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    from benchmarks import lab_proof
+    return lab_proof
 
 
 def test_recovery(lab):
