@@ -15,8 +15,8 @@ test: setup
 	$(RUN) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(RUN) $(PY) benchmarks/bench_gallery.py --quick
-	$(RUN) $(PY) benchmarks/bench_embedder.py
+	$(RUN) $(PY) -m benchmarks.bench_gallery --quick
+	$(RUN) $(PY) -m benchmarks.bench_embedder
 
 clean:
 	rm -rf build install log

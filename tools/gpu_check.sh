@@ -37,21 +37,21 @@ STEPS_TSV="$OUT/steps.tsv"
 PLAN=(
   "install|100|${RUN[*]} pip install -r requirements-gpu.txt"
   "tests|100|${PY[*]} -m pytest -p no:launch_testing -p no:launch_ros -m 'gpu or tensorrt' -rs -q test/core"
-  "embedder|120|${PY[*]} benchmarks/bench_embedder.py --gpu-only --gpu-archs ViT-B-16 --gpu-batches 1 8 32 --seconds 1"
-  "detector|70|${PY[*]} benchmarks/bench_detector.py --no-int8 --frames 20"
-  "attention|80|${PY[*]} benchmarks/attention_study.py --only speed --quick"
+  "embedder|120|${PY[*]} -m benchmarks.bench_embedder --gpu-only --gpu-archs ViT-B-16 --gpu-batches 1 8 32 --seconds 1"
+  "detector|70|${PY[*]} -m benchmarks.bench_detector --no-int8 --frames 20"
+  "attention|80|${PY[*]} -m benchmarks.attention_study --only speed --quick"
 )
 # the same steps on the CPU at minimum size (dry run): what can be checked without a GPU
 DRY_PLAN=(
   "tests|120|${PY[*]} -m pytest -p no:launch_testing -p no:launch_ros -m 'gpu or tensorrt' -rs -q test/core"
-  "embedder|120|${PY[*]} benchmarks/bench_embedder.py --archs PS-Tiny-ViT --batches 1 --variants torch --seconds 0.1"
-  "attention|60|${PY[*]} benchmarks/study_cells.py speed '{\"arch\":\"PS-MobileNetV4-S\",\"attention\":{\"kind\":\"sdpa\"},\"size\":[384,128],\"batches\":[1],\"min_s\":0.1,\"max_iters\":1,\"device\":\"cpu\"}'"
+  "embedder|120|${PY[*]} -m benchmarks.bench_embedder --archs PS-Tiny-ViT --batches 1 --variants torch --seconds 0.1"
+  "attention|60|${PY[*]} -m benchmarks.study_cells speed '{\"arch\":\"PS-MobileNetV4-S\",\"attention\":{\"kind\":\"sdpa\"},\"size\":[384,128],\"batches\":[1],\"min_s\":0.1,\"max_iters\":1,\"device\":\"cpu\"}'"
 )
 # script -> flags the GPU plan uses (the dry run checks that each still exists)
 FLAGS=(
-  "benchmarks/bench_embedder.py|--gpu-only --gpu-archs --gpu-batches --seconds --archs --batches --variants"
-  "benchmarks/bench_detector.py|--no-int8 --frames"
-  "benchmarks/attention_study.py|--only --quick"
+  "benchmarks.bench_embedder|--gpu-only --gpu-archs --gpu-batches --seconds --archs --batches --variants"
+  "benchmarks.bench_detector|--no-int8 --frames"
+  "benchmarks.attention_study|--only --quick"
 )
 
 log() { echo "[gpu_check] $*"; }
@@ -83,8 +83,8 @@ if [ "$DRY" = 1 ]; then
   done
   for entry in "${FLAGS[@]}"; do
     IFS='|' read -r script flags <<< "$entry"
-    [ -f "$script" ] || { log "FAIL: $script is missing"; missing=1; continue; }
-    help=$("${PY[@]}" "$script" --help 2>&1) || { log "FAIL: $script --help failed"; missing=1; continue; }
+    [ -f "${script//.//}.py" ] || { log "FAIL: ${script//.//}.py is missing"; missing=1; continue; }
+    help=$("${PY[@]}" -m "$script" --help 2>&1) || { log "FAIL: python -m $script --help failed"; missing=1; continue; }
     for fl in $flags; do
       grep -q -- "$fl" <<< "$help" || { log "FAIL: $script has no $fl"; missing=1; }
     done
