@@ -13,19 +13,21 @@ int8 calibration then only proves the path). With a real ``yolo11n.pt`` pass ``-
 
     tools/env.sh python -m benchmarks.bench_detector [--weights yolo11n.pt] [--frames 40] [--no-int8]
 
-int8 needs nncf: ``tools/env.sh pip install -r requirements-export.txt``.
+int8 needs nncf: ``tools/env.sh pip install -r requirements-export.txt``. ``--json FILE`` writes the rows with the
+run record; ``--doc docs/benchmarks.md`` rewrites the document's ``<!-- results:bench_detector -->`` block from them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, cpu_line
+from benchmarks.common import ROOT, cpu_line, new_record, replace_block, write_results
 
 
 def frames_of(video: Path, n: int):
@@ -98,7 +100,13 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=40, help="timed frames (and int8 calibration images)")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 export")
     ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--json", default="", metavar="FILE", help="write the rows with the run record to FILE")
+    ap.add_argument("--doc", default="", metavar="MD", help="rewrite the document's <!-- results:bench_detector --> "
+                    "block (needs --json)")
     a = ap.parse_args()
+    if a.doc and not a.json:
+        ap.error("--doc needs --json: the document cites its results file")
+    record = new_record(vars(a), "bench_detector")
 
     import torch
 
@@ -120,8 +128,9 @@ def main() -> int:
                     str(max(2, a.frames // 15 + 1)), "--size", "1920x1080"], cwd=ROOT, check=True,
                    capture_output=True)
     frames = frames_of(video, a.frames)
-    print(f"CPU: {cpu_line()}; torch threads "
-          f"{torch.get_num_threads()}; {len(frames)} frames 1920x1080 (generated crowd), imgsz {a.imgsz}; model {what}")
+    setup = (f"torch threads {torch.get_num_threads()}; {len(frames)} frames 1920x1080 (generated crowd), imgsz "
+             f"{a.imgsz}; model {what}")
+    print(f"CPU: {cpu_line()}; {setup}")
 
     rows = []  # (format, path or None, export s, note)
     rows.append((".pt (torch, CPU)", pt, None, ""))
@@ -148,18 +157,44 @@ def main() -> int:
                  "" if shared.is_dir() else f"not run: {shared} absent"))
 
     base = {}  # device -> fps of the .pt there
-    print(f"\n{'format':<48} {'export s':>9} {'fps':>7} {'x .pt':>6}  (x .pt: against the .pt on the same device)")
+    print(f"\n{HEADER}")
+    cells = []
     for name, path, secs, note in rows:
-        if path is None:
-            print(f"{name:<48} {'-':>9} {'-':>7} {'-':>6}  {note}")
-            continue
-        device = "0" if ("TensorRT" in name or "CUDA" in name) else "cpu"
-        f = fps(path, frames, a.imgsz, device)
-        base.setdefault(device, f)
-        exp = f"{secs:.0f}" if secs is not None else "-"
-        print(f"{name:<48} {exp:>9} {f:>7.2f} {f / base[device]:>6.2f}", flush=True)
-    print(f"\n(exports and engines under {work}; not kept in the repository)")
+        cell = {"format": name, "export_s": secs, "fps": None, "x_pt": None, "note": note}
+        if path is not None:
+            device = "0" if ("TensorRT" in name or "CUDA" in name) else "cpu"
+            f = fps(path, frames, a.imgsz, device)
+            base.setdefault(device, f)
+            cell.update(fps=f, x_pt=f / base[device])
+        cells.append(cell)
+        print(format_row(cell), flush=True)
+    print(f"\n(exports and engines under {work}; not kept in the repository); {cpu_line()}")
+    if a.json:
+        out = write_results(a.json, record, setup=setup, rows=cells)
+        if a.doc and not replace_block(a.doc, "bench_detector", doc_block(json.loads(out.read_text()))):
+            return 2
     return 0
+
+
+HEADER = f"{'format':<48} {'export s':>9} {'fps':>7} {'x .pt':>6}  (x .pt: against the .pt on the same device)"
+
+
+def format_row(cell: dict) -> str:
+    if cell["fps"] is None:
+        return f"{cell['format']:<48} {'-':>9} {'-':>7} {'-':>6}  {cell['note']}"
+    exp = f"{cell['export_s']:.0f}" if cell["export_s"] is not None else "-"
+    return f"{cell['format']:<48} {exp:>9} {cell['fps']:>7.2f} {cell['x_pt']:>6.2f}"
+
+
+def doc_block(result: dict) -> str:
+    """Return the document's detector table of a results file."""
+    run = result["run"]
+    commit = run["commit"][:12] + ("+dirty" if run["commit"].endswith("+dirty") else "")
+    load = f"{run['load1_start']:.1f} -> {run.get('load1_end', float('nan')):.1f}"
+    head = (f"Written by the command above into [bench_detector.json](bench_detector.json) (run {run['run_id']}, "
+            f"commit {commit}, {run['machine']['cpu']}, {run['machine']['cores']} cores, **under load {load}**; "
+            f"{result['setup']}):")
+    return "\n".join([head, "", "```", HEADER, *(format_row(c) for c in result["rows"]), "```"])
 
 
 if __name__ == "__main__":
