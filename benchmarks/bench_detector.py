@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, cpu_line, new_record, replace_block, write_results
+from benchmarks.common import (ROOT, add_results_args, check_results_args, cpu_line, describe_run, new_record,
+                               replace_block, write_results)
 
 
 def frames_of(video: Path, n: int):
@@ -100,12 +101,9 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=40, help="timed frames (and int8 calibration images)")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 export")
     ap.add_argument("--imgsz", type=int, default=640)
-    ap.add_argument("--json", default="", metavar="FILE", help="write the rows with the run record to FILE")
-    ap.add_argument("--doc", default="", metavar="MD", help="rewrite the document's <!-- results:bench_detector --> "
-                    "block (needs --json)")
+    add_results_args(ap, "bench_detector", redraw=False)
     a = ap.parse_args()
-    if a.doc and not a.json:
-        ap.error("--doc needs --json: the document cites its results file")
+    check_results_args(ap, a)
     record = new_record(vars(a), "bench_detector")
 
     import torch
@@ -189,10 +187,7 @@ def format_row(cell: dict) -> str:
 def doc_block(result: dict) -> str:
     """Return the document's detector table of a results file."""
     run = result["run"]
-    commit = run["commit"][:12] + ("+dirty" if run["commit"].endswith("+dirty") else "")
-    load = f"{run['load1_start']:.1f} -> {run.get('load1_end', float('nan')):.1f}"
-    head = (f"Written by the command above into [bench_detector.json](bench_detector.json) (run {run['run_id']}, "
-            f"commit {commit}, {run['machine']['cpu']}, {run['machine']['cores']} cores, **under load {load}**; "
+    head = (f"Written by the command above into [bench_detector.json](bench_detector.json) ({describe_run(run)}; "
             f"{result['setup']}):")
     return "\n".join([head, "", "```", HEADER, *(format_row(c) for c in result["rows"]), "```"])
 

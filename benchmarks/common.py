@@ -18,6 +18,7 @@ import platform
 import re
 import resource
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -191,6 +192,9 @@ def replace_block(doc: Union[str, Path], name: str, text: str) -> bool:
     Returns False (and leaves the file alone) when the document has no such block.
     """
     doc = Path(doc)
+    if not doc.is_file():
+        print(f"{doc}: no such document", file=sys.stderr)
+        return False
     src = doc.read_text()
     pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
     if not pattern.search(src):
@@ -198,3 +202,25 @@ def replace_block(doc: Union[str, Path], name: str, text: str) -> bool:
     doc.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(2), src, count=1))
     print(f"updated the '{name}' block of {doc}")
     return True
+
+
+def add_results_args(ap, block: str, redraw: bool = True) -> None:
+    """Add ``--json FILE``, ``--doc MD`` (the document's ``block``) and, with ``redraw``, ``--from-json FILE``."""
+    ap.add_argument("--json", default="", metavar="FILE", help="write the results with the run record to FILE")
+    ap.add_argument("--doc", default="", metavar="MD", help=f"rewrite the document's <!-- results:{block} --> block "
+                    "from the results (needs --json" + (" or --from-json)" if redraw else ")"))
+    if redraw:
+        ap.add_argument("--from-json", default="", metavar="FILE", help="measure nothing: redraw from this file")
+
+
+def check_results_args(ap, args) -> None:
+    """Refuse ``--doc`` without a results file to cite (argparse's one-line error, exit 2)."""
+    if args.doc and not (args.json or getattr(args, "from_json", "")):
+        ap.error("--doc needs --json (or --from-json): the document cites its results file")
+
+
+def describe_run(run: dict) -> str:
+    """Return the run record as a document states it: run id, short commit, machine, load at start and end."""
+    commit = run["commit"][:12] + ("+dirty" if run["commit"].endswith("+dirty") else "")
+    return (f"run {run['run_id']}, commit {commit}, {run['machine']['cpu']}, {run['machine']['cores']} cores, "
+            f"**under load {run['load1_start']:.1f} -> {run.get('load1_end', float('nan')):.1f}**")
