@@ -2,7 +2,7 @@
 """Soak: the graph at its maximum ingest rate for a long time, with capacity eviction active.
 
     tools/env.sh python -m benchmarks.bench_soak --minutes 30 [--config test] [--capacity 2000]
-    tools/env.sh python -m benchmarks.bench_soak --minutes 4 --warmup-minutes 1 --capacity 300 \
+    tools/env.sh python -m benchmarks.bench_soak --minutes 4 --warmup-minutes 1 --capacity 60 \
         --json docs/bench_soak.json --plot docs/soak_rss.png --doc docs/benchmarks.md
 
 The camera plays a looping sample video as fast as it can (``video.realtime: false``), the
