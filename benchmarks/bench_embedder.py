@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import (add_results_args, check_results_args, cpu_line, cpu_model, describe_run, new_record,
-                               replace_block, rss_mb, write_results)
+                               replace_block, rss_mb, time_interleaved, write_results)
 from person_search.core.attention.registry import KERNELS
 from person_search.core.backends.registry import BACKENDS
 from person_search.core.config import AttentionConfig, EncoderConfig
@@ -129,29 +129,17 @@ def main(argv=None) -> int:
                 with torch.inference_mode():
                     base.encode_image(x)  # noqa: F821 - deleted only after the loop
 
-            calls = {"baseline": run_base}
+            calls = {"baseline": lambda _k, run_base=run_base: run_base()}
             for variant, enc in encs.items():
-                calls[variant] = (lambda enc=enc, batch=batch: enc.encode_images(batch))
+                calls[variant] = (lambda _k, enc=enc, batch=batch: enc.encode_images(batch))
             if reid is not None:
-                calls["reid"] = lambda batch=batch: reid.encode(batch)
+                calls["reid"] = lambda _k, batch=batch: reid.encode(batch)
             ref = encs["torch"].encode_images(batch) if "torch" in encs else None
             cos = {v: float((e.encode_images(batch) * ref).sum(1).min()) if ref is not None else float("nan")
                    for v, e in encs.items()}
             mem.setdefault("reid", float("nan"))
-            rates = {v: [] for v in calls}
-            spent = {v: 0.0 for v in calls}
-            for fn in calls.values():  # warm-up
-                fn()
-            # interleave the variants round by round so that load from other processes hits all alike
-            while any(spent[v] < args.seconds or len(rates[v]) < 2 for v in calls):
-                for v, fn in calls.items():
-                    if spent[v] >= args.seconds and len(rates[v]) >= 2:
-                        continue
-                    t0 = time.perf_counter()
-                    fn()
-                    dt = time.perf_counter() - t0
-                    spent[v] += dt
-                    rates[v].append(b / dt)
+            times = time_interleaved(calls, seconds=args.seconds, min_calls=2)
+            rates = {v: [b / dt for dt in ts] for v, ts in times.items()}
             base_rate = float(np.median(rates["baseline"]))
             for v in calls:
                 r = float(np.median(rates[v]))
@@ -164,7 +152,7 @@ def main(argv=None) -> int:
                 rr = float(np.median(rates["reid"]))
                 emit(f"{'':<14}{b:>6}  re-id time per crop as a share of the CLIP tower: " + ", ".join(
                     f"{v} {float(np.median(rates[v])) / rr:.3f}" for v in calls if v != "reid"))
-        del base, encs, calls, fn, run_base
+        del base, encs, calls, run_base
         gc.collect()
     if torch.cuda.is_available():
         from benchmarks import gpu_rows

@@ -39,7 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.common import ROOT, cpu_line
+from benchmarks.common import ROOT, cpu_line, time_interleaved
 from person_search.core.config import DetectorConfig, ReidConfig
 from person_search.core.crowd import make_crowd_video
 from person_search.core.gallery.persons import PersonLinker
@@ -224,15 +224,11 @@ def part_cost(args, obs, res: dict):
         emb.embed(det(frames[0], 0))
     for emb in stages.values():
         emb.timing.update(clip_s=0.0, reid_s=0.0, crops=0)
-    t_end = time.perf_counter() + args.cost_seconds
-    k = 1
-    while time.perf_counter() < t_end:
-        for name, emb in stages.items():  # interleaved: load from other processes hits both alike
-            batch = frames[k % len(frames)]
-            t0 = time.perf_counter()
-            emb.embed(det(batch, k))
-            rates[name].append(len(batch) / (time.perf_counter() - t0))
-        k += 1
+    times = time_interleaved({name: (lambda k, emb=emb: emb.embed(det(frames[k % len(frames)], k)))
+                              for name, emb in stages.items()}, seconds=args.cost_seconds, warmup=0, wall=True)
+    for name, ts in times.items():
+        rates[name] = [len(frames[(k + 1) % len(frames)]) / dt for k, dt in enumerate(ts)]
+    k = len(times["re-id on"]) + 1
     on = stages["re-id on"].timing
     res["cost"] = {
         "clip": f"{enc_cfg.arch} {enc_cfg.image_height}x{enc_cfg.image_width} random weights, backend "

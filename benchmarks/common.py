@@ -5,7 +5,8 @@
   which load. A ratio or a verdict is formed only between results that carry the same ``run_id`` (timed in one run,
   on one machine, under the load recorded); a result without a record is shown as such and used in neither;
 * memory: :func:`rss_bytes` (any process), :func:`proc_status_bytes`, :func:`reset_peak_rss`, :func:`peak_rss_mb`;
-* statistics and timing: :func:`percentile_ms`, :func:`time_calls`;
+* statistics and timing: :func:`percentile_ms`, :func:`time_calls` (one callable), :func:`time_interleaved`
+  (several, round by round);
 * results files: :func:`write_results` (JSON next to the document it feeds, under ``docs/``) and
   :func:`replace_block` (a document's generated table between ``<!-- results:NAME -->`` markers).
 """
@@ -22,7 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"  # results files live here, next to the document they feed
@@ -173,6 +174,38 @@ def time_calls(fn: Callable[[], object], *, calls: int = 0, seconds: float = 0.0
             sync()
         out.append(time.perf_counter() - t0)
     return out
+
+
+def time_interleaved(calls: Dict[str, Callable[[int], object]], *, seconds: float, min_calls: int = 1,
+                     warmup: int = 1, wall: bool = False) -> Dict[str, List[float]]:
+    """Time several callables round by round, so that load from other processes hits them all alike.
+
+    Each round calls every callable once, in turn, with the round number (1, 2, ...); returns the seconds of each
+    call per name. By default every callable runs until its own calls add up to ``seconds`` and it has ``min_calls``
+    (one that is done sits out later rounds); with ``wall`` whole rounds run until ``seconds`` of wall time have
+    passed (and at least ``min_calls`` rounds). ``warmup`` untimed calls of each come first (round number 0).
+    """
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn(0)
+    times: Dict[str, List[float]] = {name: [] for name in calls}
+    spent = dict.fromkeys(calls, 0.0)
+    t_end = time.perf_counter() + seconds
+    k = 1
+    while True:
+        if wall:
+            todo = list(calls) if (time.perf_counter() < t_end or k <= min_calls) else []
+        else:
+            todo = [n for n in calls if spent[n] < seconds or len(times[n]) < min_calls]
+        if not todo:
+            return times
+        for name in todo:
+            t0 = time.perf_counter()
+            calls[name](k)
+            dt = time.perf_counter() - t0
+            times[name].append(dt)
+            spent[name] += dt
+        k += 1
 
 
 # -- results files ---------------------------------------------------------------------------------------------------
