@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.common import ROOT, cpu_line, time_interleaved
+from benchmarks.common import ROOT, cpu_line, git_commit, time_interleaved
 from person_search.core.config import DetectorConfig, ReidConfig
 from person_search.core.crowd import make_crowd_video
 from person_search.core.gallery.persons import PersonLinker
@@ -315,13 +314,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clip-size", type=int, nargs=2, default=[64, 32])
     ap.add_argument("--out", default=str(ROOT / "docs" / "reid_results.json"))
     args = ap.parse_args(argv)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:
-        commit = ""
     res = {"command": "python -m benchmarks.bench_reid " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "commit": commit, "machine": cpu_line(), "python": platform.python_version(),
+           "commit": git_commit(), "machine": cpu_line(), "python": platform.python_version(),
            "load_before": [round(v, 2) for v in os.getloadavg()],
            "generated": "walkers cut out of 4 real photo people, re-coloured/mirrored (core/crowd.py)"}
     print(res["machine"], flush=True)
