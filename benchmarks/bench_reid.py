@@ -142,21 +142,31 @@ def link(obs, feats, model_id, cfg: ReidConfig):
     return [lk.person_of(o["source"], o["track"]) for o in obs], lk.stats()
 
 
-def part_identity(args, work: Path, res: dict):
+def observe_crowd(args, seed: int, work: Path, enc=None):
+    """Crowd video of ``seed`` on cameras A and B, tracked; re-id features of every crop.
+
+    Returns:
+        (observations of A then B, their re-id features, the encoder, frames per camera, number from A,
+        detector config, seconds spent tracking).
+    """
     truth_a = []
-    va = make_crowd_video(work / "cam_a.mp4", people=args.people, seconds=args.seconds, fps=args.fps,
-                          size=(1280, 720), seed=args.seed, truth=truth_a)
-    truth_b = second_camera(va, work / "cam_b.mp4", truth_a, args.fps)
+    va = make_crowd_video(work / f"cam_a_{seed}.mp4", people=args.people, seconds=args.seconds, fps=args.fps,
+                          size=(1280, 720), seed=seed, truth=truth_a)
+    truth_b = second_camera(va, work / f"cam_b_{seed}.mp4", truth_a, args.fps)
     yolo = shared_models_dir() / "yolo11n_int8_openvino_model"
     det_cfg = DetectorConfig(backend="yolo" if yolo.is_dir() else "hog", model=str(yolo), conf=0.35)
     t0 = time.perf_counter()
     obs_a, n = track_video(va, "camA", det_cfg, truth_a, args.fps, args.min_iou)
-    obs_b, _ = track_video(work / "cam_b.mp4", "camB", det_cfg, truth_b, args.fps, args.min_iou)
+    obs_b, _ = track_video(work / f"cam_b_{seed}.mp4", "camB", det_cfg, truth_b, args.fps, args.min_iou)
     t_det = time.perf_counter() - t0
-    enc = ReidEncoder(ReidConfig(model=args.reid_model, threads=args.threads))
+    enc = enc or ReidEncoder(ReidConfig(model=args.reid_model, threads=args.threads))
     obs = obs_a + obs_b
     feats = np.concatenate([enc.encode([o["crop"] for o in obs[i:i + 64]]) for i in range(0, len(obs), 64)])
-    na = len(obs_a)
+    return obs, feats, enc, n, len(obs_a), det_cfg, t_det
+
+
+def part_identity(args, work: Path, res: dict):
+    obs, feats, enc, n, na, det_cfg, t_det = observe_crowd(args, args.seed, work)
     cfg = ReidConfig(link_threshold=args.threshold, link_margin=args.margin, min_link_crops=args.min_link_crops)
     rows = []
     for name, sel in (("camera A", slice(0, na)), ("cameras A+B", slice(0, len(obs)))):
@@ -292,6 +302,121 @@ def part_text(args, obs, feats, enc, res: dict):
     print(res["text"], flush=True)
 
 
+# colour names of the clothes (OpenCV hue 0..180), for the colour-name "text" scorer of --part rerank
+HUE_NAMES = {"red": ((0, 8), (170, 180)), "orange": ((8, 20),), "yellow": ((20, 35),), "green": ((35, 85),),
+             "blue": ((85, 130),), "purple": ((130, 170),)}
+
+
+def colour_shares(crop: np.ndarray) -> np.ndarray:
+    """Share of a crop's pixels that are clearly coloured (S > 70, V > 60) in each hue name of HUE_NAMES."""
+    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
+    h, ok = hsv[..., 0], (hsv[..., 1] > 70) & (hsv[..., 2] > 60)
+    return np.array([sum(float(np.mean(ok & (h >= lo) & (h < hi))) for lo, hi in spans)
+                     for spans in HUE_NAMES.values()], np.float32)
+
+
+def rank_persons(score: dict, person: dict, mean: dict, how: str, top_n: int = 5, beta: float = 0.5):
+    """Rank persons for one query from per-track text scores.
+
+    ``best``: a person's score is its best track's (what /query_person answers today);
+    ``mean``: the mean over its tracks; ``reid``: re-ranking with re-id neighbours of the top
+    text hits: ``q`` = the text-weighted mean re-id feature of the ``top_n`` best tracks, each
+    track's score becomes ``text / best text + beta * cos(track, q)``, then a person's best track.
+    Returns (persons best first, the per-track scores used).
+    """
+    keys = list(score)
+    s = dict(score)
+    if how == "reid":
+        top = sorted(keys, key=lambda k: -score[k])[:top_n]
+        q = np.sum([max(score[k], 0.0) * mean[k] for k in top], axis=0)
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+        best = max(max(score.values()), 1e-12)
+        s = {k: score[k] / best + beta * float(mean[k] @ q) for k in keys}
+    per = defaultdict(list)
+    for k in keys:
+        per[person[k]].append(s[k])
+    agg = {p: (float(np.mean(v)) if how == "mean" else max(v)) for p, v in per.items()}
+    return sorted(agg, key=lambda p: -agg[p]), s
+
+
+def part_rerank(args, work: Path, res: dict, first=None):
+    """Text ranking by person: best track vs mean over tracks vs re-id re-ranking, several crowd seeds.
+
+    The "text" is a colour-name scorer standing in for a trained CLIP (none exists offline):
+    the query of a walker names its clothes' main colour (from its own camera-A crops), a
+    crop's score is its share of pixels of that colour, a track's score its best crop's.
+    """
+    methods = ["best"] + ["mean"] + [f"reid b={b}" for b in args.rerank_betas]
+    per_seed = []
+    enc = first[2] if first else None
+    for seed in args.rerank_seeds:
+        if first is not None and seed == args.seed:
+            obs, feats = first[0], first[1]
+        else:
+            obs, feats, enc, *_ = observe_crowd(args, seed, work, enc)
+        linked, _ = link(obs, feats, enc.model_id, ReidConfig(link_threshold=args.threshold,
+                                                              link_margin=args.margin,
+                                                              min_link_crops=args.min_link_crops))
+        tracks = defaultdict(list)
+        for i, o in enumerate(obs):
+            tracks[(o["source"], o["track"])].append(i)
+        gt = {k: Counter(obs[i]["gt"] for i in idx).most_common(1)[0][0] for k, idx in tracks.items()}
+        keys = [k for k in tracks if gt[k] >= 0]
+        person = {(o["source"], o["track"]): p for o, p in zip(obs, linked)}
+        pgt = {}
+        for p in {person[k] for k in keys}:
+            pgt[p] = Counter(g for k in keys if person[k] == p for g in [gt[k]] * len(tracks[k])).most_common(1)[0][0]
+        shares = np.stack([colour_shares(o["crop"]) for o in obs])
+        mean = {k: feats[idx].mean(axis=0) / np.linalg.norm(feats[idx].mean(axis=0)) for k, idx in tracks.items()}
+        names = list(HUE_NAMES)
+        out = {m: {"ap": [], "r1": []} for m in methods}
+        out["by track (no persons)"] = {"ap": [], "r1": []}
+        for g in sorted(set(gt[k] for k in keys)):
+            own = [i for i, o in enumerate(obs) if o["gt"] == g and o["source"] == "camA"]
+            if not own:
+                continue
+            colour = int(np.argmax(shares[own].mean(axis=0)))  # the caption: "a person in <colour> clothes"
+            score = {k: float(shares[tracks[k], colour].max()) for k in keys}
+            ranked_tracks = sorted(keys, key=lambda k: -score[k])
+            rel = np.array([gt[k] == g for k in ranked_tracks])
+            out["by track (no persons)"]["ap"].append(_ap(rel))
+            out["by track (no persons)"]["r1"].append(float(rel[0]))
+            for m in methods:
+                how, beta = ("reid", float(m.split("=")[1])) if m.startswith("reid") else (m, 0.0)
+                ranked, _ = rank_persons(score, person, mean, how, top_n=args.rerank_top, beta=beta)
+                prel = np.array([pgt[p] == g for p in ranked])
+                out[m]["ap"].append(_ap(prel))
+                out[m]["r1"].append(float(prel[0]))
+        row = {"seed": seed, "queries": len(out["best"]["ap"]), "tracks": len(keys),
+               "persons": len({person[k] for k in keys}),
+               "colours_named": sorted({names[int(np.argmax(shares[[i for i, o in enumerate(obs) if o["gt"] == g
+                                                                        and o["source"] == "camA"]].mean(axis=0)))]
+                                        for g in set(gt[k] for k in keys)})}
+        for m, v in out.items():
+            row[m] = {"mAP": round(float(np.mean(v["ap"])), 3), "rank1": round(float(np.mean(v["r1"])), 3)}
+        per_seed.append(row)
+        print("rerank", row, flush=True)
+    summary = {}
+    for m in methods + ["by track (no persons)"]:
+        maps = np.array([r[m]["mAP"] for r in per_seed])
+        r1s = np.array([r[m]["rank1"] for r in per_seed])
+        d = maps - np.array([r["best"]["mAP"] for r in per_seed])
+        summary[m] = {"mAP_mean": round(float(maps.mean()), 3), "mAP_sd": round(float(maps.std(ddof=1)), 3)
+                      if len(maps) > 1 else None,
+                      "rank1_mean": round(float(r1s.mean()), 3),
+                      "mAP_minus_best_per_seed": [round(float(x), 3) for x in d],
+                      "mAP_minus_best_mean": round(float(d.mean()), 3),
+                      "mAP_minus_best_sd": round(float(d.std(ddof=1)), 3) if len(d) > 1 else None}
+    res["rerank"] = {"text_scorer": "colour name of the walker's clothes (share of crop pixels of that hue, best "
+                                    "crop per track): a stand-in for a trained CLIP, none exists offline",
+                     "relevant": "persons (linker ids) whose majority walker is the query's walker",
+                     "linker": {"threshold": args.threshold, "margin": args.margin,
+                                "min_link_crops": args.min_link_crops},
+                     "rerank_top_n": args.rerank_top, "seeds": args.rerank_seeds, "per_seed": per_seed,
+                     "summary": summary}
+    print("rerank summary", summary, flush=True)
+
+
 def _ap(rel: np.ndarray) -> float:
     hits = np.flatnonzero(rel)
     return float(np.mean(np.arange(1, hits.size + 1) / (hits + 1))) if hits.size else 0.0
@@ -299,7 +424,12 @@ def _ap(rel: np.ndarray) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", nargs="+", default=["identity", "cost", "text"], choices=["identity", "cost", "text"])
+    ap.add_argument("--parts", nargs="+", default=["identity", "cost", "text", "rerank"],
+                    choices=["identity", "cost", "text", "rerank"])
+    ap.add_argument("--rerank-seeds", nargs="+", type=int, default=[0, 1, 2, 3], help="crowd seeds of --part rerank")
+    ap.add_argument("--rerank-betas", nargs="+", type=float, default=[0.25, 0.5, 1.0],
+                    help="weights of the re-id similarity in the re-ranking")
+    ap.add_argument("--rerank-top", type=int, default=5, help="top text hits whose re-id features form the query")
     ap.add_argument("--people", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--fps", type=int, default=10)
@@ -322,6 +452,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clip-weights", default="", help="a trained CLIP checkpoint ('' = random: plumbing only)")
     ap.add_argument("--clip-size", type=int, nargs=2, default=[64, 32])
     ap.add_argument("--out", default=str(ROOT / "docs" / "reid_results.json"))
+    ap.add_argument("--replace", action="store_true",
+                    help="write only this run's parts (default: merge them into --out, other parts kept)")
     args = ap.parse_args(argv)
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -339,8 +471,20 @@ def main(argv=None) -> int:
             part_cost(args, obs, res)
         if "text" in args.parts:
             part_text(args, obs, feats, enc, res)
+        if "rerank" in args.parts:
+            part_rerank(args, Path(tmp), res, (obs, feats, enc))
     res["load_after"] = [round(v, 2) for v in os.getloadavg()]
-    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    run = {k: res[k] for k in ("command", "commit", "machine", "load_before", "load_after")}
+    parts = ["identity"] + [p for p in ("cost", "text", "rerank") if p in args.parts]
+    key_of = {"identity": "identity", "cost": "cost", "text": "text", "rerank": "rerank"}
+    for p in parts:
+        res[key_of[p]]["run"] = run  # each part says which run wrote it
+    out = Path(args.out)
+    if out.exists() and not args.replace:  # parts not run now keep their figures (and their own run record)
+        old = json.loads(out.read_text())
+        old.update({k: v for k, v in res.items()})
+        res = old
+    out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"written {args.out}; load average {res['load_after']}")
     return 0
 
