@@ -371,11 +371,13 @@ def part_rerank(args, work: Path, res: dict, first=None):
         names = list(HUE_NAMES)
         out = {m: {"ap": [], "r1": []} for m in methods}
         out["by track (no persons)"] = {"ap": [], "r1": []}
+        named = []
         for g in sorted(set(gt[k] for k in keys)):
             own = [i for i, o in enumerate(obs) if o["gt"] == g and o["source"] == "camA"]
             if not own:
                 continue
             colour = int(np.argmax(shares[own].mean(axis=0)))  # the caption: "a person in <colour> clothes"
+            named.append(names[colour])
             score = {k: float(shares[tracks[k], colour].max()) for k in keys}
             ranked_tracks = sorted(keys, key=lambda k: -score[k])
             rel = np.array([gt[k] == g for k in ranked_tracks])
@@ -389,9 +391,7 @@ def part_rerank(args, work: Path, res: dict, first=None):
                 out[m]["r1"].append(float(prel[0]))
         row = {"seed": seed, "queries": len(out["best"]["ap"]), "tracks": len(keys),
                "persons": len({person[k] for k in keys}),
-               "colours_named": sorted({names[int(np.argmax(shares[[i for i, o in enumerate(obs) if o["gt"] == g
-                                                                        and o["source"] == "camA"]].mean(axis=0)))]
-                                        for g in set(gt[k] for k in keys)})}
+               "colours_named": sorted(set(named))}
         for m, v in out.items():
             row[m] = {"mAP": round(float(np.mean(v["ap"])), 3), "rank1": round(float(np.mean(v["r1"])), 3)}
         per_seed.append(row)
