@@ -260,6 +260,79 @@ def part_cost(args, obs, res: dict):
     print(res["cost"], flush=True)
 
 
+def part_graph(args, work: Path, res: dict):
+    """The running graph: two embedder nodes on the same /person_crops at the same time, re-id on and off.
+
+    One camera + detector (config/cpu.yaml, the video looping, played live); the graph's own
+    embedder runs re-id (``reid.enabled: true``), a second embedder in ``/noreid`` takes the
+    same crops with re-id off (and feeds an index of its own). Both share the machine's load
+    over the same seconds; their /diagnostics give the crops embedded, the measured throughput
+    (crops per busy second, the crop budget's) and the model seconds per crop.
+    """
+    from graph_probe import DiagnosticsProbe, private_domain
+    from person_search.graph import GLOBAL_REMAPS, CameraSpec, NodeSpec, node_set
+    from person_search.launcher import Graph, config_path
+    private_domain()
+    truth = []
+    video = make_crowd_video(work / "graph.mp4", people=args.people, seconds=args.seconds, fps=args.fps,
+                             size=(1280, 720), seed=args.seed, truth=truth)
+    crops_in = GLOBAL_REMAPS + (("person_crops", "/person_crops"),)
+    specs = node_set([CameraSpec("cam0", str(video))], loop=True) + [
+        NodeSpec("embedder", "embedder_node", "/noreid", crops_in, {"reid.enabled": False}),
+        NodeSpec("index", "index_node", "/noreid")]
+    sets = {"encoder.weights": "", "encoder.crop_budget": args.graph_budget, "reid.threads": args.threads}
+    probe = DiagnosticsProbe("bench_reid")
+    names = {"re-id on": "/embedder: embedder", "re-id off": "/noreid/embedder: embedder"}
+
+    def cells():
+        last = probe.latest()
+        return {k: _stage(last, suffix) for k, suffix in names.items()}
+
+    load0 = os.getloadavg()
+    with Graph(specs, config_path("cpu"), extra_params=sets, log_dir=work / "logs") as graph:
+        t_start = time.monotonic()
+        while not all(float(c.get("crops", 0) or 0) > 0 for c in cells().values()):
+            time.sleep(0.5)
+            if graph.dead() or time.monotonic() - t_start > 300:
+                raise RuntimeError(f"graph did not start: dead {graph.dead()}; logs in {work / 'logs'}")
+        time.sleep(5.0)  # both past their first calls
+        first, t0 = cells(), time.monotonic()
+        time.sleep(args.graph_seconds)
+        last, t1 = cells(), time.monotonic()
+        dead = graph.dead()
+    probe.close()
+    load1 = os.getloadavg()
+    wall = t1 - t0
+    out = {}
+    for k in names:
+        a, b = first[k], last[k]
+        d = {f: float(b.get(f, 0) or 0) - float(a.get(f, 0) or 0) for f in ("crops", "clip_s", "reid_s")}
+        out[k] = {"crops_embedded": int(d["crops"]), "crops_per_wall_s": round(d["crops"] / wall, 2),
+                  "throughput_crops_per_busy_s": float(b.get("throughput_crops_s", 0) or 0),
+                  "model_s_per_crop": round((d["clip_s"] + d["reid_s"]) / max(d["crops"], 1), 4),
+                  "reid_s_per_crop": round(d["reid_s"] / max(d["crops"], 1), 4),
+                  "crops_dropped_by_budget": int(float(b.get("crops_dropped", 0) or 0))}
+    on, off = out["re-id on"], out["re-id off"]
+    res["graph"] = {
+        "graph": "config/cpu.yaml, 1 camera (generated crowd 1280x720, looping, played live) + detector; "
+                 "embedder with re-id and a second embedder without it on the same /person_crops, same seconds",
+        "sets": sets, "seconds": round(wall, 1), "cells": out, "dead_nodes": dead,
+        "throughput_ratio_off_over_on": round(off["throughput_crops_per_busy_s"] /
+                                              max(on["throughput_crops_per_busy_s"], 1e-9), 3),
+        "model_time_ratio_on_over_off": round(on["model_s_per_crop"] / max(off["model_s_per_crop"], 1e-9), 3),
+        "reid_share_of_model_time": round(on["reid_s_per_crop"] / max(on["model_s_per_crop"], 1e-9), 3),
+        "load_start": [round(v, 2) for v in load0], "load_end": [round(v, 2) for v in load1]}
+    print("graph", res["graph"], flush=True)
+
+
+def _stage(diag: dict, suffix: str) -> dict:
+    """The diagnostics of the stage named exactly ``.../<suffix>`` (the root embedder is not /noreid's)."""
+    for name, values in diag.items():
+        if name.endswith(suffix) and (suffix.startswith("/noreid") or "/noreid" not in name):
+            return values
+    return {}
+
+
 def part_text(args, obs, feats, enc, res: dict):
     """Score one text query per walker: mAP over tracks vs over persons (generated captions)."""
     from person_search.core.config import EncoderConfig
@@ -424,8 +497,10 @@ def _ap(rel: np.ndarray) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", nargs="+", default=["identity", "cost", "text", "rerank"],
-                    choices=["identity", "cost", "text", "rerank"])
+    ap.add_argument("--parts", nargs="+", default=["identity", "cost", "text", "rerank", "graph"],
+                    choices=["identity", "cost", "text", "rerank", "graph"])
+    ap.add_argument("--graph-seconds", type=float, default=60.0, help="measurement of --part graph")
+    ap.add_argument("--graph-budget", default="all", help="encoder.crop_budget of both embedders in --part graph")
     ap.add_argument("--rerank-seeds", nargs="+", type=int, default=[0, 1, 2, 3], help="crowd seeds of --part rerank")
     ap.add_argument("--rerank-betas", nargs="+", type=float, default=[0.25, 0.5, 1.0],
                     help="weights of the re-id similarity in the re-ranking")
@@ -466,17 +541,21 @@ def main(argv=None) -> int:
            "generated": "walkers cut out of 4 real photo people, re-coloured/mirrored (core/crowd.py)"}
     print(res["machine"], flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_reid_") as tmp:
-        obs, feats, enc = part_identity(args, Path(tmp), res)
+        needs_crowd = bool({"identity", "cost", "text", "rerank"} & set(args.parts))
+        if needs_crowd:  # the later parts use its tracks and crops
+            obs, feats, enc = part_identity(args, Path(tmp), res)
         if "cost" in args.parts:
             part_cost(args, obs, res)
         if "text" in args.parts:
             part_text(args, obs, feats, enc, res)
         if "rerank" in args.parts:
             part_rerank(args, Path(tmp), res, (obs, feats, enc))
+        if "graph" in args.parts:
+            part_graph(args, Path(tmp), res)
     res["load_after"] = [round(v, 2) for v in os.getloadavg()]
     run = {k: res[k] for k in ("command", "commit", "machine", "load_before", "load_after")}
-    parts = ["identity"] + [p for p in ("cost", "text", "rerank") if p in args.parts]
-    key_of = {"identity": "identity", "cost": "cost", "text": "text", "rerank": "rerank"}
+    parts = (["identity"] if needs_crowd else []) + [p for p in ("cost", "text", "rerank", "graph") if p in args.parts]
+    key_of = {"identity": "identity", "cost": "cost", "text": "text", "rerank": "rerank", "graph": "graph"}
     for p in parts:
         res[key_of[p]]["run"] = run  # each part says which run wrote it
     out = Path(args.out)
