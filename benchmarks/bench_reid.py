@@ -20,7 +20,18 @@ several walkers share one real person's body and differ only in clothes colour.
    tower of config/cpu.yaml with random weights, ONNX Runtime) with re-id on and off,
    interleaved in one run on the real crops of part 1, and re-id's share of the time.
 
-    python benchmarks/bench_reid.py            # all parts, ~3 min on 2 cores
+4. Text ranking by person (``--part rerank``): best track vs mean over tracks vs re-ranking
+   with re-id neighbours of the top text hits, mAP / Rank-1 by person over ``--rerank-seeds``
+   crowds; the "text" is a colour-name scorer standing in for a trained CLIP (none offline).
+5. The running graph (``--part graph``): two embedder nodes on the same /person_crops of one
+   graph, re-id on and off, same seconds; crops/s and model time per crop from /diagnostics.
+
+A run merges its parts into ``--out`` (each part with its own run record); ``--replace``
+writes only this run's.
+
+    python benchmarks/bench_reid.py            # all parts, ~15 min on 2 cores
+    python benchmarks/bench_reid.py --parts rerank
+    python benchmarks/bench_reid.py --parts graph
 """
 
 from __future__ import annotations
