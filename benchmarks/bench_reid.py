@@ -20,7 +20,18 @@ several walkers share one real person's body and differ only in clothes colour.
    tower of config/cpu.yaml with random weights, ONNX Runtime) with re-id on and off,
    interleaved in one run on the real crops of part 1, and re-id's share of the time.
 
-    python -m benchmarks.bench_reid            # all parts, ~3 min on 2 cores
+4. Text ranking by person (``--part rerank``): best track vs mean over tracks vs re-ranking
+   with re-id neighbours of the top text hits, mAP / Rank-1 by person over ``--rerank-seeds``
+   crowds; the "text" is a colour-name scorer standing in for a trained CLIP (none offline).
+5. The running graph (``--part graph``): two embedder nodes on the same /person_crops of one
+   graph, re-id on and off, same seconds; crops/s and model time per crop from /diagnostics.
+
+A run merges its parts into ``--out`` (each part with its own run record); ``--replace``
+writes only this run's.
+
+    python -m benchmarks.bench_reid            # all parts, ~15 min on 2 cores
+    python -m benchmarks.bench_reid --parts rerank
+    python -m benchmarks.bench_reid --parts graph
 """
 
 from __future__ import annotations
@@ -137,21 +148,31 @@ def link(obs, feats, model_id, cfg: ReidConfig):
     return [lk.person_of(o["source"], o["track"]) for o in obs], lk.stats()
 
 
-def part_identity(args, work: Path, res: dict):
+def observe_crowd(args, seed: int, work: Path, enc=None):
+    """Crowd video of ``seed`` on cameras A and B, tracked; re-id features of every crop.
+
+    Returns:
+        (observations of A then B, their re-id features, the encoder, frames per camera, number from A,
+        detector config, seconds spent tracking).
+    """
     truth_a = []
-    va = make_crowd_video(work / "cam_a.mp4", people=args.people, seconds=args.seconds, fps=args.fps,
-                          size=(1280, 720), seed=args.seed, truth=truth_a)
-    truth_b = second_camera(va, work / "cam_b.mp4", truth_a, args.fps)
+    va = make_crowd_video(work / f"cam_a_{seed}.mp4", people=args.people, seconds=args.seconds, fps=args.fps,
+                          size=(1280, 720), seed=seed, truth=truth_a)
+    truth_b = second_camera(va, work / f"cam_b_{seed}.mp4", truth_a, args.fps)
     yolo = shared_models_dir() / "yolo11n_int8_openvino_model"
     det_cfg = DetectorConfig(backend="yolo" if yolo.is_dir() else "hog", model=str(yolo), conf=0.35)
     t0 = time.perf_counter()
     obs_a, n = track_video(va, "camA", det_cfg, truth_a, args.fps, args.min_iou)
-    obs_b, _ = track_video(work / "cam_b.mp4", "camB", det_cfg, truth_b, args.fps, args.min_iou)
+    obs_b, _ = track_video(work / f"cam_b_{seed}.mp4", "camB", det_cfg, truth_b, args.fps, args.min_iou)
     t_det = time.perf_counter() - t0
-    enc = ReidEncoder(ReidConfig(model=args.reid_model, threads=args.threads))
+    enc = enc or ReidEncoder(ReidConfig(model=args.reid_model, threads=args.threads))
     obs = obs_a + obs_b
     feats = np.concatenate([enc.encode([o["crop"] for o in obs[i:i + 64]]) for i in range(0, len(obs), 64)])
-    na = len(obs_a)
+    return obs, feats, enc, n, len(obs_a), det_cfg, t_det
+
+
+def part_identity(args, work: Path, res: dict):
+    obs, feats, enc, n, na, det_cfg, t_det = observe_crowd(args, args.seed, work)
     cfg = ReidConfig(link_threshold=args.threshold, link_margin=args.margin, min_link_crops=args.min_link_crops)
     rows = []
     for name, sel in (("camera A", slice(0, na)), ("cameras A+B", slice(0, len(obs)))):
@@ -241,6 +262,79 @@ def part_cost(args, obs, res: dict):
     print(res["cost"], flush=True)
 
 
+def part_graph(args, work: Path, res: dict):
+    """The running graph: two embedder nodes on the same /person_crops at the same time, re-id on and off.
+
+    One camera + detector (config/cpu.yaml, the video looping, played live); the graph's own
+    embedder runs re-id (``reid.enabled: true``), a second embedder in ``/noreid`` takes the
+    same crops with re-id off (and feeds an index of its own). Both share the machine's load
+    over the same seconds; their /diagnostics give the crops embedded, the measured throughput
+    (crops per busy second, the crop budget's) and the model seconds per crop.
+    """
+    from benchmarks.graph_probe import DiagnosticsProbe, private_domain
+    from person_search.graph import GLOBAL_REMAPS, CameraSpec, NodeSpec, node_set
+    from person_search.launcher import Graph, config_path
+    private_domain()
+    truth = []
+    video = make_crowd_video(work / "graph.mp4", people=args.people, seconds=args.seconds, fps=args.fps,
+                             size=(1280, 720), seed=args.seed, truth=truth)
+    crops_in = GLOBAL_REMAPS + (("person_crops", "/person_crops"),)
+    specs = node_set([CameraSpec("cam0", str(video))], loop=True) + [
+        NodeSpec("embedder", "embedder_node", "/noreid", crops_in, {"reid.enabled": False}),
+        NodeSpec("index", "index_node", "/noreid")]
+    sets = {"encoder.weights": "", "encoder.crop_budget": args.graph_budget, "reid.threads": args.threads}
+    probe = DiagnosticsProbe("bench_reid")
+    names = {"re-id on": "/embedder: embedder", "re-id off": "/noreid/embedder: embedder"}
+
+    def cells():
+        last = probe.latest()
+        return {k: _stage(last, suffix) for k, suffix in names.items()}
+
+    load0 = os.getloadavg()
+    with Graph(specs, config_path("cpu"), extra_params=sets, log_dir=work / "logs") as graph:
+        t_start = time.monotonic()
+        while not all(float(c.get("crops", 0) or 0) > 0 for c in cells().values()):
+            time.sleep(0.5)
+            if graph.dead() or time.monotonic() - t_start > 300:
+                raise RuntimeError(f"graph did not start: dead {graph.dead()}; logs in {work / 'logs'}")
+        time.sleep(5.0)  # both past their first calls
+        first, t0 = cells(), time.monotonic()
+        time.sleep(args.graph_seconds)
+        last, t1 = cells(), time.monotonic()
+        dead = graph.dead()
+    probe.close()
+    load1 = os.getloadavg()
+    wall = t1 - t0
+    out = {}
+    for k in names:
+        a, b = first[k], last[k]
+        d = {f: float(b.get(f, 0) or 0) - float(a.get(f, 0) or 0) for f in ("crops", "clip_s", "reid_s")}
+        out[k] = {"crops_embedded": int(d["crops"]), "crops_per_wall_s": round(d["crops"] / wall, 2),
+                  "throughput_crops_per_busy_s": float(b.get("throughput_crops_s", 0) or 0),
+                  "model_s_per_crop": round((d["clip_s"] + d["reid_s"]) / max(d["crops"], 1), 4),
+                  "reid_s_per_crop": round(d["reid_s"] / max(d["crops"], 1), 4),
+                  "crops_dropped_by_budget": int(float(b.get("crops_dropped", 0) or 0))}
+    on, off = out["re-id on"], out["re-id off"]
+    res["graph"] = {
+        "graph": "config/cpu.yaml, 1 camera (generated crowd 1280x720, looping, played live) + detector; "
+                 "embedder with re-id and a second embedder without it on the same /person_crops, same seconds",
+        "sets": sets, "seconds": round(wall, 1), "cells": out, "dead_nodes": dead,
+        "throughput_ratio_off_over_on": round(off["throughput_crops_per_busy_s"] /
+                                              max(on["throughput_crops_per_busy_s"], 1e-9), 3),
+        "model_time_ratio_on_over_off": round(on["model_s_per_crop"] / max(off["model_s_per_crop"], 1e-9), 3),
+        "reid_share_of_model_time": round(on["reid_s_per_crop"] / max(on["model_s_per_crop"], 1e-9), 3),
+        "load_start": [round(v, 2) for v in load0], "load_end": [round(v, 2) for v in load1]}
+    print("graph", res["graph"], flush=True)
+
+
+def _stage(diag: dict, suffix: str) -> dict:
+    """The diagnostics of the stage named exactly ``.../<suffix>`` (the root embedder is not /noreid's)."""
+    for name, values in diag.items():
+        if name.endswith(suffix) and (suffix.startswith("/noreid") or "/noreid" not in name):
+            return values
+    return {}
+
+
 def part_text(args, obs, feats, enc, res: dict):
     """Score one text query per walker: mAP over tracks vs over persons (generated captions)."""
     from person_search.core.config import EncoderConfig
@@ -283,6 +377,121 @@ def part_text(args, obs, feats, enc, res: dict):
     print(res["text"], flush=True)
 
 
+# colour names of the clothes (OpenCV hue 0..180), for the colour-name "text" scorer of --part rerank
+HUE_NAMES = {"red": ((0, 8), (170, 180)), "orange": ((8, 20),), "yellow": ((20, 35),), "green": ((35, 85),),
+             "blue": ((85, 130),), "purple": ((130, 170),)}
+
+
+def colour_shares(crop: np.ndarray) -> np.ndarray:
+    """Share of a crop's pixels that are clearly coloured (S > 70, V > 60) in each hue name of HUE_NAMES."""
+    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
+    h, ok = hsv[..., 0], (hsv[..., 1] > 70) & (hsv[..., 2] > 60)
+    return np.array([sum(float(np.mean(ok & (h >= lo) & (h < hi))) for lo, hi in spans)
+                     for spans in HUE_NAMES.values()], np.float32)
+
+
+def rank_persons(score: dict, person: dict, mean: dict, how: str, top_n: int = 5, beta: float = 0.5):
+    """Rank persons for one query from per-track text scores.
+
+    ``best``: a person's score is its best track's (what /query_person answers today);
+    ``mean``: the mean over its tracks; ``reid``: re-ranking with re-id neighbours of the top
+    text hits: ``q`` = the text-weighted mean re-id feature of the ``top_n`` best tracks, each
+    track's score becomes ``text / best text + beta * cos(track, q)``, then a person's best track.
+    Returns (persons best first, the per-track scores used).
+    """
+    keys = list(score)
+    s = dict(score)
+    if how == "reid":
+        top = sorted(keys, key=lambda k: -score[k])[:top_n]
+        q = np.sum([max(score[k], 0.0) * mean[k] for k in top], axis=0)
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+        best = max(max(score.values()), 1e-12)
+        s = {k: score[k] / best + beta * float(mean[k] @ q) for k in keys}
+    per = defaultdict(list)
+    for k in keys:
+        per[person[k]].append(s[k])
+    agg = {p: (float(np.mean(v)) if how == "mean" else max(v)) for p, v in per.items()}
+    return sorted(agg, key=lambda p: -agg[p]), s
+
+
+def part_rerank(args, work: Path, res: dict, first=None):
+    """Text ranking by person: best track vs mean over tracks vs re-id re-ranking, several crowd seeds.
+
+    The "text" is a colour-name scorer standing in for a trained CLIP (none exists offline):
+    the query of a walker names its clothes' main colour (from its own camera-A crops), a
+    crop's score is its share of pixels of that colour, a track's score its best crop's.
+    """
+    methods = ["best"] + ["mean"] + [f"reid b={b}" for b in args.rerank_betas]
+    per_seed = []
+    enc = first[2] if first else None
+    for seed in args.rerank_seeds:
+        if first is not None and seed == args.seed:
+            obs, feats = first[0], first[1]
+        else:
+            obs, feats, enc, *_ = observe_crowd(args, seed, work, enc)
+        linked, _ = link(obs, feats, enc.model_id, ReidConfig(link_threshold=args.threshold,
+                                                              link_margin=args.margin,
+                                                              min_link_crops=args.min_link_crops))
+        tracks = defaultdict(list)
+        for i, o in enumerate(obs):
+            tracks[(o["source"], o["track"])].append(i)
+        gt = {k: Counter(obs[i]["gt"] for i in idx).most_common(1)[0][0] for k, idx in tracks.items()}
+        keys = [k for k in tracks if gt[k] >= 0]
+        person = {(o["source"], o["track"]): p for o, p in zip(obs, linked)}
+        pgt = {}
+        for p in {person[k] for k in keys}:
+            pgt[p] = Counter(g for k in keys if person[k] == p for g in [gt[k]] * len(tracks[k])).most_common(1)[0][0]
+        shares = np.stack([colour_shares(o["crop"]) for o in obs])
+        mean = {k: feats[idx].mean(axis=0) / np.linalg.norm(feats[idx].mean(axis=0)) for k, idx in tracks.items()}
+        names = list(HUE_NAMES)
+        out = {m: {"ap": [], "r1": []} for m in methods}
+        out["by track (no persons)"] = {"ap": [], "r1": []}
+        named = []
+        for g in sorted(set(gt[k] for k in keys)):
+            own = [i for i, o in enumerate(obs) if o["gt"] == g and o["source"] == "camA"]
+            if not own:
+                continue
+            colour = int(np.argmax(shares[own].mean(axis=0)))  # the caption: "a person in <colour> clothes"
+            named.append(names[colour])
+            score = {k: float(shares[tracks[k], colour].max()) for k in keys}
+            ranked_tracks = sorted(keys, key=lambda k: -score[k])
+            rel = np.array([gt[k] == g for k in ranked_tracks])
+            out["by track (no persons)"]["ap"].append(_ap(rel))
+            out["by track (no persons)"]["r1"].append(float(rel[0]))
+            for m in methods:
+                how, beta = ("reid", float(m.split("=")[1])) if m.startswith("reid") else (m, 0.0)
+                ranked, _ = rank_persons(score, person, mean, how, top_n=args.rerank_top, beta=beta)
+                prel = np.array([pgt[p] == g for p in ranked])
+                out[m]["ap"].append(_ap(prel))
+                out[m]["r1"].append(float(prel[0]))
+        row = {"seed": seed, "queries": len(out["best"]["ap"]), "tracks": len(keys),
+               "persons": len({person[k] for k in keys}),
+               "colours_named": sorted(set(named))}
+        for m, v in out.items():
+            row[m] = {"mAP": round(float(np.mean(v["ap"])), 3), "rank1": round(float(np.mean(v["r1"])), 3)}
+        per_seed.append(row)
+        print("rerank", row, flush=True)
+    summary = {}
+    for m in methods + ["by track (no persons)"]:
+        maps = np.array([r[m]["mAP"] for r in per_seed])
+        r1s = np.array([r[m]["rank1"] for r in per_seed])
+        d = maps - np.array([r["best"]["mAP"] for r in per_seed])
+        summary[m] = {"mAP_mean": round(float(maps.mean()), 3), "mAP_sd": round(float(maps.std(ddof=1)), 3)
+                      if len(maps) > 1 else None,
+                      "rank1_mean": round(float(r1s.mean()), 3),
+                      "mAP_minus_best_per_seed": [round(float(x), 3) for x in d],
+                      "mAP_minus_best_mean": round(float(d.mean()), 3),
+                      "mAP_minus_best_sd": round(float(d.std(ddof=1)), 3) if len(d) > 1 else None}
+    res["rerank"] = {"text_scorer": "colour name of the walker's clothes (share of crop pixels of that hue, best "
+                                    "crop per track): a stand-in for a trained CLIP, none exists offline",
+                     "relevant": "persons (linker ids) whose majority walker is the query's walker",
+                     "linker": {"threshold": args.threshold, "margin": args.margin,
+                                "min_link_crops": args.min_link_crops},
+                     "rerank_top_n": args.rerank_top, "seeds": args.rerank_seeds, "per_seed": per_seed,
+                     "summary": summary}
+    print("rerank summary", summary, flush=True)
+
+
 def _ap(rel: np.ndarray) -> float:
     hits = np.flatnonzero(rel)
     return float(np.mean(np.arange(1, hits.size + 1) / (hits + 1))) if hits.size else 0.0
@@ -290,7 +499,14 @@ def _ap(rel: np.ndarray) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", nargs="+", default=["identity", "cost", "text"], choices=["identity", "cost", "text"])
+    ap.add_argument("--parts", nargs="+", default=["identity", "cost", "text", "rerank", "graph"],
+                    choices=["identity", "cost", "text", "rerank", "graph"])
+    ap.add_argument("--graph-seconds", type=float, default=60.0, help="measurement of --part graph")
+    ap.add_argument("--graph-budget", default="all", help="encoder.crop_budget of both embedders in --part graph")
+    ap.add_argument("--rerank-seeds", nargs="+", type=int, default=[0, 1, 2, 3], help="crowd seeds of --part rerank")
+    ap.add_argument("--rerank-betas", nargs="+", type=float, default=[0.25, 0.5, 1.0],
+                    help="weights of the re-id similarity in the re-ranking")
+    ap.add_argument("--rerank-top", type=int, default=5, help="top text hits whose re-id features form the query")
     ap.add_argument("--people", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--fps", type=int, default=10)
@@ -313,6 +529,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clip-weights", default="", help="a trained CLIP checkpoint ('' = random: plumbing only)")
     ap.add_argument("--clip-size", type=int, nargs=2, default=[64, 32])
     ap.add_argument("--out", default=str(ROOT / "docs" / "reid_results.json"))
+    ap.add_argument("--replace", action="store_true",
+                    help="write only this run's parts (default: merge them into --out, other parts kept)")
     args = ap.parse_args(argv)
     res = {"command": "python -m benchmarks.bench_reid " + " ".join(argv if argv is not None else sys.argv[1:]),
            "commit": git_commit(), "machine": cpu_line(), "python": platform.python_version(),
@@ -320,13 +538,29 @@ def main(argv=None) -> int:
            "generated": "walkers cut out of 4 real photo people, re-coloured/mirrored (core/crowd.py)"}
     print(res["machine"], flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_reid_") as tmp:
-        obs, feats, enc = part_identity(args, Path(tmp), res)
+        needs_crowd = bool({"identity", "cost", "text", "rerank"} & set(args.parts))
+        if needs_crowd:  # the later parts use its tracks and crops
+            obs, feats, enc = part_identity(args, Path(tmp), res)
         if "cost" in args.parts:
             part_cost(args, obs, res)
         if "text" in args.parts:
             part_text(args, obs, feats, enc, res)
+        if "rerank" in args.parts:
+            part_rerank(args, Path(tmp), res, (obs, feats, enc))
+        if "graph" in args.parts:
+            part_graph(args, Path(tmp), res)
     res["load_after"] = [round(v, 2) for v in os.getloadavg()]
-    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    run = {k: res[k] for k in ("command", "commit", "machine", "load_before", "load_after")}
+    parts = (["identity"] if needs_crowd else []) + [p for p in ("cost", "text", "rerank", "graph") if p in args.parts]
+    key_of = {"identity": "identity", "cost": "cost", "text": "text", "rerank": "rerank", "graph": "graph"}
+    for p in parts:
+        res[key_of[p]]["run"] = run  # each part says which run wrote it
+    out = Path(args.out)
+    if out.exists() and not args.replace:  # parts not run now keep their figures (and their own run record)
+        old = json.loads(out.read_text())
+        old.update({k: v for k, v in res.items()})
+        res = old
+    out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"written {args.out}; load average {res['load_after']}")
     return 0
 

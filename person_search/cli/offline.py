@@ -34,12 +34,25 @@ def _progress():
     return update, close
 
 
-def _rows(matches) -> List[dict]:
-    return [match_row(track_id=m.track_id, camera=m.source_id, score=m.score, first_seen_ns=m.first_seen_ns,
-                      last_seen_ns=m.last_seen_ns, box=m.box) for m in matches]
+def _rows(matches, groups=None, linker=None) -> List[dict]:
+    """Match rows: one per person (``groups``, as /query_person answers) or one per track."""
+    if groups is not None:
+        return [match_row(track_id=g.best.track_id, camera=g.best.source_id, score=g.best.score,
+                          first_seen_ns=g.first_seen_ns, last_seen_ns=g.last_seen_ns, box=g.best.box,
+                          person_id=g.person_id, person_tracks=[f"{c}/{t}" for c, t in zip(g.cameras, g.track_ids)])
+                for g in groups]
+    rows = []
+    for m in matches:
+        pid = linker.person_of(m.source_id, m.track_id) if linker is not None else -1
+        keys = linker.tracks_of(pid) if pid >= 0 else [(m.source_id, m.track_id)]
+        rows.append(match_row(track_id=m.track_id, camera=m.source_id, score=m.score, first_seen_ns=m.first_seen_ns,
+                              last_seen_ns=m.last_seen_ns, box=m.box, person_id=pid,
+                              person_tracks=[f"{c}/{t}" for c, t in keys]))
+    return rows
 
 
-def _answer(engine, gallery, queries, top_k, sheet_path, *, as_json: bool = False, summary=None):
+def _answer(engine, gallery, queries, top_k, sheet_path, *, as_json: bool = False, summary=None, linker=None,
+            by_track: bool = False):
     from person_search.core.imaging import contact_sheet
     from person_search.core.query import QueryError
     sheet_rows = []
@@ -49,17 +62,22 @@ def _answer(engine, gallery, queries, top_k, sheet_path, *, as_json: bool = Fals
         if not as_json:
             print(f"\nquery: {q!r}")
         try:
-            matches = engine.query(gallery, q, top_k=top_k)
+            matches, groups = engine.query_persons(gallery, linker, q, top_k=top_k, by_track=by_track)
         except QueryError as exc:
             print(f"error: {exc}", file=sys.stderr)
             answers.append({"query": q, "error": str(exc), "matches": []})
             sheet_rows.append([])  # the row stays, so every row is under its own query's title
             code = 1
             continue
-        answers.append({"query": q, "matches": _rows(matches)})
+        rows = _rows(matches, groups, linker)
+        answers.append({"query": q, "matches": rows})
         if not as_json:
-            print_matches(_rows(matches))
-        sheet_rows.append([(f"#{m.track_id} {m.score:.3f}", m.crop_jpeg) for m in matches])
+            print_matches(rows)
+            for i, r in enumerate(rows, 1):
+                if r["person_id"] >= 0 and len(r["person_tracks"]) > 1:
+                    print(f"  #{i} person {r['person_id']}: tracks {', '.join(r['person_tracks'])}")
+        shown = [g.best for g in groups] if groups is not None else matches
+        sheet_rows.append([(f"#{m.track_id} {m.score:.3f}", m.crop_jpeg) for m in shown])
     if sheet_path and sheet_rows:
         sheet = contact_sheet(sheet_rows, row_titles=[repr(q) for q in queries])
         if not cv2.imwrite(str(sheet_path), sheet):
@@ -95,8 +113,10 @@ def _check_output(path, flag: str) -> None:
 
 
 def cmd_run(a) -> int:
-    """Process a video without ROS and answer the queries; every check comes before the work."""
-    _check_video(a.video)
+    """Process videos without ROS (several: one camera each) and answer the queries; every check comes first."""
+    videos = list(a.video) if isinstance(a.video, (list, tuple)) else [a.video]
+    for video in videos:
+        _check_video(video)
     if getattr(a, "fps", None) is not None:
         a.set = list(a.set) + [f"video.fps={a.fps}"]
     cfg = load_config_args(a)
@@ -106,32 +126,45 @@ def cmd_run(a) -> int:
     require_clip_weights(cfg.encoder)
     from person_search.core.pipeline import OfflinePipeline
     pipe = OfflinePipeline(cfg)
-    update, close = _progress()
-    try:
-        stats = pipe.process_video(a.video, max_frames=a.max_frames, progress=update)
-    finally:
-        close()
-    summary = dict(video=str(a.video), frames=stats.frames, video_seconds=round(stats.video_seconds, 3),
+    cameras = [None] if len(videos) == 1 else [f"cam{i}" for i in range(len(videos))]
+    for video, camera in zip(videos, cameras):
+        update, close = _progress()
+        try:
+            stats = pipe.process_video(video, max_frames=a.max_frames, source_id=camera, progress=update)
+        finally:
+            close()
+    persons = pipe.linker.stats()
+    summary = dict(video=str(videos[0]) if len(videos) == 1 else [str(v) for v in videos],
+                   cameras=[c or cfg.video.source_id for c in cameras], frames=stats.frames,
+                   video_seconds=round(stats.video_seconds, 3),
                    seconds=round(stats.seconds, 3), fps=round(stats.fps, 2),
                    realtime_factor=round(stats.realtime_factor, 3), detections=stats.detections,
                    tracks=len(stats.tracks), embeddings=len(pipe.gallery), model_id=pipe.embedder.model_id,
-                   detector=pipe.tracker.backend_name)
+                   detector=pipe.tracker.backend_name, reid_model_id=pipe.reid.model_id if pipe.reid else None,
+                   persons=persons["persons"], person_links=persons["person_links"])
     as_json = getattr(a, "json", False)
     if not as_json:
         print(f"{stats.frames} frames ({stats.video_seconds:.1f} s of video) in {stats.seconds:.1f} s "
               f"({stats.fps:.1f} fps, {stats.realtime_factor:.2f}x real time), {stats.detections} detections, "
               f"{len(stats.tracks)} tracks, {len(pipe.gallery)} embeddings in the gallery "
               f"(model {pipe.embedder.model_id}, tracker {pipe.tracker.backend_name})")
+        if pipe.reid is not None:
+            print(f"{persons['persons']} persons ({persons['person_links']} tracks linked by re-id, "
+                  f"{pipe.reid.model_id})")
     if a.save:
         pipe.gallery.save(a.save)
         summary["saved"] = str(a.save)
+        if pipe.linker.tracks:
+            from person_search.core.gallery.persons import persons_path
+            summary["persons_saved"] = str(pipe.linker.save(persons_path(a.save)))
         if not as_json:
             print(f"gallery saved to {a.save}")
     if not a.query:
         if as_json:
             print_json(dict(summary, queries=[]))
         return 0
-    return _answer(pipe.text_engine(), pipe.gallery, a.query, a.top_k, a.sheet, as_json=as_json, summary=summary)
+    return _answer(pipe.text_engine(), pipe.gallery, a.query, a.top_k, a.sheet, as_json=as_json, summary=summary,
+                   linker=pipe.linker, by_track=getattr(a, "by_track", False))
 
 
 def print_tracks(tracks, *, out=None) -> None:
@@ -186,9 +219,17 @@ def cmd_gallery(a) -> int:
     if want != g.model_id:  # checked before the text tower loads
         raise UsageError(f"the snapshot holds {g.model_id} embeddings but the config builds {want}; use the "
                          f"config (and --random-weights or not) the gallery was built with")
+    from person_search.core.gallery.persons import PersonLinker, persons_path
     from person_search.core.query import QueryEngine
+    linker = None
+    if Path(persons_path(a.snapshot)).exists():  # written beside the snapshot by run --save / the index node
+        try:
+            linker = PersonLinker.load(persons_path(a.snapshot), cfg.reid, window_s=cfg.gallery.window_s)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     enc = ClipEncoder(cfg.encoder, towers=("text",))
-    return _answer(QueryEngine(enc, cfg.query), g, a.query, a.top_k, a.sheet)
+    return _answer(QueryEngine(enc, cfg.query), g, a.query, a.top_k, a.sheet, linker=linker,
+                   by_track=a.by_track)
 
 
 def cmd_sample(a) -> int:
@@ -212,11 +253,14 @@ def register(sub) -> None:
                         help="override a config value, e.g. encoder.arch=ViT-B-16 (repeatable)")
         sp.add_argument("--random-weights", action="store_true",
                         help="random CLIP weights (no download): the pipeline runs, the ranking means nothing")
-        sp.add_argument("--top-k", type=int_at_least(1), default=5, help="tracks per query (default 5)")
+        sp.add_argument("--top-k", type=int_at_least(1), default=5,
+                        help="matches per query: persons, or tracks with --by-track (default 5)")
         sp.add_argument("--sheet", metavar="PNG", help="write a contact sheet of the top matches")
+        sp.add_argument("--by-track", action="store_true",
+                        help="one match per track (default: one per person, its tracks linked by re-id)")
 
     sp = sub.add_parser("run", help="process a video without ROS and answer queries")
-    sp.add_argument("video", help="the video file to process")
+    sp.add_argument("video", nargs="+", help="the video file to process (several: one camera each, cam0, cam1, ...)")
     sp.add_argument("--query", action="append", default=[], help="a description (repeatable)")
     sp.add_argument("--max-frames", type=int_at_least(0), default=0, help="stop after this many frames (0 = all)")
     sp.add_argument("--fps", type=float_above(0, hi=240), help="keep at most N frames per video second (0 < N <= 240)")

@@ -142,6 +142,11 @@ class QueryEngine:
             QueryError: invalid description / top_k, or the gallery holds embeddings of
                 another model than the text encoder.
         """
+        k, vec = self._prepare(gallery, description, top_k)
+        return gallery.search(vec, k, **filters)
+
+    def _prepare(self, gallery, description: object, top_k: Optional[int]):
+        """Check top_k and the gallery's model and dim; return (top_k, the description's embedding)."""
         k = validate_top_k(top_k, default=self.cfg.default_top_k, max_top_k=self.cfg.max_top_k)
         g_model = getattr(gallery, "model_id", None)
         if g_model is not None and self.model_id and g_model != self.model_id:
@@ -151,5 +156,15 @@ class QueryEngine:
         g_dim = getattr(gallery, "dim", None)
         if g_dim is not None and int(g_dim) != self.dim:
             raise QueryError(f"the gallery holds dim {g_dim} embeddings but the text encoder gives dim {self.dim}")
-        vec = self.encode(description)
-        return gallery.search(vec, k, **filters)
+        return k, self.encode(description)
+
+    def query_persons(self, gallery, linker, description: object, top_k: Optional[int] = None, *,
+                      by_track: bool = False, **filters):
+        """Like :meth:`query`, folded into persons by ``linker`` (see ``gallery.persons.search_persons``).
+
+        Returns:
+            (track matches, person groups); the groups are None by track or without persons.
+        """
+        from person_search.core.gallery.persons import search_persons
+        k, vec = self._prepare(gallery, description, top_k)
+        return search_persons(gallery, linker, vec, k, by_track=by_track, **filters)

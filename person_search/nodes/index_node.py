@@ -4,6 +4,8 @@ Re-id features in the embeddings feed a :class:`~person_search.core.gallery.pers
 (``reid.*``); answers are one match per person unless a request asks ``by_track``. The
 persons are saved next to the gallery snapshot (``<snapshot>.persons.npz``; with Milvus
 Lite next to its ``.db``) and restored with it. ``~/similar_tracks`` ranks tracks by re-id.
+With the Milvus gallery the decided tracks are shared through it, so a track of this robot
+joins a person another robot's index node knows (``core/gallery/persons.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from std_msgs.msg import Int64
 
 from person_search.core.config import GalleryConfig, ReidConfig
 from person_search.core.gallery import GalleryMismatchError, RollingGallery, SnapshotError, make_gallery
-from person_search.core.gallery.persons import PersonLinker, persons_path
+from person_search.core.gallery.persons import PersonLinker, persons_path, search_persons
 from person_search.core.types import TrackMatch
 from person_search.nodes.common import (RELIABLE_QOS, SERVICE_QOS, StageStats, declare_section, publisher, run_node,
                                         subscription)
@@ -83,6 +85,7 @@ class IndexNode(Node):
                     self.gallery.add(batch)
                 if batch.reid_vectors is not None and self.reid_cfg.enabled:
                     try:
+                        self._share_persons(batch)
                         self.linker.observe(batch.source_id, batch.track_ids.tolist(), batch.stamp_ns,
                                             batch.reid_vectors, batch.reid_model_id)
                     except ValueError as exc:  # another re-id model: the gallery keeps the batch
@@ -115,17 +118,16 @@ class IndexNode(Node):
             since = time_to_ns(req.since) or None
             until = time_to_ns(req.until) or None
             top_k = int(req.top_k)
-            by_person = not req.by_track and bool(self.linker.tracks)
             try:
-                # by person: enough tracks that top_k persons remain after folding a person's tracks
-                k = min(max(top_k, top_k * 5), max(top_k, g.num_tracks)) if by_person else top_k
-                matches = g.search(q, k, min_score=float(req.min_score) if req.min_score else -1.0,
-                                   since_ns=since, until_ns=until, source_id=req.camera or None)
+                matches, groups = search_persons(g, self.linker, q, top_k,
+                                                 by_track=bool(req.by_track),
+                                                 min_score=float(req.min_score) if req.min_score else -1.0,
+                                                 since_ns=since, until_ns=until, source_id=req.camera or None)
             except ValueError as exc:
                 resp.message = str(exc)
                 return resp
             crops, frames = bool(req.return_crops), bool(req.return_frames)
-            if by_person:
+            if groups is not None:
                 groups = self.linker.group(matches, top_k)
                 resp.matches = [match_to_msg(gr.best, with_crop=crops, with_frame=frames, person_id=gr.person_id,
                                              tracks=list(zip(gr.cameras, gr.track_ids))) for gr in groups]
@@ -152,6 +154,10 @@ class IndexNode(Node):
         resp.success = False
         with self.lock:
             lk, g = self.linker, self.gallery
+            try:
+                lk.sync()  # the other robots' tracks, with the Milvus gallery
+            except ValueError as exc:  # Milvus away: answer from what this node knows
+                self.get_logger().warning(f"shared persons unavailable: {exc}", throttle_duration_sec=10.0)
             if g is None or not lk.tracks:
                 resp.message = ("no re-id features yet: no person seen, or re-id is off in the embedder "
                                 "(reid.enabled, weights: models/README.md)")
@@ -195,6 +201,14 @@ class IndexNode(Node):
         resp.success = True
         resp.message = f"{len(out)} similar track(s) among {len(lk.tracks)} with re-id features"
         return resp
+
+    def _share_persons(self, batch) -> None:
+        """With a gallery that can share persons (Milvus), link through it (first re-id batch; lock held)."""
+        store = getattr(self.gallery, "person_store", None)
+        if store is None or self.linker.shared is not None:
+            return
+        self.linker.attach(store(batch.reid_model_id, batch.reid_vectors.shape[1]))
+        self.get_logger().info(f"persons shared through {self.gallery!r}: {self.linker.stats()}")
 
     @staticmethod
     def _crop(g, key) -> bytes:

@@ -121,3 +121,35 @@ def test_gallery_times_are_times_in_the_video(pipeline):
     offsets = [(ns - first) * 15 / 1e9 for t in tracks for ns in (t.first_seen_ns, t.last_seen_ns)]
     assert max(offsets) <= 45  # a 3 s video at 15 fps, processed at any speed: frame times, not wall times
     assert all(abs(o - round(o)) < 1e-3 for o in offsets)
+
+
+@pytest.mark.slow
+def test_run_links_persons_across_two_cameras_like_the_graph(video, tmp_path, capsys):
+    """One video as two cameras, offline: the re-id linker (the index node's) makes one person of both sightings."""
+    import json
+
+    from person_search.core.paths import shared_models_dir
+    from person_search.core.reid.encoder import maybe_reid_encoder
+    cfg = load_config(config_path("test"))
+    if maybe_reid_encoder(cfg.reid, warn=lambda _: None) is None:
+        pytest.skip(f"the shared OSNet re-id weights are absent (looked in {shared_models_dir()}); models/README.md")
+    snap = tmp_path / "g.npz"
+    code = cli_main(["run", str(video), str(video), "--config", "test", "--random-weights", "--json",
+                     "--query", "a person", "--top-k", "10", "--save", str(snap)])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["cameras"] == ["cam0", "cam1"] and doc["reid_model_id"]
+    assert doc["person_links"] >= 1 and doc["persons"] < doc["tracks"]
+    rows = doc["queries"][0]["matches"]
+    assert len({r["person_id"] for r in rows}) == len(rows)  # one row per person
+    both = [r for r in rows if {t.split("/")[0] for t in r["person_tracks"]} == {"cam0", "cam1"}]
+    assert both, rows  # one person seen on both cameras
+    assert f"{both[0]['camera']}/{both[0]['track_id']}" == both[0]["person_tracks"][0]  # best track first
+    # per track on request; the saved persons answer by person again from the snapshot
+    code = cli_main(["gallery", "query", str(snap), "a person", "--config", "test", "--random-weights",
+                     "--top-k", "10", "--by-track"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.count("person ") >= 2
+    code = cli_main(["gallery", "query", str(snap), "a person", "--config", "test", "--random-weights",
+                     "--top-k", "10"])
+    out = capsys.readouterr().out
+    assert code == 0 and ("tracks cam0/" in out or "tracks cam1/" in out)

@@ -1,5 +1,6 @@
 """A fleet: two robots' index nodes write to one Milvus (a milvus-lite server on loopback); one
-query node answers over both robots' cameras. Real rclpy, real DDS, real Milvus Lite."""
+query node answers over both robots' cameras, and a person robot 1 saw is the same person when
+robot 2 sees them (re-id features shared through Milvus). Real rclpy, real DDS, real Milvus Lite."""
 
 from __future__ import annotations
 
@@ -47,17 +48,27 @@ def milvus_server(tmp_path):
     server.wait(timeout=20)
 
 
-def _batch_msg(model_id: str, camera: str, track: int, vec: np.ndarray):
+def _batch_msg(model_id: str, camera: str, track: int, vec: np.ndarray, reid=None, stamp_ns=None):
     from person_search.core.types import EmbeddingBatch
     from person_search.nodes.convert import batch_to_msg
     return batch_to_msg(EmbeddingBatch(model_id=model_id, vectors=vec[None].astype(np.float32),
                                        track_ids=np.array([track], np.int64),
                                        boxes=np.array([[0, 0, 10, 20]], np.float32), scores=np.ones(1, np.float32),
-                                       stamp_ns=time.time_ns(), source_id=camera))
+                                       stamp_ns=stamp_ns or time.time_ns(), source_id=camera,
+                                       reid_vectors=None if reid is None else reid[None].astype(np.float32),
+                                       reid_model_id="osnet@fleet-test" if reid is not None else ""))
+
+
+def _look(seed: int, n: int) -> np.ndarray:
+    """n re-id features of one appearance (cosine to each other ~0.85)."""
+    rng = np.random.default_rng(seed)
+    out = rng.normal(size=512) + 0.6 * rng.normal(size=(n, 512))
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def test_two_robots_write_one_milvus_and_one_query_node_sees_both(probe, tmp_path, milvus_server):
     from person_search.core.config import EncoderConfig
+    from person_search.nodes.convert import time_to_ns
     from person_search.core.encoder import ClipEncoder
     from person_search.nodes.common import RELIABLE_QOS
     from person_search_interfaces.msg import PersonEmbeddings
@@ -89,4 +100,29 @@ def test_two_robots_write_one_milvus_and_one_query_node_sees_both(probe, tmp_pat
         assert resp.matches[0].camera_frame_id == "front1"  # the robot that saw him ranks first
         only2 = probe.query("a man in a red jacket", top_k=10, camera="front2", service="/robot1/query_person")
         assert {m.camera_frame_id for m in only2.matches} == {"front2"}
+
+        # one person: robot 1 sees him first (track 500), robot 2 later (track 600); each robot's
+        # index node links its own tracks, robot 2's through the decided tracks robot 1 put in Milvus
+        red = enc.encode_text(["a photo of a man in a red jacket."])[0]
+        look, t0 = _look(7, 16), time.time_ns()
+        for i in range(8):
+            pubs["robot1"].publish(_batch_msg(enc.model_id, "front1", 500, red, look[i], t0 + i * 100_000_000))
+
+        def robot1_has_seen_all() -> bool:  # its 8th crop is in: track 500 is decided and shared
+            r = probe.query("a man in a red jacket", top_k=10, by_track=True, service="/robot1/query_person")
+            return any(m.track_id == 500 and time_to_ns(m.last_seen) == t0 + 7 * 100_000_000 for m in r.matches)
+        probe.wait_for(robot1_has_seen_all, 60, "robot 1 to take track 500", graph=graph)
+        t1 = t0 + 5_000_000_000
+        for i in range(8):
+            pubs["robot2"].publish(_batch_msg(enc.model_id, "front2", 600, red, look[8 + i], t1 + i * 100_000_000))
+
+        def one_person_on_both_robots() -> bool:
+            r = probe.query("a man in a red jacket", top_k=10, service="/robot1/query_person")
+            him = [m for m in r.matches if 500 in m.person_track_ids]
+            return bool(him) and sorted(zip(him[0].cameras, him[0].person_track_ids)) == [("front1", 500),
+                                                                                          ("front2", 600)]
+        probe.wait_for(one_person_on_both_robots, 60, "robot 2's track 600 to join robot 1's person", graph=graph)
+        per_track = probe.query("a man in a red jacket", top_k=10, by_track=True, service="/robot1/query_person")
+        ids = {(m.camera_frame_id, m.track_id): m.person_id for m in per_track.matches}
+        assert ids[("front1", 500)] == ids[("front2", 600)] > 0 and ids[("front1", 100)] == -1
         assert not graph.dead()

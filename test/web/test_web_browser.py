@@ -176,6 +176,46 @@ def test_live_tile_changes(graph, chrome, shots):
         chrome.set_window_size(1400, 900)
 
 
+def test_find_similar_shows_the_backends_answer(graph, chrome, shots):
+    """Open a person's track, click "Find similar": the cards shown are find_similar's answer, in its order."""
+    from selenium.webdriver.common.by import By
+    assert search(chrome, graph.url, SEARCH) == "done"
+    cards = [c for c in chrome.find_elements(By.CSS_SELECTOR, "[data-track-id]")
+             if int(c.get_attribute("data-person-id") or -1) >= 0]  # a track with re-id features
+    assert cards, "no answer carries a person id: is re-id on (shared OSNet weights)?"
+    card = cards[0]
+    camera, track_id = card.get_attribute("data-camera"), card.get_attribute("data-track-id")
+    # keep what the page receives from the console's /api/similar (the find_similar service's answer)
+    js(chrome, "window.similarAnswers = []; const f = window.fetch; window.fetch = async (...a) => {"
+               "  const r = await f(...a);"
+               "  if (String(a[0]).startsWith('/api/similar')) window.similarAnswers.push(await r.clone().json());"
+               "  return r; };")
+    card.click()
+    wait_for(lambda: js(chrome, "return document.getElementById('track').dataset.state") in ("done", "error"), 20,
+             "the track view")
+    button = chrome.find_element(By.ID, "find-similar")
+    assert button.is_displayed()
+    button.click()
+    wait_for(lambda: js(chrome, "return window.similarAnswers.length") == 1
+             and "similar to" in chrome.find_element(By.ID, "status").text
+             and "Looking" not in chrome.find_element(By.ID, "status").text, 40, "the find-similar answer")
+    answer = js(chrome, "return window.similarAnswers[0]")
+    shown = [(c.get_attribute("data-camera"), c.get_attribute("data-track-id"), c.get_attribute("data-person-id"))
+             for c in chrome.find_elements(By.CSS_SELECTOR, "#results [data-track-id]")]
+    assert answer["count"] >= 1 and shown == [
+        (m["camera"], str(m["track_id"]), None if m.get("person_id") is None else str(m["person_id"]))
+        for m in answer["matches"]]
+    assert (camera, track_id) not in [(c, t) for c, t, _ in shown]  # the other sightings, not the track itself
+    assert f"{answer['count']} similar to {camera} · track {track_id}" in chrome.find_element(By.ID, "status").text
+    # the backend, asked directly, knows every sighting shown, with the same re-id ranking
+    direct = _api(graph, f"/api/similar?camera={quote(camera)}&track_id={track_id}&top_k=100")["matches"]
+    known = {(m["camera"], str(m["track_id"])) for m in direct}
+    assert {(c, t) for c, t, _ in shown} <= known
+    scores = [m["score"] for m in answer["matches"]]
+    assert scores == sorted(scores, reverse=True)
+    chrome.save_screenshot(str(shots / "web_find_similar.png"))
+
+
 @pytest.mark.parametrize("payload", ["<script>alert(1)</script>",
                                      "<img src=x onerror=\"document.title='pwned'\"> in a red coat"])
 def test_markup_in_a_description_is_shown_as_text(graph, chrome, payload):

@@ -17,6 +17,12 @@ its SHA-1 and the dim, so two models never share one):
   and 480 px frame thumbnails fit; a larger one is left out). So any reader, in any
   process, returns crops and frames without a second store.
 
+With re-id, a third collection per re-id model, ``ps_persons_<slug>_<sha>_d<dim>``
+(:class:`MilvusPersons`, from :meth:`MilvusGallery.person_store`), holds every writer's
+decided tracks for the person linkers (key, writer, person id, camera, track id, first /
+last seen, crops seen, ``vec`` = the track's unit mean re-id feature), so that a track
+seen by robot B joins the person robot A already knows (``core/gallery/persons.py``).
+
 Per-track aggregation is the FAISS gallery's (:func:`policy.choose`): each writer keeps
 a local mirror of *its own* rows (vectors, stamps, tracks, thumbnails within
 ``thumb_budget_bytes``) to decide which embeddings a track keeps, and writes the result
@@ -43,6 +49,7 @@ import numpy as np
 
 from person_search.core.config import GalleryConfig
 from person_search.core.gallery.base import GalleryBackendError, TrackInfo, check_identity, check_query, unpack_batch
+from person_search.core.gallery.persons import SharedTrack
 from person_search.core.gallery.policy import Aggregator, Track, TrackTable
 from person_search.core.gallery.search import best_per_track
 from person_search.core.gallery.store import BlockStore
@@ -132,6 +139,7 @@ class MilvusGallery:
         self._swept_ns: Optional[int] = None
         self._counts: Dict[str, Optional[int]] = {}  # last counts, for diagnostics while Milvus is away
         self._n_added = self._n_searches = 0
+        self._persons: Optional["MilvusPersons"] = None
         self._call(self._ensure_collections)
         log.info("Milvus gallery at %s: collections %s, %s", self.uri, self.rows_name, self.tracks_name)
 
@@ -270,6 +278,8 @@ class MilvusGallery:
         cutoff = int(now_ns - self._window_ns)
         res = self._call(self._client.delete, self.rows_name, filter=f"stamp < {cutoff}")
         self._call(self._client.delete, self.tracks_name, filter=f"last_seen < {cutoff}")
+        if self._persons is not None:
+            self._call(self._client.delete, self._persons.name, filter=f"last_seen < {cutoff}")
         self._swept_ns = now_ns
         return int(res.get("delete_count", 0)) if isinstance(res, dict) else 0
 
@@ -336,6 +346,13 @@ class MilvusGallery:
                 return out, True
         return out, bool(scores.min() < min_score)
 
+    # ------------------------------------------------------------------ persons
+    def person_store(self, model_id: str, dim: int) -> "MilvusPersons":
+        """Return the shared store of decided re-id tracks of a re-id model (created on first use)."""
+        if self._persons is None or (self._persons.model_id, self._persons.dim) != (model_id, int(dim)):
+            self._persons = MilvusPersons(self, model_id, int(dim))
+        return self._persons
+
     # ------------------------------------------------------------------ lifetime
     def save(self, path=None) -> None:
         """Nothing to write: Milvus keeps the gallery (``gallery.snapshot_path`` stays empty)."""
@@ -346,3 +363,66 @@ class MilvusGallery:
 
     def __repr__(self) -> str:
         return f"MilvusGallery(uri={self.uri!r}, collection={self.rows_name!r})"
+
+
+_PERSON_FIELDS = ["key", "writer", "person", "source_id", "track_id", "first_seen", "last_seen", "n", "vec"]
+
+
+class MilvusPersons:
+    """The decided re-id tracks of every writer in one Milvus collection (:class:`persons.SharedPersons`).
+
+    Person ids of this writer are ``writer << 24 | counter`` (``id_base``), so that robots
+    that link on their own never hand out the same id.
+    """
+
+    def __init__(self, gallery: MilvusGallery, model_id: str, dim: int):
+        self.model_id, self.dim = model_id, check_identity(dim, model_id)
+        self._g, self._client = gallery, gallery._client
+        self.writer = gallery._writer
+        self.id_base = self.writer << 24
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_")[:40] or "reid"
+        self.name = f"ps_persons_{slug}_{hashlib.sha1(model_id.encode('utf-8')).hexdigest()[:12]}_d{self.dim}"
+        self._g._call(self._ensure)
+
+    def _ensure(self) -> None:
+        from pymilvus import DataType
+        c = self._client
+        if c.has_collection(self.name):
+            c.load_collection(self.name)
+            return
+        schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=600)
+        for f in ("writer", "person", "track_id", "first_seen", "last_seen", "n"):
+            schema.add_field(f, DataType.INT64)
+        schema.add_field("source_id", DataType.VARCHAR, max_length=512)
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=self.dim)
+        index = c.prepare_index_params()
+        index.add_index(field_name="vec", index_type="FLAT", metric_type="IP")
+        try:
+            c.create_collection(self.name, schema=schema, index_params=index, consistency_level="Strong")
+        except Exception:  # noqa: BLE001 - another index node may have created it since the check
+            time.sleep(0.5)
+            if not c.has_collection(self.name):
+                raise
+            c.load_collection(self.name)
+
+    def put(self, tracks) -> None:
+        """Upsert this writer's decided tracks."""
+        rows = [dict(key=f"{t.source_id}#{t.track_id}", writer=self.writer, person=int(t.person),
+                     source_id=t.source_id, track_id=int(t.track_id), first_seen=int(t.first_ns),
+                     last_seen=int(t.last_ns), n=int(t.n), vec=np.asarray(t.mean, np.float32).tolist())
+                for t in tracks]
+        if rows:
+            self._g._call(self._client.upsert, self.name, rows)
+
+    def remove(self, keys) -> None:
+        """Delete this writer's tracks (forgotten by its linker)."""
+        if keys:
+            self._g._call(self._client.delete, self.name, ids=[f"{s}#{t}" for s, t in keys])
+
+    def others(self) -> List[SharedTrack]:
+        """Return every other writer's decided tracks (at most 16384)."""
+        rows = self._g._call(self._client.query, self.name, filter=f"writer != {self.writer}",
+                             output_fields=_PERSON_FIELDS, limit=MAX_LIMIT)
+        return [SharedTrack(r["source_id"], int(r["track_id"]), int(r["person"]), int(r["first_seen"]),
+                            int(r["last_seen"]), int(r["n"]), np.asarray(r["vec"], np.float32)) for r in rows]

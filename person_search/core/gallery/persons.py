@@ -20,6 +20,16 @@ split off again.
 The linker does not depend on the gallery backend (FAISS or Milvus): it is keyed by
 (camera, track id) like both of them. It saves to / loads from an ``.npz`` of its own
 (:meth:`save`, :meth:`load`), next to the gallery snapshot.
+
+Several linkers (index nodes of several robots) share their persons through a
+:class:`SharedPersons` store (:meth:`PersonLinker.attach`; the Milvus gallery gives one,
+``MilvusGallery.person_store``): every *decided* track is written there (its mean feature,
+person id, camera, time span), and the other writers' decided tracks are read back
+(:meth:`PersonLinker.sync`) before a decision and before an answer. A new track of robot B
+is then decided against robot A's persons too, with the same rules (person mean, threshold,
+margin, no two tracks of one person at once in one camera); remote tracks are never
+changed here, only joined. Person ids are then drawn from a range of this writer's own
+(``store.id_base``) so that two robots never hand out the same id.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -48,6 +58,36 @@ class _Track:
     person: int
     decided: bool = False
     joined: bool = False  # True when the decision linked it to an earlier person
+    remote: bool = False  # another writer's track, read from the shared store (never changed here)
+
+
+@dataclass
+class SharedTrack:
+    """One decided track as a shared person store holds it."""
+
+    source_id: str
+    track_id: int
+    person: int
+    first_ns: int
+    last_ns: int
+    n: int
+    mean: np.ndarray  # unit re-id feature
+
+
+class SharedPersons(Protocol):
+    """Where several linkers (robots) keep their decided tracks (see the module doc)."""
+
+    model_id: str
+    id_base: int  # this writer's person ids start above this
+
+    def put(self, tracks: Sequence[SharedTrack]) -> None:
+        """Write (upsert) this writer's decided tracks."""
+
+    def remove(self, keys: Sequence[Key]) -> None:
+        """Delete this writer's tracks."""
+
+    def others(self) -> List[SharedTrack]:
+        """Return the decided tracks of every other writer."""
 
 
 @dataclass
@@ -84,6 +124,51 @@ class PersonLinker:
         self.next_person = 1
         self.links = 0  # tracks joined to an earlier person, since start
         self.splits = 0
+        self.shared: Optional[SharedPersons] = None
+
+    def attach(self, store: SharedPersons) -> None:
+        """Share persons through ``store`` from now on: publish this linker's decided tracks, read the others'."""
+        if self.model_id is not None and store.model_id != self.model_id:
+            raise ValueError(f"re-id model mismatch: the shared persons are {store.model_id!r}, this linker's "
+                             f"{self.model_id!r}")
+        self.shared = store
+        self.model_id = store.model_id
+        self.next_person = max(self.next_person, int(store.id_base) + 1)
+        self._publish([k for k, t in self.tracks.items() if t.decided and not t.remote])
+        self.sync()
+
+    def sync(self) -> int:
+        """Replace the other writers' tracks by the shared store's current ones; return how many."""
+        if self.shared is None:
+            return 0
+        for key in [k for k, t in self.tracks.items() if t.remote]:
+            self._forget(key)
+        n = 0
+        for r in self.shared.others():
+            key = (str(r.source_id), int(r.track_id))
+            if key in self.tracks:
+                continue  # a camera name both robots use: this writer's own track wins
+            self.tracks[key] = _Track(int(r.first_ns), int(r.last_ns), _unit(np.asarray(r.mean, np.float32)),
+                                      int(r.n), int(r.person), decided=True, remote=True)
+            self.members.setdefault(int(r.person), []).append(key)
+            n += 1
+        return n
+
+    def _publish(self, keys: Iterable[Key]) -> None:
+        if self.shared is None:
+            return
+        rows = [SharedTrack(k[0], k[1], t.person, t.first_ns, t.last_ns, t.n, _unit(t.mean))
+                for k in keys for t in (self.tracks.get(k),) if t is not None and t.decided and not t.remote]
+        if rows:
+            self.shared.put(rows)
+
+    def _forget(self, key: Key) -> None:
+        t = self.tracks.pop(key)
+        members = self.members.get(t.person, [])
+        if key in members:
+            members.remove(key)
+            if not members:
+                self.members.pop(t.person, None)
 
     # ------------------------------------------------------------------ updates
     def _new_person(self, key: Key) -> int:
@@ -112,12 +197,16 @@ class PersonLinker:
                              f"{self.model_id!r}")
         window = max(1, int(self.cfg.max_track_features))
         changed: List[Key] = []
+        touched: List[Key] = []
         for tid, f in zip(track_ids, feats):
             if not np.isfinite(f).all() or not np.any(f):
                 continue
             key = (str(source_id), int(tid))
             t = self.tracks.get(key)
             f = _unit(f.astype(np.float32))
+            if t is not None and t.remote:  # another writer's track of the same name: this one is ours now
+                self._forget(key)
+                t = None
             if t is None:
                 t = _Track(int(stamp_ns), int(stamp_ns), f.copy(), 1, 0)
                 t.person = self._new_person(key)
@@ -129,12 +218,16 @@ class PersonLinker:
                 changed += self._split_clashes(key, t)
             if not t.decided and t.n >= self.cfg.min_link_crops:
                 t.decided = True
+                self.sync()  # the other robots' persons as they are now
                 target = self._best_person(key, t)
                 if target is not None:
                     self._move(key, t, target)
                     t.joined = True
                     self.links += 1
                     changed.append(key)
+            if t.decided:
+                touched.append(key)
+        self._publish(touched + [k for k in changed if k not in touched])
         return changed
 
     def _move(self, key: Key, t: _Track, person: int) -> None:
@@ -156,7 +249,7 @@ class PersonLinker:
             losers = [key]
         else:
             losers = [k for k in self.members.get(t.person, ()) if k != key and k[0] == key[0]
-                      and self.tracks[k].joined and self._overlap(self.tracks[k], t)]
+                      and self.tracks[k].joined and not self.tracks[k].remote and self._overlap(self.tracks[k], t)]
         for k in losers:
             lt = self.tracks[k]
             self._move(k, lt, self._new_person(k))
@@ -207,13 +300,11 @@ class PersonLinker:
         """Forget tracks last seen before ``now_ns - window``; return how many."""
         cutoff = int(now_ns) - self.window_ns
         old = [k for k, t in self.tracks.items() if t.last_ns < cutoff]
+        own = [k for k in old if not self.tracks[k].remote]
         for key in old:
-            t = self.tracks.pop(key)
-            members = self.members.get(t.person, [])
-            if key in members:
-                members.remove(key)
-                if not members:
-                    self.members.pop(t.person, None)
+            self._forget(key)
+        if self.shared is not None and own:
+            self.shared.remove(own)
         return len(old)
 
     # ------------------------------------------------------------------ reads
@@ -278,12 +369,12 @@ class PersonLinker:
     def stats(self) -> Dict[str, int]:
         """Counters for diagnostics."""
         return {"persons": len(self.members), "person_tracks": len(self.tracks), "person_links": self.links,
-                "person_splits": self.splits}
+                "person_splits": self.splits, "person_tracks_shared": sum(t.remote for t in self.tracks.values())}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the linker atomically to an ``.npz``."""
-        keys = list(self.tracks)
+        """Write the linker atomically to an ``.npz`` (this writer's tracks; shared ones stay in their store)."""
+        keys = [k for k, t in self.tracks.items() if not t.remote]
         ts = [self.tracks[k] for k in keys]
         dim = ts[0].mean.shape[0] if ts else 0
         arrays = dict(
@@ -333,3 +424,23 @@ class PersonLinker:
 def persons_path(snapshot_path: str) -> str:
     """Return where the persons of a gallery snapshot (or Milvus Lite file) are kept: ``<path>.persons.npz``."""
     return f"{snapshot_path}.persons.npz"
+
+
+def search_persons(gallery, linker: Optional[PersonLinker], query: np.ndarray, top_k: int, *, by_track: bool = False,
+                   **filters) -> Tuple[List[TrackMatch], Optional[List[PersonGroup]]]:
+    """Search a gallery and fold the track matches into persons (what ``/query_person`` and ``run`` answer).
+
+    By person (the default, when ``linker`` knows any track): enough tracks are searched that
+    ``top_k`` persons remain after a person's tracks are folded into one entry; the shared
+    persons (other robots) are read first. ``by_track`` (or no linker): the ``top_k`` tracks.
+
+    Returns:
+        (track matches, person groups); the groups are None when the answer is by track.
+    """
+    by_person = not by_track and linker is not None and bool(linker.tracks)
+    k = min(max(top_k, top_k * 5), max(top_k, gallery.num_tracks)) if by_person else top_k
+    matches = gallery.search(query, k, **filters)
+    if not by_person:
+        return matches, None
+    linker.sync()
+    return matches, linker.group(matches, top_k)
