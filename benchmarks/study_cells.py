@@ -175,7 +175,7 @@ class _Live:
     """Encoder adapter over an in-memory CLIP for ``evaluate`` (no checkpoint round trip)."""
 
     def __init__(self, model, tokenizer, size, mean, std, model_id):
-        from person_search.data.torchdata import EvalTransform
+        from person_search.lab.data.torchdata import EvalTransform
 
         self.model, self.tok, self.model_id = model.eval(), tokenizer, model_id
         self.transform = EvalTransform(size, mean, std)
@@ -205,8 +205,8 @@ def train(spec: dict) -> dict:
 
     from person_search.core.config import AttentionConfig, EncoderConfig
     from person_search.core.models.factory import build_clip
-    from person_search.data import load_dataset, train_loader
-    from person_search.eval.evaluate import evaluate
+    from person_search.lab.data import load_dataset, train_loader
+    from person_search.lab.eval.evaluate import evaluate
 
     torch.set_num_threads(int(spec.get("threads", 2)))
     torch.manual_seed(spec["seed"])

@@ -33,8 +33,8 @@ from run_record import new_record  # noqa: E402
 
 from person_search.core.config import EncoderConfig  # noqa: E402
 from person_search.core.models.factory import build_clip  # noqa: E402
-from person_search.data import load_dataset, train_loader  # noqa: E402
-from person_search.eval.evaluate import build_encoder, evaluate  # noqa: E402
+from person_search.lab.data import load_dataset, train_loader  # noqa: E402
+from person_search.lab.eval.evaluate import build_encoder, evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH, SIZE = "PS-Tiny-ViT", (64, 64)  # its native size: the checkpoint loads without resizing

@@ -24,7 +24,7 @@ GENERATED_NOTE = "generated data: not comparable with CUHK-PEDES / ICFG-PEDES / 
 def _settings(a):
     """Return (checkpoint path or "", arch, (H, W)) from the flags and the run's model.json / FILE.json."""
     from person_search.cli.common import parse_wxh
-    from person_search.eval.evaluate import resolve_checkpoint
+    from person_search.lab.eval.evaluate import resolve_checkpoint
     ckpt, meta = ("", {}) if a.random_weights else resolve_checkpoint(a.weights)
     arch = a.arch or meta.get("arch") or DEFAULT_ARCH
     size = (parse_wxh(a.image_size, "--image-size", person=True) if a.image_size
@@ -44,8 +44,8 @@ def _check_outputs(a) -> None:
 def cmd_eval(a) -> int:
     """Evaluate, print the table, write the files asked for."""
     from person_search.core.config import ConfigError, EncoderConfig
-    from person_search.data.datasets import DatasetError, load_dataset
-    from person_search.eval.evaluate import CheckpointError, build_encoder, evaluate
+    from person_search.lab.data.datasets import DatasetError, load_dataset
+    from person_search.lab.eval.evaluate import CheckpointError, build_encoder, evaluate
     try:
         ckpt, arch, size = _settings(a)
         _check_outputs(a)
@@ -77,8 +77,8 @@ def cmd_eval(a) -> int:
 
 
 def _write_outputs(a, res, *, title: str) -> None:
-    from person_search.eval.metrics import chance_cmc
-    from person_search.eval.plots import plot_cmc, topk_sheet
+    from person_search.lab.eval.metrics import chance_cmc
+    from person_search.lab.eval.plots import plot_cmc, topk_sheet
     if a.json:
         summary = {"data": str(a.data), "format": a.format, "split": a.split, "weights": a.weights or "",
                    "title": title, **res.summary()}

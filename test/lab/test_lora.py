@@ -9,15 +9,16 @@ import pytest
 import torch
 from trainkit import ARCH, Outfits, config
 
-from person_search.adapters.lora import apply_lora, fold_qkv, merge_lora, split_qkv
+from person_search.lab.train.lora import apply_lora, fold_qkv, merge_lora, split_qkv
 from person_search.cli import main as cli_main
 from person_search.core.config import EncoderConfig
 from person_search.core.encoder import ClipEncoder
 from person_search.core.models.weights import file_digest
-from person_search.train import train
-from person_search.train.checkpoint import load_weights, save_weights
-from person_search.train.merge import MergeError, merge_run
-from person_search.train.model import LiveEncoder, build_model, build_trainable, count_parameters, load_run, skeleton
+from person_search.lab.train import train
+from person_search.lab.train.checkpoint import load_weights, save_weights
+from person_search.lab.train.merge import MergeError, merge_run
+from person_search.lab.train.model import (LiveEncoder, build_model, build_trainable, count_parameters, load_run,
+                                           skeleton)
 
 CPU = torch.device("cpu")
 
@@ -120,7 +121,7 @@ def test_merged_checkpoint_is_served_by_clip_encoder(tmp_path, capsys):
     cfg = _train_lora(run, size)
     assert cli_main(["lora", "merge", str(run), "--out", str(merged)]) == 0
     assert "encoder.weights=" in capsys.readouterr().out
-    from person_search.eval.evaluate import resolve_checkpoint
+    from person_search.lab.eval.evaluate import resolve_checkpoint
     assert resolve_checkpoint(merged)[1]["arch"] == ARCH  # eval --weights FILE reads FILE.json
     served, cos_img, cos_txt = _served_vs_trained(run, cfg, merged, size)
     assert served.model_id == f"{ARCH}@sha256-{file_digest(merged)[:12]}"

@@ -13,11 +13,11 @@ from trainkit import Outfits, config, rank1
 
 from person_search.cli import main as cli_main
 from person_search.core.config import ConfigError
-from person_search.train import TrainError, train
-from person_search.train.checkpoint import load_weights
-from person_search.train.losses import infonce, matching_loss, sdm
-from person_search.train.loop import param_groups, resolve_device, shuffle_captions, warmup_cosine
-from person_search.train.model import LiveEncoder, build_trainable
+from person_search.lab.train import TrainError, train
+from person_search.lab.train.checkpoint import load_weights
+from person_search.lab.train.losses import infonce, matching_loss, sdm
+from person_search.lab.train.loop import param_groups, resolve_device, shuffle_captions, warmup_cosine
+from person_search.lab.train.model import LiveEncoder, build_trainable
 
 
 def _dataset_loss(cfg, weights_file=None) -> float:
@@ -238,7 +238,7 @@ def test_autocast_training_on_gpu(tmp_path, precision):
 
 def test_seed_draws_the_initial_weights_of_a_from_scratch_run():
     """``--seed`` changes the random init (not only data order), and the same seed gives the same init."""
-    from person_search.train.model import build_model
+    from person_search.lab.train.model import build_model
 
     def first_weights(seed):
         model, facts, _ = build_model(config(seed=seed, weights=""))

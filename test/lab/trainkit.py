@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from person_search.train.config import TrainConfig
+from person_search.lab.train.config import TrainConfig
 
 ARCH = "PS-Tiny-ViT"
 SIZE = (64, 32)  # tall, like 384x128 crops; PS-Tiny-ViT's native size is 64x64

@@ -100,7 +100,7 @@ class EvalView:
 
     def chance_rank1(self) -> float:
         """Return the expected Rank-1 (%) of a random ranking: mean over queries of positives / gallery."""
-        from person_search.eval.metrics import chance_cmc
+        from person_search.lab.eval.metrics import chance_cmc
         return float(chance_cmc(self.caption_pids, self.image_pids, max_rank=1)[0])
 
 

@@ -3,9 +3,9 @@
 Data: any ``torch.utils.data.Dataset`` whose items are ``(image, caption, label)``, a
 normalised float (3, H, W) tensor at the run's image size, a str and an int person label.
 Validation: an optional callable ``validate(encoder) -> dict`` that receives a
-:class:`~person_search.train.model.LiveEncoder` (the ``ClipEncoder`` API over the live model,
+:class:`~person_search.lab.train.model.LiveEncoder` (the ``ClipEncoder`` API over the live model,
 in eval mode) and returns figures in percent, at least ``"R1"``; ``best.safetensors`` keeps
-the weights with the highest R1. See :mod:`person_search.train.checkpoint` for the run folder.
+the weights with the highest R1. See :mod:`person_search.lab.train.checkpoint` for the run folder.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from person_search.core.config import ConfigError
-from person_search.train import checkpoint as ck
-from person_search.train.config import TrainConfig
-from person_search.train.losses import matching_loss
-from person_search.train.model import LiveEncoder, ModelFacts, Trainable, build_trainable
+from person_search.lab.train import checkpoint as ck
+from person_search.lab.train.config import TrainConfig
+from person_search.lab.train.losses import matching_loss
+from person_search.lab.train.model import LiveEncoder, ModelFacts, Trainable, build_trainable
 
 logger = logging.getLogger(__name__)
 

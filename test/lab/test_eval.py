@@ -13,10 +13,10 @@ import pytest
 
 from person_search.cli import main
 from person_search.core.config import EncoderConfig
-from person_search.data import load_dataset
-from person_search.data.synth import SynthConfig, generate
-from person_search.eval.evaluate import CheckpointError, build_encoder, evaluate, resolve_checkpoint
-from person_search.eval.metrics import retrieval_metrics
+from person_search.lab.data import load_dataset
+from person_search.lab.data.synth import SynthConfig, generate
+from person_search.lab.eval.evaluate import CheckpointError, build_encoder, evaluate, resolve_checkpoint
+from person_search.lab.eval.metrics import retrieval_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--arch", "PS-Tiny-ViT", "--image-size", "32x64", "--batch-size", "16"]

@@ -29,7 +29,7 @@ from torch import nn
 
 MODEL_JSON = "model.json"
 LAST, BEST, STATE, METRICS, CURVES = "last.safetensors", "best.safetensors", "state.pt", "metrics.jsonl", "curves.png"
-FORMAT = "person_search.train/1"
+FORMAT = "person_search.train/1"  # the format name, unchanged by the move to lab/
 
 
 def _atomic(path: Path, write) -> None:
@@ -55,7 +55,7 @@ def save_checkpoint(trainable, run_dir: Path, name: str) -> None:
     if trainable.peft is None:
         save_weights(trainable.clip, run_dir / f"{name}.safetensors")
         return
-    from person_search.adapters.lora import merged_copy
+    from person_search.lab.train.lora import merged_copy
     save_weights(trainable.clip, run_dir / training_file(name, "lora"))
     save_weights(merged_copy(trainable.peft), run_dir / f"{name}.safetensors")
 

@@ -7,7 +7,7 @@ targets ``qkv``, ``out_proj``, ``c_fc`` and ``c_proj``. Deployment is one step,
 :func:`merge_lora`: peft's ``merge_and_unload`` folds the adapters into the base weights, then
 :func:`fold_qkv` puts ``qkv`` back into ``in_proj_weight`` / ``in_proj_bias``, so the state
 dict has open_clip's key names and loads anywhere open_clip checkpoints load.
-``person_search.train.merge.merge_run`` does that for a training run folder (FILE + FILE.json).
+``person_search.lab.train.merge.merge_run`` does that for a training run folder (FILE + FILE.json).
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any, Dict
 
-from person_search.adapters.lora import merge_lora
-from person_search.train.checkpoint import describe_checkpoint, save_weights, training_file
-from person_search.train.model import load_run
+from person_search.lab.train.lora import merge_lora
+from person_search.lab.train.checkpoint import describe_checkpoint, save_weights, training_file
+from person_search.lab.train.model import load_run
 
 logger = logging.getLogger(__name__)
 

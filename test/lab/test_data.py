@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from person_search.data import (CaptionPairs, DatasetError, EvalTransform, TrainTransform, load_dataset, read_image,
-                                train_loader)
+from person_search.lab.data import (CaptionPairs, DatasetError, EvalTransform, TrainTransform, load_dataset,
+                                    read_image, train_loader)
 
 ROOT = Path(__file__).resolve().parents[2]
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -208,7 +208,7 @@ def test_caption_pairs_and_train_loader(tmp_path):
 
 
 def test_images_dataset_for_batched_gallery_encoding(tmp_path):
-    from person_search.data import Images
+    from person_search.lab.data import Images
     write_dataset(tmp_path)
     view = load_dataset(tmp_path, "cuhk-pedes").split("test").eval_view()
     ds = Images(view.image_paths, view.image_pids, EvalTransform((32, 16), MEAN, STD))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from person_search.train.config import TrainConfig
+from person_search.lab.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def apply_mode(model: nn.Module, cfg: TrainConfig) -> Optional[nn.Module]:
     if cfg.mode == "frozen-text":
         model.lock_text_tower()
     elif cfg.mode == "lora":
-        from person_search.adapters.lora import apply_lora
+        from person_search.lab.train.lora import apply_lora
         wrapped = apply_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                              targets=cfg.lora_targets, train_projections=cfg.lora_train_projections)
     with torch.no_grad():
@@ -142,7 +142,7 @@ def load_run(run_dir, checkpoint: str = "best") -> Tuple[Trainable, dict]:
     """
     from pathlib import Path
 
-    from person_search.train.checkpoint import load_weights, read_model_json, training_file
+    from person_search.lab.train.checkpoint import load_weights, read_model_json, training_file
 
     info = read_model_json(run_dir)
     path = Path(run_dir) / training_file(checkpoint, "lora" if info.get("lora") else "open_clip")

@@ -3,7 +3,7 @@
 :func:`train` (``loop.py``) with a :class:`TrainConfig` (``config.py``); losses in
 ``losses.py``; the model and its training modes in ``model.py``; the run folder contract in
 ``checkpoint.py``; ``merge.py`` turns a run into one plain checkpoint (``person-search lora merge``),
-with the LoRA mechanics in :mod:`person_search.adapters.lora`.
+with the LoRA mechanics in :mod:`person_search.lab.train.lora`.
 Names are imported on first use, so ``person-search --help`` does not import torch.
 """
 

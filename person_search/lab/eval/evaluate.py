@@ -2,7 +2,7 @@
 
 :func:`evaluate` encodes the gallery images and the query captions (batched, with progress
 bars), takes text x image cosine similarities and computes the text-to-image metrics of
-:mod:`person_search.eval.metrics` (image-to-text as an option).
+:mod:`person_search.lab.eval.metrics` (image-to-text as an option).
 
 Checkpoint contract (what ``person-search eval --weights`` reads, and a trainer writes):
 
@@ -24,9 +24,9 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from person_search.data.datasets import EvalView
-from person_search.data.torchdata import read_image
-from person_search.eval.metrics import retrieval_metrics
+from person_search.lab.data.datasets import EvalView
+from person_search.lab.data.torchdata import read_image
+from person_search.lab.eval.metrics import retrieval_metrics
 
 RUN_CHECKPOINTS = ("best.safetensors", "last.safetensors")
 RUN_META = "model.json"
