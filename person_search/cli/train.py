@@ -75,7 +75,7 @@ def load_training_data(root: str, fmt: str) -> Tuple[Callable, Optional[Callable
     training pairs from the train split, validation on the val split when the format has one.
     """
     from person_search.lab.data import CaptionPairs, TrainTransform, load_dataset  # lazy: only this command needs it
-    from person_search.lab.train.checkpoint import file_digest
+    from person_search.core.models.weights import file_digest
 
     ds = load_dataset(root, fmt)
     train_split = ds.split("train")
@@ -92,7 +92,7 @@ def load_training_data(root: str, fmt: str) -> Tuple[Callable, Optional[Callable
         else:
             val_view = ds.split("val").eval_view()
             validate = lambda encoder: evaluate(encoder, val_view, progress=False).t2i  # noqa: E731 - one call
-    data = {"path": str(Path(root).resolve()), "format": fmt, "digest": file_digest([ds.annotations])}
+    data = {"path": str(Path(root).resolve()), "format": fmt, "digest": f"sha256-{file_digest(ds.annotations)[:16]}"}
     return make, validate, data
 
 
