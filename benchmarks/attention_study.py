@@ -236,13 +236,14 @@ def write_study_configs(cfg_dir: Path) -> List[Path]:
     return written
 
 
-RECIPE_KEYS = ("data", "ids", "size", "batch", "lr", "warmup", "epochs", "init")
+RECIPE_KEYS = ("data", "ids", "size", "batch", "lr", "warmup", "epochs", "init", "loop")
 
 
 def recipe_of(spec: dict) -> dict:
     """Return what makes two training cells comparable: the recipe of their spec (not the model, seed or threads).
 
-    Cells made before the seed drew the initial weights have no ``init`` and match no current recipe.
+    Cells made before the seed drew the initial weights have no ``init``, cells trained by the study's own loop
+    before it used ``person_search.lab.train`` have no ``loop``: they match no current recipe.
     """
     return {k: spec.get(k) for k in RECIPE_KEYS}
 
@@ -250,7 +251,8 @@ def recipe_of(spec: dict) -> dict:
 def current_recipe(args) -> dict:
     """Return the recipe ``args`` train with."""
     return {"data": str((WORK / f"data_{args.ids}").relative_to(ROOT)), "ids": args.ids, "size": list(TRAIN_SIZE),
-            "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "init": "seed"}
+            "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "init": "seed",
+            "loop": "lab"}
 
 
 def run_accuracy(args, cache: dict) -> None:
@@ -281,7 +283,7 @@ def run_accuracy(args, cache: dict) -> None:
         spec = {"name": name, "arch": arch, "attention": att, "size": list(TRAIN_SIZE), "seed": seed,
                 "data": str(data.relative_to(ROOT)), "ids": args.ids, "config_dir": str(rel / "configs"),
                 "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "threads": threads,
-                "jobs": args.jobs, "save": save, "init": "seed"}
+                "jobs": args.jobs, "save": save, "init": "seed", "loop": "lab"}
         cell_rec = _cell_record(rec)
         return {**run_cell("train", spec, args.cell_timeout), "spec": spec, "run": cell_rec}
 

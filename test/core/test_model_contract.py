@@ -38,12 +38,13 @@ def test_encoder_weights_accepts_a_run_folder(tmp_path):
 
 def test_a_run_is_served_with_the_attention_it_was_trained_with(tmp_path):
     run = _run(tmp_path, attention="window", settings={"window_size": 3})
-    with pytest.raises(WeightsError, match=r"trained as PS-Tiny-ViT with attention .*window.*encoder.attention.kind="
-                                           r"window encoder.attention.window_size=3"):
+    with pytest.raises(WeightsError, match=r"trained as PS-Tiny-ViT with attention .*window.*"
+                                           r"encoder.attention.kind=window encoder.attention.window_size=3"):
         ClipEncoder(cfg(weights=str(run)))
     path, facts = servable(run)
     assert facts.attention_dict() == {"kind": "window", "window_size": 3} and facts.image_size == (64, 32)
-    enc = ClipEncoder(cfg(weights=str(run), image_height=64, image_width=32, attention=AttentionConfig(**facts.attention_dict())))
+    attention = AttentionConfig(**facts.attention_dict())
+    enc = ClipEncoder(cfg(weights=str(run), image_height=64, image_width=32, attention=attention))
     assert "+window(window_size=3" in enc.model_id
 
 

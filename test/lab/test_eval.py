@@ -82,15 +82,16 @@ def test_cli_eval_writes_json_npz_and_pngs(data, tmp_path, capsys):
 
 
 def test_run_folder_contract(data, tmp_path, capsys):
-    import open_clip
     import torch
+
+    from person_search.core.models.registry import open_clip_registered
     from safetensors.torch import save_file
     run = tmp_path / "run"
     run.mkdir()
     with pytest.raises(CheckpointError, match="model.json: no such file"):
         resolve_checkpoint(run)
     torch.manual_seed(1)
-    model = open_clip.create_model("PS-Tiny-ViT")
+    model = open_clip_registered().create_model("PS-Tiny-ViT")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run / "last.safetensors"))
     (run / "model.json").write_text(json.dumps({"arch": "PS-Tiny-ViT", "image_size": [64, 32], "epochs": 3}))
     with pytest.raises(CheckpointError, match="not a person_search.train/1 model.json"):  # one strict reader

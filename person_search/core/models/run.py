@@ -185,7 +185,7 @@ def servable(path: str | Path, checkpoint: str = "best") -> Tuple[Path, Optional
                 return p / checkpoint_file(name), _facts_of_run(p, info)
         raise FileNotFoundError(f"{p / checkpoint_file(checkpoint)}: no such checkpoint (train the run first)")
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such checkpoint file or run folder")
+        raise FileNotFoundError(f"{p}: no such file or run folder")
     if not sidecar_of(p).is_file():
         return p, None
     info = read_sidecar(p)

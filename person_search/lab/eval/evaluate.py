@@ -52,7 +52,7 @@ def resolve_checkpoint(path):
     try:
         return servable(path)
     except (OSError, RunError) as exc:
-        raise CheckpointError(f"--weights {path}: {exc}") from None
+        raise CheckpointError(f"--weights {exc}") from None
 
 
 @dataclass

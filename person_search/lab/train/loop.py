@@ -303,7 +303,7 @@ def train(cfg: TrainConfig, data: Dataset | Callable[[ModelFacts], Dataset], run
                 now = time.perf_counter()
                 log.append({"kind": "train", "step": run.step, "epoch": epoch, "loss": last_loss,
                             "lr": optimizer.param_groups[0]["lr"], "step_time_s": round(now - t0, 5),
-                            "logit_scale": float(clip.logit_scale.exp())})
+                            "logit_scale": float(clip.logit_scale.detach().exp())})
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
                 losses, t0 = [], now
