@@ -85,6 +85,30 @@ def test_rstpreid_img_path(tmp_path):
         load_dataset(tmp_path, "cuhk-pedes")
 
 
+def test_a_new_format_is_a_registration_not_an_edit(tmp_path, monkeypatch):
+    """A JSON-lines format with its own reader and parser, registered from outside the loader."""
+    from person_search.lab.data import datasets as dsm
+    records = write_dataset(tmp_path)
+    (tmp_path / "people.jsonl").write_text("".join(json.dumps({"s": r["split"], "img": r["file_path"], "who": r["id"],
+                                                               "text": " | ".join(r["captions"])}) + "\n"
+                                                   for r in records))
+
+    def read(path):
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def parse(path, i, rec, fmt):
+        return rec["s"], rec["img"], int(rec["who"]), tuple(rec["text"].split(" | "))
+
+    monkeypatch.setattr(dsm, "FORMATS", dict(dsm.FORMATS))  # the registration stays in this test
+    dsm.register_format(dsm.DatasetFormat("jsonl-people", "People", ("people.jsonl",), "img", dsm.SPLITS,
+                                          read=read, parse=parse))
+    ds = load_dataset(tmp_path, "jsonl-people")
+    assert (ds.split("train").num_ids, ds.split("test").num_ids) == (3, 2)
+    assert ds.split("train").num_captions == 2 * 5
+    with pytest.raises(ValueError, match="registered already"):
+        dsm.register_format(dsm.FORMATS["cuhk-pedes"])
+
+
 def _corrupt(path: Path, fn):
     recs = json.loads(path.read_text())
     fn(recs)
