@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 
 from person_search.cli import main
-from person_search.core.config import EncoderConfig
 from person_search.lab.data import load_dataset
 from person_search.lab.data.synth import SynthConfig, generate
 from person_search.core.models.run import write_model_json
 from person_search.lab.eval.evaluate import CheckpointError, build_encoder, evaluate, resolve_checkpoint
-from tinykit import model_json
+from tinykit import cfg, model_json
 from person_search.lab.eval.metrics import retrieval_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +33,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoder():
-    return build_encoder(EncoderConfig(arch="PS-Tiny-ViT", weights="", image_height=64, image_width=32,
-                                       batch_size=16))
+    return build_encoder(cfg(image_width=32, batch_size=16))
 
 
 def test_evaluate_random_encoder_is_near_chance(data, encoder):
