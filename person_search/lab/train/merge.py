@@ -45,6 +45,10 @@ def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best")
         raise MergeError(f"run folder {run_dir}: no such file or folder")
     if out.is_dir():
         raise MergeError(f"{out} is a folder: give the merged checkpoint's file name (.safetensors)")
+    try:  # the output folder first: a bad --out is refused before the run is read
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MergeError(f"cannot create the folder of {out}: {exc.strerror or exc}") from None
     try:
         info = read_model_json(run_dir)
     except (OSError, RunError) as exc:
@@ -54,7 +58,6 @@ def merge_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best")
         raise MergeError(f"{source}: no such checkpoint (train the run first)")
     meta = describe_checkpoint(info, source=str(source))
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, lambda p: shutil.copyfile(source, p))
         atomic_write(sidecar_of(out), lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     except OSError as exc:
