@@ -231,7 +231,7 @@ def run_accuracy(args, cache: dict) -> None:
         spec = {"name": name, "arch": arch, "attention": att, "size": list(TRAIN_SIZE), "seed": seed,
                 "data": str(data.relative_to(ROOT)), "ids": args.ids, "config_dir": str(rel / "configs"),
                 "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "threads": threads,
-                "jobs": args.jobs, "save": save, "init": "seed"}
+                "jobs": args.jobs, "save": save, "init": "seed", "loop": "lab"}
         cell_rec = _cell_record(rec)
         return {**run_cell("train", spec, args.cell_timeout), "spec": spec, "run": cell_rec}
 

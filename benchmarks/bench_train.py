@@ -33,9 +33,9 @@ def child(a) -> dict:
     """Build one mode's model and time its steps; return the figures."""
     import torch
 
-    from person_search.train.config import TrainConfig
-    from person_search.train.loop import forward_loss, param_groups, resolve_device
-    from person_search.train.model import build_trainable
+    from person_search.lab.train.config import TrainConfig
+    from person_search.lab.train.loop import forward_loss, param_groups, resolve_device
+    from person_search.lab.train.model import build_trainable
 
     torch.set_num_threads(a.threads)
     h, w = (int(v) for v in a.image_size.split("x"))

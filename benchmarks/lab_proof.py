@@ -245,7 +245,7 @@ def median_step_s(run: Path) -> Optional[float]:
 
 def _hits(scores: Path) -> Tuple[List[int], List[int], List[float]]:
     """Return (per-query Rank-1 hit 0/1, query person ids, CMC@1..50 %) of a saved score file."""
-    from person_search.eval.metrics import retrieval_metrics
+    from person_search.lab.eval.metrics import retrieval_metrics
 
     z = np.load(scores)
     sim, qp, gp = z["sim"], z["query_pids"], z["gallery_pids"]
@@ -256,7 +256,7 @@ def _hits(scores: Path) -> Tuple[List[int], List[int], List[float]]:
 
 def collect(out: Path, steps: List[Step], walls: Dict[str, float], record: dict, *, quick: bool) -> dict:
     """Gather every figure the report shows from the run folder into one JSON-ready dict."""
-    from person_search.eval.metrics import chance_cmc
+    from person_search.lab.eval.metrics import chance_cmc
 
     runs: Dict[str, dict] = {}
     names = sorted({s.name.split(" ", 1)[1] for s in steps if s.name.startswith(("train ", "eval "))})

@@ -8,13 +8,13 @@ first call and further calls until ``min_s`` seconds or ``max_iters`` calls), pe
 per batch (free heap given back with glibc's ``malloc_trim``, then VmHWM after resetting it
 through /proc/self/clear_refs, minus VmRSS before: the memory the forward touched), and the analytic attention
 figures of the built kernels. Train: the study's fixed recipe on a generated dataset (the seed draws the
-initial weights, the data order and the augmentation), then Rank-1 / mAP on its test split.
+initial weights, the data order and the augmentation) through ``person-search train``'s loop and losses
+(``person_search.lab.train``), then Rank-1 / mAP on its test split through the encoder serving uses.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -151,87 +151,67 @@ def attnmem(spec: dict) -> dict:
     return out
 
 
-class _Live:
-    """Encoder adapter over an in-memory CLIP for ``evaluate`` (no checkpoint round trip)."""
+def train_config(spec: dict):
+    """Return the ``TrainConfig`` of a training cell: the study recipe as ``person-search train`` settings.
 
-    def __init__(self, model, tokenizer, size, mean, std, model_id):
-        from person_search.data.torchdata import EvalTransform
+    From scratch (the seed draws the initial weights, the data order and the augmentation), AdamW
+    with weight decay 0.05, linear warm-up then cosine, symmetric InfoNCE with the logit scale
+    learnt from CLIP's initial 1/0.07, fp32 on the CPU.
+    """
+    from person_search.lab.train.config import TrainConfig
 
-        self.model, self.tok, self.model_id = model.eval(), tokenizer, model_id
-        self.transform = EvalTransform(size, mean, std)
-
-    def encode_images(self, crops):
-        with torch.no_grad():
-            x = torch.stack([self.transform(c) for c in crops])
-            return torch.nn.functional.normalize(self.model.encode_image(x), dim=-1).numpy()
-
-    def encode_text(self, texts):
-        with torch.no_grad():
-            return torch.nn.functional.normalize(self.model.encode_text(self.tok(list(texts))), dim=-1).numpy()
-
-
-def info_nce(model, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Return the symmetric InfoNCE loss of a batch of matching (image, caption) pairs."""
-    f = torch.nn.functional
-    sim = f.normalize(model.encode_text(tokens), dim=-1) @ f.normalize(model.encode_image(images), dim=-1).T
-    sim = sim * model.logit_scale.exp().clamp(max=100)
-    labels = torch.arange(sim.shape[0])
-    return 0.5 * (f.cross_entropy(sim, labels) + f.cross_entropy(sim.T, labels))
+    att = dict(spec.get("attention", {}))
+    h, w = spec["size"]
+    return TrainConfig(arch=spec["arch"], weights="", image_height=h, image_width=w,
+                       attention=att.pop("kind", "sdpa"), attention_settings=att, mode="full", loss="infonce",
+                       logit_scale=1 / 0.07, learn_logit_scale=True, epochs=int(spec["epochs"]),
+                       batch_size=int(spec["batch"]), lr=float(spec["lr"]), weight_decay=0.05,
+                       warmup_steps=int(spec.get("warmup", 0)), precision="fp32", device="cpu", seed=int(spec["seed"]),
+                       threads=int(spec.get("threads", 2)), data={"path": spec["data"], "format": "cuhk-pedes"})
 
 
 def train(spec: dict) -> dict:
-    """Train one model (the study recipe) on the generated data of ``spec`` and evaluate it."""
-    from tqdm import tqdm
+    """Train one model through ``person-search train``'s loop and losses on ``spec``'s generated data; evaluate it.
+
+    The run folder (``spec["run_dir"]``, else a temporary one) is the model contract; the test split
+    is then ranked by ``ClipEncoder`` serving that run folder, as ``person-search eval`` does.
+    """
+    import tempfile
 
     from person_search.core.config import AttentionConfig, EncoderConfig
-    from person_search.core.models.factory import build_clip
-    from person_search.data import load_dataset, train_loader
-    from person_search.eval.evaluate import evaluate
+    from person_search.core.encoder import ClipEncoder
+    from person_search.core.models.factory import model_id_for
+    from person_search.lab.data import CaptionPairs, TrainTransform, load_dataset
+    from person_search.lab.eval.evaluate import evaluate
+    from person_search.lab.train import train as train_run
 
-    torch.set_num_threads(int(spec.get("threads", 2)))
-    torch.manual_seed(spec["seed"])
-    h, w = spec["size"]
     if spec.get("config_dir"):
         from person_search.core.models.registry import open_clip_registered
         open_clip_registered().add_model_config(spec["config_dir"])
-    cfg = EncoderConfig(arch=spec["arch"], image_height=h, image_width=w,
-                        attention=AttentionConfig(**spec.get("attention", {})))
-    # "init": "seed": the seed draws the initial weights too (cells made before had the project's fixed init)
-    built = build_clip(cfg, for_training=True, init_seed=spec["seed"] if spec.get("init") == "seed" else None)
-    model, tok, facts = built.model, built.tokenizer, built.facts
+    cfg = train_config(spec)
     data = load_dataset(spec["data"], "cuhk-pedes")
-    loader = train_loader(data.split("train"), size=(h, w), mean=facts.mean, std=facts.std,
-                          batch_size=spec["batch"], workers=0, generator=torch.Generator().manual_seed(spec["seed"]))
-    opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=0.05)
-    steps = spec["epochs"] * len(loader)
-    warm = int(spec.get("warmup", 0))  # linear warm-up steps, then cosine to 0
+    split = data.split("train")
+    with tempfile.TemporaryDirectory(prefix="study_cell_") as tmp:
+        run = Path(spec.get("run_dir") or Path(tmp) / "run")
+        t0 = time.perf_counter()
 
-    def lr_at(s: int) -> float:
-        if s < warm:
-            return (s + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(s - warm, steps - warm) / max(1, steps - warm)))
+        def pairs(facts):
+            return CaptionPairs(split, TrainTransform(facts.image_size, facts.mean, facts.std))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    t0 = time.perf_counter()
-    with tqdm(total=steps, desc=f"{spec['name']} seed {spec['seed']}", unit="step", file=sys.stderr) as bar:
-        for _ in range(spec["epochs"]):
-            for images, captions, _labels in loader:
-                loss = info_nce(model, images, tok(list(captions)))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    train_s = time.perf_counter() - t0
-    if spec.get("save"):
-        Path(spec["save"]).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), spec["save"])
-    res = evaluate(_Live(model, tok, (h, w), facts.mean, facts.std, facts.model_id),
-                   data.split("test").eval_view(), progress=False)
+        result = train_run(cfg, pairs, run, progress=bool(spec.get("progress", True)))
+        train_s = time.perf_counter() - t0
+        if spec.get("save"):
+            from safetensors.torch import load_file
+            Path(spec["save"]).parent.mkdir(parents=True, exist_ok=True)
+            torch.save(load_file(str(run / "best.safetensors")), spec["save"])
+        h, w = spec["size"]
+        enc = ClipEncoder(EncoderConfig(arch=spec["arch"], weights=str(run), image_height=h, image_width=w,
+                                        attention=AttentionConfig(**spec.get("attention", {})),
+                                        threads=int(spec.get("threads", 2))), backend="torch")
+        res = evaluate(enc, data.split("test").eval_view(), progress=False)
+        model_id = model_id_for(spec["arch"], f"random-seed{cfg.seed}", cfg.attention_config())  # start weights
     return {"rank1": float(res.t2i["R1"]), "map": float(res.t2i["mAP"]), "chance_rank1": float(res.chance_rank1),
-            "train_s": train_s,
-            "steps": steps, "model_id": facts.model_id}
+            "train_s": train_s, "steps": int(result.steps), "model_id": model_id, "loop": "lab"}
 
 
 def main(argv=None) -> int:

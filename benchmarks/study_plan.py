@@ -41,13 +41,14 @@ SPEED_OF = {"sdpa": (VIT, "sdpa"), "prune 0.5": (VIT, "prune"), "window 5": (VIT
             "MobileNetV3-L": ("PS-MobileNetV3-L", "sdpa"), "EfficientNet-B0": ("PS-EfficientNet-B0", "sdpa")}
 
 
-RECIPE_KEYS = ("data", "ids", "size", "batch", "lr", "warmup", "epochs", "init")
+RECIPE_KEYS = ("data", "ids", "size", "batch", "lr", "warmup", "epochs", "init", "loop")
 
 
 def recipe_of(spec: dict) -> dict:
     """Return what makes two training cells comparable: the recipe of their spec (not the model, seed or threads).
 
-    Cells made before the seed drew the initial weights have no ``init`` and match no current recipe.
+    Cells made before the seed drew the initial weights have no ``init``, cells trained by the study's own loop
+    before it used ``person_search.lab.train`` have no ``loop``: they match no current recipe.
     """
     return {k: spec.get(k) for k in RECIPE_KEYS}
 
@@ -55,4 +56,5 @@ def recipe_of(spec: dict) -> dict:
 def current_recipe(args) -> dict:
     """Return the recipe ``args`` train with."""
     return {"data": str((WORK / f"data_{args.ids}").relative_to(ROOT)), "ids": args.ids, "size": list(TRAIN_SIZE),
-            "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "init": "seed"}
+            "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "epochs": args.epochs, "init": "seed",
+            "loop": "lab"}

@@ -351,8 +351,8 @@ def _recipe(cache: dict) -> dict:
 
 
 def _crops_of_test(data: Path, n: int = 4):
-    from person_search.data import load_dataset
-    from person_search.data.torchdata import read_image
+    from person_search.lab.data import load_dataset
+    from person_search.lab.data.torchdata import read_image
 
     recs = load_dataset(data, "cuhk-pedes").split("test").records
     return [read_image(recs[i * 4].image) for i in range(n)]
@@ -398,7 +398,7 @@ def mask_pictures(lam_path: Path, prune_path: Path, data: Optional[Path]) -> Lis
     import matplotlib.pyplot as plt
     import torch
 
-    from person_search.data.torchdata import EvalTransform
+    from person_search.lab.data.torchdata import EvalTransform
 
     notes = []
     if data is None or not (data / "stats.json").is_file():

@@ -31,8 +31,8 @@ from tqdm import tqdm
 from benchmarks.common import ROOT, new_record
 from person_search.core.config import EncoderConfig
 from person_search.core.models.factory import build_clip
-from person_search.data import load_dataset, train_loader
-from person_search.eval.evaluate import build_encoder, evaluate
+from person_search.lab.data import load_dataset, train_loader
+from person_search.lab.eval.evaluate import build_encoder, evaluate
 
 ARCH, SIZE = "PS-Tiny-ViT", (64, 64)  # its native size: the checkpoint loads without resizing
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)

@@ -72,9 +72,9 @@ class HeavyWork(AssertionError):
 HEAVY = [  # (module, attribute): what loads models, starts nodes, reads videos, trains or writes data
     ("person_search.core.pipeline", "OfflinePipeline"), ("person_search.core.encoder", "ClipEncoder"),
     ("person_search.core.models.factory", "build_clip"), ("person_search.launcher.Graph", "start"),
-    ("person_search.train.merge", "load_run"), ("person_search.train", "train"),
-    ("person_search.eval.evaluate", "evaluate"), ("person_search.eval.evaluate", "build_encoder"),
-    ("person_search.data.synth", "generate"), ("person_search.cli.ros", "query_service"),
+    ("person_search.lab.train.merge", "atomic_write"), ("person_search.lab.train", "train"),
+    ("person_search.lab.eval.evaluate", "evaluate"), ("person_search.lab.eval.evaluate", "build_encoder"),
+    ("person_search.lab.data.synth", "generate"), ("person_search.cli.ros", "query_service"),
     ("person_search.core.crowd", "make_crowd_video"), ("person_search.core.sample", "make_sample_video"),
 ]
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from person_search.data.datasets import FORMATS
+from person_search.lab.data.datasets import FORMATS
 
 
 def cmd_synth(a) -> int:
     """Generate a CUHK-PEDES-layout dataset of rendered people."""
     from person_search.cli.common import parse_wxh
-    from person_search.data.synth import SynthConfig, SynthError, format_stats, generate
+    from person_search.lab.data.synth import SynthConfig, SynthError, format_stats, generate
     try:
         cfg = SynthConfig(ids=a.ids, images_per_id=a.images_per_id, seed=a.seed, domain=a.domain,
                           size=parse_wxh(a.size, "--size", person=True), val_ids=a.val_ids, test_ids=a.test_ids)
@@ -31,7 +31,7 @@ def cmd_synth(a) -> int:
 
 def cmd_check(a) -> int:
     """Load a dataset, check every image exists, print its splits."""
-    from person_search.data.datasets import DatasetError, load_dataset
+    from person_search.lab.data.datasets import DatasetError, load_dataset
     try:
         ds = load_dataset(a.data, a.format)
     except DatasetError as exc:

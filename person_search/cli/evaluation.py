@@ -22,14 +22,19 @@ GENERATED_NOTE = "generated data: not comparable with CUHK-PEDES / ICFG-PEDES / 
 
 
 def _settings(a):
-    """Return (checkpoint path or "", arch, (H, W)) from the flags and the run's model.json / FILE.json."""
+    """Return (checkpoint path or "", arch, (H, W), attention section) from the flags and the model contract.
+
+    A run folder's model.json or a checkpoint's FILE.json gives the arch, size and attention it
+    was trained with; ``--arch`` / ``--image-size`` override the first two.
+    """
     from person_search.cli.common import parse_wxh
-    from person_search.eval.evaluate import resolve_checkpoint
-    ckpt, meta = ("", {}) if a.random_weights else resolve_checkpoint(a.weights)
-    arch = a.arch or meta.get("arch") or DEFAULT_ARCH
+    from person_search.lab.eval.evaluate import resolve_checkpoint
+    ckpt, facts = ("", None) if a.random_weights else resolve_checkpoint(a.weights)
+    arch = a.arch or (facts.arch if facts else DEFAULT_ARCH)
     size = (parse_wxh(a.image_size, "--image-size", person=True) if a.image_size
-            else tuple(meta.get("image_size") or DEFAULT_SIZE))
-    return str(ckpt), arch, size
+            else tuple(facts.image_size) if facts else DEFAULT_SIZE)
+    attention = facts.attention_dict() if facts else {}
+    return str(ckpt), arch, size, attention
 
 
 def _check_outputs(a) -> None:
@@ -43,16 +48,16 @@ def _check_outputs(a) -> None:
 
 def cmd_eval(a) -> int:
     """Evaluate, print the table, write the files asked for."""
-    from person_search.core.config import ConfigError, EncoderConfig
-    from person_search.data.datasets import DatasetError, load_dataset
-    from person_search.eval.evaluate import CheckpointError, build_encoder, evaluate
+    from person_search.core.config import AttentionConfig, ConfigError, EncoderConfig
+    from person_search.lab.data.datasets import DatasetError, load_dataset
+    from person_search.lab.eval.evaluate import CheckpointError, build_encoder, evaluate
     try:
-        ckpt, arch, size = _settings(a)
+        ckpt, arch, size, attention = _settings(a)
         _check_outputs(a)
         ds = load_dataset(a.data, a.format)
         view = ds.split(a.split).eval_view()
         cfg = EncoderConfig(arch=arch, weights=ckpt, image_height=size[0], image_width=size[1], device=a.device,
-                            batch_size=a.batch_size, threads=a.threads)
+                            batch_size=a.batch_size, threads=a.threads, attention=AttentionConfig(**attention))
         res = evaluate(build_encoder(cfg), view, batch_size=a.batch_size, i2t=a.i2t)
     except (CheckpointError, DatasetError, ConfigError, ValueError) as exc:  # DatasetError: an unreadable image
         print(f"error: {exc}", file=sys.stderr)
@@ -77,8 +82,8 @@ def cmd_eval(a) -> int:
 
 
 def _write_outputs(a, res, *, title: str) -> None:
-    from person_search.eval.metrics import chance_cmc
-    from person_search.eval.plots import plot_cmc, topk_sheet
+    from person_search.lab.eval.metrics import chance_cmc
+    from person_search.lab.eval.plots import plot_cmc, topk_sheet
     if a.json:
         summary = {"data": str(a.data), "format": a.format, "split": a.split, "weights": a.weights or "",
                    "title": title, **res.summary()}

@@ -46,7 +46,7 @@ def _parse_size(text: str) -> Tuple[int, int]:
 
 
 def _config(a):
-    from person_search.train.config import TrainConfig
+    from person_search.lab.train.config import TrainConfig
     fields: Dict[str, Any] = {f: getattr(a, f) for _, f, _, _ in OPTIONS if getattr(a, f) is not None}
     if a.image_size:
         fields["image_height"], fields["image_width"] = _parse_size(a.image_size)
@@ -74,8 +74,8 @@ def load_training_data(root: str, fmt: str) -> Tuple[Callable, Optional[Callable
     The one place that knows the dataset and evaluation packages (branches ``data`` / ``eval``):
     training pairs from the train split, validation on the val split when the format has one.
     """
-    from person_search.data import CaptionPairs, TrainTransform, load_dataset  # lazy: only this command needs it
-    from person_search.train.checkpoint import file_digest
+    from person_search.lab.data import CaptionPairs, TrainTransform, load_dataset  # lazy: only this command needs it
+    from person_search.core.models.weights import file_digest
 
     ds = load_dataset(root, fmt)
     train_split = ds.split("train")
@@ -86,13 +86,13 @@ def load_training_data(root: str, fmt: str) -> Tuple[Callable, Optional[Callable
     validate: Optional[Callable] = None
     if "val" in ds.splits:
         try:
-            from person_search.eval.evaluate import evaluate
+            from person_search.lab.eval.evaluate import evaluate
         except ImportError as exc:
-            log.warning("no validation (person_search.eval unavailable: %s); best = last", exc)
+            log.warning("no validation (person_search.lab.eval unavailable: %s); best = last", exc)
         else:
             val_view = ds.split("val").eval_view()
             validate = lambda encoder: evaluate(encoder, val_view, progress=False).t2i  # noqa: E731 - one call
-    data = {"path": str(Path(root).resolve()), "format": fmt, "digest": file_digest([ds.annotations])}
+    data = {"path": str(Path(root).resolve()), "format": fmt, "digest": f"sha256-{file_digest(ds.annotations)[:16]}"}
     return make, validate, data
 
 
@@ -100,7 +100,7 @@ def cmd_train(a) -> int:
     """Train into ``--out``; one line on stderr and exit code 2 for any user error."""
     from person_search.core.config import ConfigError
     from person_search.core.models.weights import WeightsError
-    from person_search.train import TrainError, train
+    from person_search.lab.train import TrainError, train
 
     try:
         cfg = _config(a)
@@ -138,7 +138,7 @@ def cmd_train(a) -> int:
 
 def cmd_lora_merge(a) -> int:
     """Merge a run's LoRA adapters into a plain open_clip checkpoint."""
-    from person_search.train.merge import MergeError, merge_run
+    from person_search.lab.train.merge import MergeError, merge_run
     try:
         meta = merge_run(a.run, a.out, checkpoint=a.checkpoint)
     except MergeError as exc:
@@ -153,7 +153,7 @@ def cmd_lora_merge(a) -> int:
 
 def register(sub) -> None:
     """Add ``train`` and ``lora merge``."""
-    from person_search.train.config import LORA_TARGETS, TrainConfig
+    from person_search.lab.train.config import LORA_TARGETS, TrainConfig
     defaults = TrainConfig()
     sp = sub.add_parser("train", help="fine-tune CLIP on a person-text dataset (full, frozen-text or LoRA)")
     sp.add_argument("--data", required=True, help="dataset folder")

@@ -142,8 +142,9 @@ class EncoderConfig:
     """The CLIP model: image tower in the embedder, text tower in the query node."""
 
     arch: str = param("ViT-B-16", "open_clip architecture name")
-    weights: str = param("", 'local checkpoint path, an open_clip pretrained tag (e.g. "openai"), '
-                             'or "" = random init')
+    weights: str = param("", 'local checkpoint path, a training run folder (its best.safetensors, served '
+                             'with the arch and attention in its model.json), an open_clip pretrained tag '
+                             '(e.g. "openai"), or "" = random init')
     image_height: int = param(224, "input height; person crops may use a tall shape such as 384x128",
                               range=(32, 2048))
     image_width: int = param(224, "", range=(32, 2048))

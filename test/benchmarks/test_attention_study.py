@@ -64,8 +64,30 @@ def test_small_study_configs_share_the_study_text_tower(study, tmp_path):
     assert all(st.TRAIN_CELLS[n][0] in cfgs for n in st.TRAIN_CELLS)
 
 
+def test_training_cell_goes_through_the_lab_loop_and_the_served_encoder(study, tmp_path):
+    """A training cell is ``person-search train``'s loop (run folder, metrics log) and is scored as served."""
+    from person_search.lab.data.synth import SynthConfig, generate
+    _, cells, _ = study
+    data = tmp_path / "data"
+    generate(data, SynthConfig(ids=16, images_per_id=2, seed=3, size=(128, 64), val_ids=0, test_ids=8), progress=False)
+    spec = {"name": "sdpa", "arch": "PS-Tiny-ViT", "attention": {"kind": "window", "window_size": 3},
+            "size": [64, 32], "seed": 1, "data": str(data), "batch": 8, "lr": 1e-3, "warmup": 3, "epochs": 2,
+            "threads": 1, "run_dir": str(tmp_path / "run"), "save": str(tmp_path / "ckpt.pt"), "progress": False}
+    out = cells.train(spec)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if r["kind"] == "train"]
+    assert steps == list(range(1, out["steps"] + 1)) and out["steps"] >= 4 and out["steps"] % 2 == 0  # 2 epochs
+    assert rows[0]["lr"] < rows[1]["lr"]  # the linear warm-up of the loop
+    info = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert info["attention"] == "window" and info["train_config"]["attention_settings"] == {"window_size": 3}
+    assert info["loss"] == "infonce" and info["train_config"]["learn_logit_scale"]
+    assert out["model_id"] == "PS-Tiny-ViT@random-seed1+window(window_size=3,window_dilation=1)"
+    assert 0.0 <= out["rank1"] <= 100.0 and out["chance_rank1"] == pytest.approx(100 / 8)
+    assert (tmp_path / "ckpt.pt").is_file()
+
+
 RECIPE = {"data": "runs/attention_study/data_800", "ids": 800, "size": [96, 32], "batch": 32, "lr": 1e-3,
-          "warmup": 0, "epochs": 10, "init": "seed"}
+          "warmup": 0, "epochs": 10, "init": "seed", "loop": "lab"}
 
 
 def _rec(run: str) -> dict:

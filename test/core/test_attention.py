@@ -14,7 +14,8 @@ from person_search.core.config import AttentionConfig, ConfigError, EncoderConfi
 from person_search.core.models.factory import build_clip
 from person_search.core.models.weights import WeightsError
 
-ARCH = "PS-Tiny-ViT"  # 2 vision + 2 text blocks, width 64, patch 16
+from tinykit import ARCH, cfg as tiny_cfg
+
 GRID = (8, 4)  # 128x64 input
 CTX = LayerContext(tower="image", layer=0, num_layers=2, embed_dim=64, num_heads=2, grid=GRID,
                    prefix_tokens=1, seq_len=1 + 32)
@@ -30,9 +31,8 @@ def additive(allow):
 
 
 def cfg(**kw) -> EncoderConfig:
-    base = dict(arch=ARCH, image_height=128, image_width=64, batch_size=4)
-    base.update(kw)
-    return EncoderConfig(**base)
+    """The shared tiny encoder at 128x64 (a 8x4 patch grid)."""
+    return tiny_cfg(**{"image_height": 128, "image_width": 64, **kw})
 
 
 def test_sdpa_equals_eager_with_and_without_a_causal_mask():

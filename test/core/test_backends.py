@@ -8,14 +8,11 @@ import torch
 
 from person_search.core.backends.registry import BACKENDS
 from person_search.core.backends.torch import TorchBackend
-from person_search.core.config import ConfigError, EncoderConfig, load_config
+from person_search.core.config import ConfigError, load_config
 from person_search.core.encoder import ClipEncoder
 
 
-def cfg(**kw) -> EncoderConfig:
-    base = dict(arch="PS-Tiny-ViT", image_height=64, image_width=64, batch_size=4)
-    base.update(kw)
-    return EncoderConfig(**base)
+from tinykit import cfg
 
 
 def test_unknown_backend_is_one_config_error():

@@ -40,7 +40,7 @@ def test_contact_sheet_labels_every_row_and_keeps_empty_rows():
 
 def test_curves_of_a_short_run_have_integer_steps_and_no_lagging_ema(tmp_path):
     pytest.importorskip("matplotlib")
-    from person_search.train.checkpoint import ema, plot_curves, smoothing_window
+    from person_search.lab.train.checkpoint import ema, plot_curves, smoothing_window
     assert smoothing_window(5) == 1 and smoothing_window(300) == 30 and smoothing_window(10_000) == 50
     values = [5.0, 4.0, 3.0, 2.0, 1.0]
     assert ema(values, 1) == values  # window 1: the curve itself

@@ -19,13 +19,7 @@ from person_search.core.models.registry import open_clip_registered, register_mo
 from person_search.core.models.weights import WeightsError, file_digest, resolve_weights
 from person_search.core.preprocess import preprocess_crops
 
-ARCH = "PS-Tiny-ViT"  # vision 64 wide x 2 layers, patch 16, native 64x64, embed 64
-
-
-def cfg(**kw) -> EncoderConfig:
-    base = dict(arch=ARCH, image_height=64, image_width=64, batch_size=4)
-    base.update(kw)
-    return EncoderConfig(**base)
+from tinykit import ARCH, cfg
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,12 @@ from person_search.core.attention.kernels import AttentionKernel, EagerKernel, S
 from person_search.core.attention.module import ClipAttention
 from person_search.core.attention.patch import AttentionPatchError, apply_attention, find_sites, split_qkv
 from person_search.core.attention.registry import KERNELS
-from person_search.core.config import AttentionConfig, ConfigError, EncoderConfig
+from person_search.core.config import AttentionConfig, ConfigError
 from person_search.core.encoder import ClipEncoder
 from person_search.core.models.factory import build_clip
 from person_search.core.models.registry import open_clip_registered
 
-ARCH = "PS-Tiny-ViT"
-
-
-def cfg(**kw) -> EncoderConfig:
-    base = dict(arch=ARCH, image_height=64, image_width=64, batch_size=4)
-    base.update(kw)
-    return EncoderConfig(**base)
+from tinykit import ARCH, cfg
 
 
 def _open_clip_model(seed=0):

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from person_search.core.config import EncoderConfig
+from tinykit import cfg
 from person_search.core.encoder import ClipEncoder
 
 pytest.importorskip("openvino")
@@ -15,7 +15,7 @@ LOGGER = "person_search.core.backends.openvino"
 
 
 def _cfg(**kw):
-    return EncoderConfig(arch="PS-Tiny-ViT", image_height=64, image_width=32, batch_size=4, threads=1, **kw)
+    return cfg(image_width=32, threads=1, **kw)
 
 
 def test_openvino_matches_torch_and_reuses_its_cache(tmp_path, caplog):

@@ -16,6 +16,7 @@ from person_search.core.backends.tensorrt import sidecar_path
 from person_search.core.config import EncoderConfig
 from person_search.core.encoder import ClipEncoder
 from person_search.core.models.factory import build_clip
+from tinykit import cfg
 
 pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt]
 LOGGER = "person_search.core.backends.tensorrt"
@@ -75,13 +76,12 @@ def test_engine_is_cached_and_rebuilt_when_stale(tmp_path, caplog):
 def test_new_weights_build_a_new_engine_through_the_whole_path(tmp_path):
     # a fine-tuned (e.g. LoRA-merged) checkpoint is a plain open_clip state dict: save one with changed weights
     ClipEncoder(_cfg(), towers=("image",), cache_dir=str(tmp_path))
-    model = build_clip(EncoderConfig(arch="PS-Tiny-ViT", image_height=64, image_width=64)).model  # native size
+    model = build_clip(cfg()).model  # native size
     state = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     ckpt = tmp_path / "merged.pt"
     torch.save(state, ckpt)
     tuned = ClipEncoder(_cfg(weights=str(ckpt)), towers=("image",), cache_dir=str(tmp_path))
     assert len(_engines(tmp_path)) == 2
-    ref = ClipEncoder(EncoderConfig(arch="PS-Tiny-ViT", image_height=64, image_width=32, weights=str(ckpt)),
-                      towers=("image",))
+    ref = ClipEncoder(cfg(image_width=32, weights=str(ckpt)), towers=("image",))
     crops = _crops(6)
     assert (tuned.encode_images(crops) * ref.encode_images(crops)).sum(1).min() >= 0.999

@@ -12,15 +12,14 @@ import torch
 from person_search.cli import main
 from person_search.core.backends import tensorrt
 from person_search.core.backends.onnx import export_image_tower, expected_metadata
-from person_search.core.config import EncoderConfig
 from person_search.core.models.factory import build_clip
+from tinykit import cfg
 
 SIZE = (64, 32)
 
 
 def tiny_tower():
-    built = build_clip(EncoderConfig(arch="PS-Tiny-ViT", image_height=SIZE[0], image_width=SIZE[1]),
-                       towers=("image",))
+    built = build_clip(cfg(image_height=SIZE[0], image_width=SIZE[1]), towers=("image",))
     return built.image_tower
 
 

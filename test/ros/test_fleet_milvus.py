@@ -67,7 +67,7 @@ def _look(seed: int, n: int) -> np.ndarray:
 
 
 def test_two_robots_write_one_milvus_and_one_query_node_sees_both(probe, tmp_path, milvus_server):
-    from person_search.core.config import EncoderConfig
+    from tinykit import cfg
     from person_search.nodes.convert import time_to_ns
     from person_search.core.encoder import ClipEncoder
     from person_search.nodes.common import RELIABLE_QOS
@@ -79,7 +79,7 @@ def test_two_robots_write_one_milvus_and_one_query_node_sees_both(probe, tmp_pat
              NodeSpec("query", "query_node", "/robot1")]
     # the embeddings the robots publish: the text embedding of what each camera "saw", so that
     # a query ranks them; the model id is the query node's (the test config's tiny CLIP)
-    enc = ClipEncoder(EncoderConfig(arch="PS-Tiny-ViT", image_height=64, image_width=64), towers=("text",))
+    enc = ClipEncoder(cfg(), towers=("text",))
     seen = {"robot1": ("front1", "a photo of a man in a red jacket."),
             "robot2": ("front2", "a photo of a woman with a blue bag.")}
     pubs = {r: probe.node.create_publisher(PersonEmbeddings, f"/{r}/person_embeddings", RELIABLE_QOS) for r in seen}

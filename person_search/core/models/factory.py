@@ -16,8 +16,8 @@ from person_search.core.config import EncoderConfig
 from person_search.core.errors import ConfigError
 from person_search.core.models.pos_embed import patch_grid, set_image_size
 from person_search.core.models.registry import model_config, open_clip_registered
-from person_search.core.models.weights import (RANDOM_SEED, load_checkpoint, load_kernel_state, preprocess_of,
-                                               resolve_weights)
+from person_search.core.models.weights import (RANDOM_SEED, check_trained, load_checkpoint, load_kernel_state,
+                                               preprocess_of, resolve_weights)
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +192,8 @@ def build_clip(cfg: EncoderConfig, *, towers: Sequence[str] = TOWERS, for_traini
     model_config(cfg.arch)  # unknown arch -> ConfigError
     open_clip = open_clip_registered()
     resolved = resolve_weights(cfg.arch, cfg.weights)
+    if resolved.trained is not None:  # a run folder or a checkpoint with its sidecar: serve it as it was trained
+        check_trained(cfg, resolved.trained)
     mean, std = preprocess_of(cfg.arch, resolved)
 
     seed = RANDOM_SEED if init_seed is None or resolved.path is not None else int(init_seed)

@@ -2,7 +2,9 @@
 
 * ``""``: a random model with a fixed seed (identical in every process), id ``random-seed0``.
 * a path (absolute, relative, or a name under the model folders of ``paths.model_dirs()``):
-  an open_clip checkpoint, id ``sha256-<first 12 hex of the file>``.
+  an open_clip checkpoint, id ``sha256-<first 12 hex of the file>``; or a training run folder
+  (its ``best.safetensors``). A run's ``model.json`` or a checkpoint's sidecar ``FILE.json``
+  (the model contract, ``run.py``) says what it was trained with: :func:`check_trained`.
 * a pretrained tag ("openai", ...): open_clip's registry, looked up in local folders and
   caches first; downloaded only when downloads are on (not ``HF_HUB_OFFLINE=1``).
 
@@ -38,6 +40,7 @@ class ResolvedWeights(NamedTuple):
     weights_id: str  # random-seed0 | the tag | sha256-<12 hex>
     path: Optional[str]  # checkpoint file; None = random init
     preprocess: Dict  # mean / std the weights were trained with (empty if they do not say)
+    trained: Optional[Any] = None  # run.ServingFacts of a run folder / a checkpoint with a sidecar
 
 
 def _is_offline() -> bool:
@@ -50,15 +53,17 @@ def _looks_like_path(weights: str) -> bool:
             or weights.lower().endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt")))
 
 
-def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Return the sha256 hex digest of a file."""
+def file_digest(*paths: str | Path, chunk: int = 1 << 22) -> str:
+    """Return the sha256 hex digest of the contents of ``paths`` (in the order given; one file: its sha256).
+
+    The one file digest of the package: checkpoint ids (``sha256-<first 12 hex>``) and the
+    data provenance of a training run (``sha256-<first 16 hex>`` of the annotation file).
+    """
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -112,6 +117,31 @@ def _find_local_pretrained(arch: str, tag: str, pcfg: Dict) -> Optional[str]:
     return None
 
 
+def _resolved_file(weights: str, path: Path) -> ResolvedWeights:
+    """Resolve a checkpoint file or run folder through the model contract (run.py)."""
+    from person_search.core.models.run import RunError, servable
+    try:
+        path, trained = servable(path)
+    except (OSError, RunError) as exc:
+        raise WeightsError(f"encoder.weights {weights}: {exc}") from None
+    pre = {"mean": trained.mean, "std": trained.std} if trained is not None and trained.mean else {}
+    return ResolvedWeights(f"sha256-{file_digest(path)[:12]}", str(path), pre, trained)
+
+
+def check_trained(cfg, trained) -> None:
+    """Refuse to serve weights with another arch or attention than they were trained with (``cfg``: EncoderConfig).
+
+    Raises:
+        WeightsError: one line naming the settings to use.
+    """
+    want = trained.attention_dict()
+    have = {k: getattr(cfg.attention, k, None) for k in want}
+    if cfg.arch != trained.arch or have != want:
+        sets = [f"encoder.arch={trained.arch}"] + [f"encoder.attention.{k}={v}" for k, v in want.items()]
+        raise WeightsError(f"encoder.weights {cfg.weights} was trained as {trained.arch} with attention "
+                           f"{want} ({trained.source}), not {cfg.arch} with {have}: set {' '.join(sets)}")
+
+
 def resolve_weights(arch: str, weights: str) -> ResolvedWeights:
     """Resolve ``encoder.weights`` to its id, checkpoint file and preprocessing; builds no model.
 
@@ -130,6 +160,8 @@ def resolve_weights(arch: str, weights: str) -> ResolvedWeights:
     weights = (weights or "").strip()
     if not weights:
         return ResolvedWeights(f"random-seed{RANDOM_SEED}", None, {})
+    if Path(weights).expanduser().is_dir():  # a training run folder
+        return _resolved_file(weights, Path(weights).expanduser())
     if _looks_like_path(weights) or os.path.exists(weights):
         path = resolve_model_path(weights)  # as given, else in the model folders
         if path is None:
@@ -137,7 +169,7 @@ def resolve_weights(arch: str, weights: str) -> ResolvedWeights:
                                f"also looked in {', '.join(str(d) for d in model_dirs())}); put the open_clip "
                                f"checkpoint there or set encoder.weights to a pretrained tag or \"\" "
                                f"(random), see {MODELS_README}")
-        return ResolvedWeights(f"sha256-{file_digest(path)[:12]}", str(path), {})
+        return _resolved_file(weights, path)
     pcfg = open_clip.get_pretrained_cfg(arch, weights)
     if not pcfg:
         tags = open_clip.list_pretrained_tags_by_model(arch)

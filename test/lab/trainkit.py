@@ -13,9 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from person_search.train.config import TrainConfig
-
-ARCH = "PS-Tiny-ViT"
+from person_search.lab.train.config import TrainConfig
+from tinykit import ARCH
 SIZE = (64, 32)  # tall, like 384x128 crops; PS-Tiny-ViT's native size is 64x64
 RGB = {"red": (1.0, -1.0, -1.0), "green": (-1.0, 1.0, -1.0), "blue": (-1.0, -1.0, 1.0),
        "white": (1.0, 1.0, 1.0), "black": (-1.0, -1.0, -1.0)}

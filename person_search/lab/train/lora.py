@@ -2,12 +2,13 @@
 
 peft wraps ``nn.MultiheadAttention`` only as a whole and cannot match the raw
 ``in_proj_weight`` Parameter (peft #761), so :func:`apply_lora` first moves every attention's
-input projection into an ``nn.Linear`` named ``qkv`` (``ClipAttention.split_qkv_linear``) and
-targets ``qkv``, ``out_proj``, ``c_fc`` and ``c_proj``. Deployment is one step,
-:func:`merge_lora`: peft's ``merge_and_unload`` folds the adapters into the base weights, then
-:func:`fold_qkv` puts ``qkv`` back into ``in_proj_weight`` / ``in_proj_bias``, so the state
-dict has open_clip's key names and loads anywhere open_clip checkpoints load.
-``person_search.train.merge.merge_run`` does that for a training run folder (FILE + FILE.json).
+input projection into an ``nn.Linear`` named ``qkv`` (``core.attention.patch.split_qkv``) and
+targets ``qkv``, ``out_proj``, ``c_fc`` and ``c_proj``. Merging is one step, :func:`merge_lora`:
+peft's ``merge_and_unload`` folds the adapters into the base weights, then :func:`fold_qkv`
+puts ``qkv`` back into ``in_proj_weight`` / ``in_proj_bias``, so the state dict has open_clip's
+key names and loads anywhere open_clip checkpoints load. Training merges a copy each time it
+writes a checkpoint (``checkpoint.save_checkpoint``), so a run's ``best.safetensors`` is
+servable as it is and ``person-search lora merge`` only copies it out (``merge.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Sequence
 
 from torch import nn
 
+from person_search.core.attention.patch import attention_modules, split_qkv
+
 logger = logging.getLogger(__name__)
 
 KERNEL_PARAM = ".attn.kernel."  # parameters of an attention kernel (core/attention), e.g. LAM's generators
@@ -25,31 +28,16 @@ PROJECTIONS = ("visual.proj", "text_projection")  # nn.Parameters: peft's module
 
 
 def _attentions(model: nn.Module):
-    from person_search.core.attention.patch import attention_modules
     found = list(attention_modules(model))
     if not found:  # open_clip's blocks not swapped: LoRA would silently miss q/k/v
         raise ValueError(f"{type(model).__name__} has no ClipAttention module (patch the attention first)")
     return found
 
 
-def split_qkv(model: nn.Module) -> int:
-    """Move every attention's in_proj into an ``nn.Linear`` ``qkv``; return how many were split.
-
-    Raises:
-        ValueError: ``model`` has no ClipAttention (open_clip's own blocks were not swapped).
-    """
-    count = 0
-    for att in _attentions(model):
-        if att.qkv is None:
-            att.split_qkv_linear()
-            count += 1
-    return count
-
-
 def fold_qkv(model: nn.Module) -> int:
     """Put every ``qkv`` Linear back into ``in_proj_weight`` / ``in_proj_bias``; return the count.
 
-    The inverse of :func:`split_qkv`: the parameters move (no copy), so the result is exact.
+    The inverse of ``core.attention.patch.split_qkv``: the parameters move (no copy), so the result is exact.
     """
     count = 0
     for att in _attentions(model):
@@ -75,7 +63,7 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float = 0.
     working with the adapters in its graph (peft replaces the targeted Linears in place).
 
     Args:
-        model: an open_clip CLIP whose attentions are :class:`ClipAttention` (``set_attention``).
+        model: an open_clip CLIP whose attentions are :class:`ClipAttention` (``build_clip`` installs them).
         rank, alpha, dropout: the LoRA rank r, scaling alpha (delta = alpha / r * B A) and dropout.
         targets: module names (suffixes) to adapt.
         train_projections: train the projections too.
@@ -83,6 +71,7 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float = 0.
     from peft import LoraConfig, get_peft_model
 
     if "qkv" in targets:
+        _attentions(model)  # refuses open_clip's own blocks: LoRA would silently miss q/k/v
         split_qkv(model)
     config = LoraConfig(r=int(rank), lora_alpha=alpha, lora_dropout=float(dropout),
                         target_modules=list(targets), bias="none")

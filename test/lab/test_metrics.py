@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from person_search.data.datasets import EvalView
-from person_search.eval import metrics
-from person_search.eval.metrics import chance_cmc, retrieval_metrics
+from person_search.lab.data.datasets import EvalView
+from person_search.lab.eval import metrics
+from person_search.lab.eval.metrics import chance_cmc, retrieval_metrics
 
 
 def irra_rank(similarity, q_pids, g_pids, max_rank=10):

@@ -1,63 +1,40 @@
-"""The run folder: checkpoints, resumable state, metrics log, curves and ``model.json``.
+"""Writing a run folder during training: checkpoints, resumable state, metrics log, curves, ``model.json``.
 
-A run folder ``RUN/`` holds:
-
-* ``last.safetensors`` -- the latest weights; ``best.safetensors`` -- the weights with the best
-  validation Rank-1 (the last weights when no validation hook is given). Always plain open_clip
-  checkpoints, in every mode (servable as ``encoder.weights``, read by the eval command); a
-  LoRA run writes them with its adapters merged into a copy of the model.
-* ``last.adapters.safetensors`` / ``best.adapters.safetensors`` (LoRA runs only) -- the same
-  weights in the training layout (``...qkv.base_layer.weight``, ``...qkv.lora_A.default.weight``):
-  what ``--resume`` and ``person-search lora merge`` read.
-* ``state.pt`` -- optimizer, scheduler, grad scaler, step, RNG states and best score: ``--resume``.
-* ``metrics.jsonl`` -- one JSON row per optimizer step (``kind: train``: step, epoch, loss, lr,
-  step_time_s, logit_scale) and per validation (``kind: eval``: step and the hook's figures).
-* ``curves.png`` -- loss and Rank-1 against the step.
-* ``model.json`` -- what the eval and merge commands read (see :func:`model_info`).
+The layout and ``model.json`` are the model contract of :mod:`person_search.core.models.run`
+(the one reader); this module writes them: ``best`` / ``last`` as plain open_clip checkpoints
+in every mode (a LoRA run's adapters merged into a copy as they are written, so
+``best.safetensors`` is servable as it is), ``*.adapters.safetensors`` (LoRA: the training
+layout, for ``--resume``), ``state.pt``, ``metrics.jsonl`` (one row per optimizer step,
+``kind: train``, and per validation, ``kind: eval``) and ``curves.png``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
 
-MODEL_JSON = "model.json"
-LAST, BEST, STATE, METRICS, CURVES = "last.safetensors", "best.safetensors", "state.pt", "metrics.jsonl", "curves.png"
-FORMAT = "person_search.train/1"
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+from person_search.core.models.run import BEST, FORMAT, LAST, atomic_write, checkpoint_file
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
     """Write ``model``'s state dict (float tensors on the CPU, contiguous) as safetensors, atomically."""
     from safetensors.torch import save_file
     sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic(Path(path), lambda p: save_file(sd, str(p), metadata={"format": "pt"}))
-
-
-def training_file(name: str, layout: str) -> str:
-    """Return the file of checkpoint ``name`` ("best" / "last") in the training layout ``layout``."""
-    return f"{name}.adapters.safetensors" if layout == "lora" else f"{name}.safetensors"
+    atomic_write(Path(path), lambda p: save_file(sd, str(p), metadata={"format": "pt"}))
 
 
 def save_checkpoint(trainable, run_dir: Path, name: str) -> None:
     """Write ``RUN/<name>.safetensors`` (plain open_clip) and, for LoRA, ``RUN/<name>.adapters.safetensors``."""
     if trainable.peft is None:
-        save_weights(trainable.clip, run_dir / f"{name}.safetensors")
+        save_weights(trainable.clip, run_dir / checkpoint_file(name))
         return
-    from person_search.adapters.lora import merged_copy
-    save_weights(trainable.clip, run_dir / training_file(name, "lora"))
-    save_weights(merged_copy(trainable.peft), run_dir / f"{name}.safetensors")
+    from person_search.lab.train.lora import merged_copy
+    save_weights(trainable.clip, run_dir / checkpoint_file(name, "lora"))
+    save_weights(merged_copy(trainable.peft), run_dir / checkpoint_file(name))
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
@@ -68,23 +45,12 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 def save_state(path: str | Path, state: Dict[str, Any]) -> None:
     """Write the resumable training state (tensors and plain Python values only)."""
-    _atomic(Path(path), lambda p: torch.save(state, p))
+    atomic_write(Path(path), lambda p: torch.save(state, p))
 
 
 def load_state(path: str | Path) -> Dict[str, Any]:
     """Read :func:`save_state`'s file (``weights_only``: no code runs on load)."""
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def file_digest(paths: Iterable[str | Path]) -> str:
-    """Return "sha256-<16 hex>" over the contents of ``paths`` (sorted), e.g. a dataset's annotations."""
-    h = hashlib.sha256()
-    for p in sorted(Path(p) for p in paths):
-        h.update(p.name.encode())
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-    return f"sha256-{h.hexdigest()[:16]}"
 
 
 def model_info(cfg, facts, *, counts, step: int, best: Optional[Dict[str, Any]],
@@ -109,46 +75,14 @@ def model_info(cfg, facts, *, counts, step: int, best: Optional[Dict[str, Any]],
         "format": FORMAT, "arch": facts.arch, "image_size": list(facts.image_size), "attention": facts.attention,
         "mean": list(facts.mean), "std": list(facts.std), "embed_dim": facts.dim,
         "mode": cfg.mode, "lora": cfg.lora_settings() or None,
-        "start_weights": cfg.weights, "start_weights_id": facts.start_weights,
+        "start_weights": cfg.weights, "start_weights_id": facts.weights_id,
         "checkpoint": {"best": BEST, "last": LAST, "adapters": None if cfg.mode != "lora" else {
-            "best": training_file("best", "lora"), "last": training_file("last", "lora")}},
+            "best": checkpoint_file("best", "lora"), "last": checkpoint_file("last", "lora")}},
         "trainable_params": int(trainable), "total_params": int(total),
         "trainable_share": round(trainable / max(total, 1), 6),
         "loss": cfg.loss, "data": dict(cfg.data), "steps": int(step), "best": best, "final_eval": final_eval,
         "train_config": cfg.to_dict(),
         "versions": {"torch": torch.__version__, "open_clip": open_clip.__version__, "peft": peft_version},
-    }
-
-
-def write_model_json(run_dir: Path, info: Dict[str, Any]) -> None:
-    """Write ``RUN/model.json`` atomically."""
-    _atomic(run_dir / MODEL_JSON, lambda p: p.write_text(json.dumps(info, indent=2) + "\n"))
-
-
-def read_model_json(run_dir: str | Path) -> Dict[str, Any]:
-    """Read ``RUN/model.json``; OSError / ValueError with one line when it is missing or not ours."""
-    path = Path(run_dir) / MODEL_JSON
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (is {run_dir} a training run folder?)")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a {FORMAT} model.json")
-    return info
-
-
-def describe_checkpoint(info: Dict[str, Any], *, source: str) -> Dict[str, Any]:
-    """Return the metadata JSON written beside a merged / exported plain checkpoint."""
-    h, w = info["image_size"]
-    evaluation = (info.get("best") or {}).get("metrics") or info.get("final_eval")
-    return {
-        "format": "open_clip", "arch": info["arch"], "image_size": [h, w], "attention": info["attention"],
-        "mean": info["mean"], "std": info["std"], "embed_dim": info["embed_dim"], "mode": info["mode"],
-        "lora": info.get("lora"), "data": info.get("data", {}), "evaluation": evaluation,
-        "trained_steps": info.get("steps"), "source": source,
-        "encoder": {"arch": info["arch"], "image_height": h, "image_width": w, "attention": info["attention"]},
     }
 
 
@@ -223,5 +157,5 @@ def plot_curves(rows: List[Dict[str, Any]], path: Path, title: str = "") -> None
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _atomic(path, lambda p: fig.savefig(p, dpi=90, format="png"))
+    atomic_write(path, lambda p: fig.savefig(p, dpi=90, format="png"))
     plt.close(fig)

@@ -8,7 +8,9 @@ icfg-pedes     ``ICFG-PEDES.json`` (or ``ICFG_PEDES.json``)  ``file_path``   tra
 rstpreid       ``data_captions.json``                      ``img_path``    train / val / test
 =============  ==========================================  ==============  =================
 
-Each file is one JSON list of ``{"split", "captions": [...], <image key>, "id", ...}``
+A format is a :class:`DatasetFormat` in the :data:`FORMATS` registry (:func:`register_format`):
+a new one brings its own reader and record parser. The three above are IRRA's layout:
+each file is one JSON list of ``{"split", "captions": [...], <image key>, "id", ...}``
 records, image paths relative to ``root/imgs/``. Extra keys (``processed_tokens``, the
 generated set's ``attributes``) are ignored. ``root`` may also be the folder above, holding
 ``CUHK-PEDES/``, ``ICFG-PEDES/`` or ``RSTPReid/`` as IRRA expects.
@@ -28,7 +30,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -37,22 +39,38 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+ParsedRecord = Tuple[str, str, int, Tuple[str, ...]]  # split, image path (under imgs/), person id, captions
+
+
 @dataclass(frozen=True)
 class DatasetFormat:
-    """Where a dataset keeps its annotations and how its records name the image."""
+    """A dataset format: where it keeps its annotations, how to read them and how to parse a record.
+
+    ``read(path) -> list`` returns the raw records of the annotation file and
+    ``parse(path, i, record, fmt) -> (split, image, pid, captions)`` one of them (raising
+    :class:`DatasetError` with the record's position); the defaults read IRRA's JSON lists.
+    A new format is one :func:`register_format` call; the loader is not edited.
+    """
 
     name: str
     folder: str  # the folder name IRRA puts under its root
     files: Tuple[str, ...]  # annotation file names, first found wins
     image_key: str
     splits: Tuple[str, ...]
+    read: Callable[[Path], list] = field(default=None, compare=False)  # None = _read_json
+    parse: Callable[..., ParsedRecord] = field(default=None, compare=False)  # None = parse_irra_record
 
 
-FORMATS: Dict[str, DatasetFormat] = {f.name: f for f in (
-    DatasetFormat("cuhk-pedes", "CUHK-PEDES", ("reid_raw.json",), "file_path", SPLITS),
-    DatasetFormat("icfg-pedes", "ICFG-PEDES", ("ICFG-PEDES.json", "ICFG_PEDES.json"), "file_path", ("train", "test")),
-    DatasetFormat("rstpreid", "RSTPReid", ("data_captions.json",), "img_path", SPLITS),
-)}
+FORMATS: Dict[str, DatasetFormat] = {}
+
+
+def register_format(fmt: DatasetFormat) -> DatasetFormat:
+    """Add ``fmt`` to :data:`FORMATS` (``--format NAME``); a name taken already is an error."""
+    if fmt.name in FORMATS:
+        raise ValueError(f"dataset format {fmt.name!r} is registered already")
+    FORMATS[fmt.name] = fmt
+    return fmt
+
 
 MAX_LISTED_MISSING = 5
 
@@ -99,9 +117,12 @@ class EvalView:
     caption_image: np.ndarray
 
     def chance_rank1(self) -> float:
-        """Return the expected Rank-1 (%) of a random ranking: mean over queries of positives / gallery."""
-        from person_search.eval.metrics import chance_cmc
-        return float(chance_cmc(self.caption_pids, self.image_pids, max_rank=1)[0])
+        """Return the expected Rank-1 (%) of a random ranking: mean over queries of positives / gallery.
+
+        (``eval.metrics.chance_cmc`` gives the whole curve; its first point is this.)
+        """
+        positives = (self.caption_pids[:, None] == self.image_pids[None, :]).sum(1)
+        return float(positives.mean() / len(self.image_pids) * 100.0)
 
 
 @dataclass
@@ -215,7 +236,8 @@ def _read_json(path: Path) -> list:
     return data
 
 
-def _parse_record(path: Path, i: int, rec, fmt: DatasetFormat) -> Tuple[str, str, int, Tuple[str, ...]]:
+def parse_irra_record(path: Path, i: int, rec, fmt: DatasetFormat) -> ParsedRecord:
+    """Parse record ``i`` of an IRRA-style annotation list (split, captions, ``fmt.image_key``, id)."""
     where = f"{path}: record {i}"
     if not isinstance(rec, dict):
         raise DatasetError(f"{where}: expected an object, found {type(rec).__name__}")
@@ -242,6 +264,13 @@ def _parse_record(path: Path, i: int, rec, fmt: DatasetFormat) -> Tuple[str, str
     return split, img, pid, tuple(caps)
 
 
+for _fmt in (DatasetFormat("cuhk-pedes", "CUHK-PEDES", ("reid_raw.json",), "file_path", SPLITS),
+             DatasetFormat("icfg-pedes", "ICFG-PEDES", ("ICFG-PEDES.json", "ICFG_PEDES.json"), "file_path",
+                           ("train", "test")),
+             DatasetFormat("rstpreid", "RSTPReid", ("data_captions.json",), "img_path", SPLITS)):
+    register_format(_fmt)
+
+
 def load_dataset(root, fmt: str = "cuhk-pedes", *, check_images: bool = True) -> PersonTextDataset:
     """Load a dataset folder.
 
@@ -265,8 +294,11 @@ def load_dataset(root, fmt: str = "cuhk-pedes", *, check_images: bool = True) ->
     path = find_annotations(root, f)
     img_dir = path.parent / "imgs"
     rows: Dict[str, List[Tuple[int, Path, int, Tuple[str, ...]]]] = {s: [] for s in f.splits}
-    for i, rec in enumerate(_read_json(path)):
-        split, img, pid, caps = _parse_record(path, i, rec, f)
+    read, parse = f.read or _read_json, f.parse or parse_irra_record
+    for i, rec in enumerate(read(path)):
+        split, img, pid, caps = parse(path, i, rec, f)
+        if split not in rows:
+            raise DatasetError(f"{path}: record {i}: split {split!r} is not one of {', '.join(f.splits)}")
         rows[split].append((i, img_dir / img, pid, caps))
     if check_images:
         _check_images(path, img_dir, [(i, p) for recs in rows.values() for i, p, _, _ in recs])

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from person_search.cli import main
-from person_search.data import load_dataset
-from person_search.data.attributes import BASE_PALETTE, COLOURS, HAIR_COLOURS, SHIFTED_EXTRA, combo
-from person_search.data.synth import SynthConfig, SynthError, generate, parse_size
+from person_search.lab.data import load_dataset
+from person_search.lab.data.attributes import BASE_PALETTE, COLOURS, HAIR_COLOURS, SHIFTED_EXTRA, combo
+from person_search.lab.data.synth import SynthConfig, SynthError, generate, parse_size
 
 SMALL = SynthConfig(ids=40, images_per_id=3, seed=7, size=(128, 64), val_ids=4, test_ids=8)
 COLOUR_WORDS = set(COLOURS) | set(HAIR_COLOURS) | {"gray"}

@@ -2,34 +2,26 @@
 
 :func:`evaluate` encodes the gallery images and the query captions (batched, with progress
 bars), takes text x image cosine similarities and computes the text-to-image metrics of
-:mod:`person_search.eval.metrics` (image-to-text as an option).
+:mod:`person_search.lab.eval.metrics` (image-to-text as an option).
 
-Checkpoint contract (what ``person-search eval --weights`` reads, and a trainer writes):
-
-* ``--weights FILE``: an open_clip state dict (``.safetensors``, ``.pt``, ...) for ``--arch``;
-  its sidecar ``FILE.json`` (``lora merge`` writes one), when present, is read like model.json.
-* ``--weights RUN_DIR``: a training run folder; ``RUN_DIR/best.safetensors`` if present,
-  else ``RUN_DIR/last.safetensors``. ``RUN_DIR/model.json``, when present, is a JSON object
-  whose ``"arch"`` (open_clip architecture name) and ``"image_size"`` ([H, W]) are used
-  unless ``--arch`` / ``--image-size`` say otherwise; other keys are ignored.
+What ``person-search eval --weights`` reads is the model contract of
+:mod:`person_search.core.models.run` (:func:`~person_search.core.models.run.servable`): a
+checkpoint file (its sidecar ``FILE.json``, when present, says the arch, size and attention it
+was trained with), or a training run folder (``best.safetensors``, else ``last``, and its
+``model.json``, read strictly).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
-from person_search.data.datasets import EvalView
-from person_search.data.torchdata import read_image
-from person_search.eval.metrics import retrieval_metrics
-
-RUN_CHECKPOINTS = ("best.safetensors", "last.safetensors")
-RUN_META = "model.json"
+from person_search.lab.data.datasets import EvalView
+from person_search.lab.data.torchdata import read_image
+from person_search.lab.eval.metrics import retrieval_metrics
 
 
 class CheckpointError(ValueError):
@@ -50,44 +42,17 @@ def build_encoder(cfg):
         raise CheckpointError(str(e)) from e
 
 
-def resolve_checkpoint(path) -> Tuple[Path, Dict]:
-    """Return (checkpoint file, run metadata) for a checkpoint file or a training run folder.
-
-    Args:
-        path: a checkpoint file, or a run folder with best/last.safetensors and maybe model.json.
-
-    Returns:
-        the checkpoint path and the run's ``model.json``, or for a file its sidecar ``FILE.json``
-        (``{}`` when absent).
+def resolve_checkpoint(path):
+    """Return (checkpoint file, ``ServingFacts`` or None) for a checkpoint file or a training run folder.
 
     Raises:
-        CheckpointError: nothing usable there, or model.json is malformed.
+        CheckpointError: nothing usable there, or a model.json / sidecar that is not ours.
     """
-    p = Path(path).expanduser()
-    if p.is_file():  # a checkpoint file: its JSON sidecar (FILE.json, as `lora merge` writes) when there is one
-        side = p.with_name(p.name + ".json")
-        return p, (_read_meta(side) if side.is_file() else {})
-    if not p.is_dir():
-        raise CheckpointError(f"--weights {p}: no such file or run folder")
-    ckpt = next((p / n for n in RUN_CHECKPOINTS if (p / n).is_file()), None)
-    if ckpt is None:
-        raise CheckpointError(f"--weights {p}: a folder without {' or '.join(RUN_CHECKPOINTS)}")
-    return ckpt, (_read_meta(p / RUN_META) if (p / RUN_META).is_file() else {})
-
-
-def _read_meta(path: Path) -> Dict:
-    """Read a run's model.json or a checkpoint's sidecar (arch, image_size [H, W], ...)."""
+    from person_search.core.models.run import RunError, servable
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: cannot read: {e}") from e
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    size = meta.get("image_size")
-    if size is not None and not (isinstance(size, list) and len(size) == 2
-                                 and all(isinstance(v, int) and v > 0 for v in size)):
-        raise CheckpointError(f"{path}: image_size must be [H, W], not {size!r}")
-    return meta
+        return servable(path)
+    except (OSError, RunError) as exc:
+        raise CheckpointError(f"--weights {exc}") from None
 
 
 @dataclass

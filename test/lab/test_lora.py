@@ -9,15 +9,16 @@ import pytest
 import torch
 from trainkit import ARCH, Outfits, config
 
-from person_search.adapters.lora import apply_lora, fold_qkv, merge_lora, split_qkv
+from person_search.core.attention.patch import split_qkv
+from person_search.lab.train.lora import apply_lora, fold_qkv, merge_lora
 from person_search.cli import main as cli_main
 from person_search.core.config import EncoderConfig
 from person_search.core.encoder import ClipEncoder
 from person_search.core.models.weights import file_digest
-from person_search.train import train
-from person_search.train.checkpoint import load_weights, save_weights
-from person_search.train.merge import MergeError, merge_run
-from person_search.train.model import LiveEncoder, build_model, build_trainable, count_parameters, load_run, skeleton
+from person_search.lab.train import train
+from person_search.lab.train.checkpoint import load_weights, save_weights
+from person_search.lab.train.merge import MergeError, merge_run
+from person_search.lab.train.model import build_model, build_trainable, count_parameters, load_run, skeleton
 
 CPU = torch.device("cpu")
 
@@ -69,7 +70,7 @@ def test_fold_qkv_inverts_split_exactly():
     assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
     import open_clip
     with pytest.raises(ValueError, match="no ClipAttention"):
-        split_qkv(open_clip.create_model(ARCH))  # open_clip's own blocks: LoRA could not reach q/k/v
+        apply_lora(open_clip.create_model(ARCH), rank=4, alpha=8)  # open_clip's own blocks: no q/k/v to reach
 
 
 def test_merged_model_gives_the_unmerged_embeddings():
@@ -80,16 +81,16 @@ def test_merged_model_gives_the_unmerged_embeddings():
                 p.normal_(0.0, 0.05)
     t.clip.eval()
     images, texts = _probe((64, 64))
-    img_a, txt_a = _embeddings(LiveEncoder(t, device=CPU), images, texts)
+    img_a, txt_a = _embeddings(t.encoder(device=CPU), images, texts)
     merged = merge_lora(t.peft)
     import open_clip
     plain = open_clip.create_model(ARCH)  # registered by the build above
     assert sorted(merged.state_dict()) == sorted(plain.state_dict())  # open_clip's key names, nothing else
     t.clip = merged
-    img_b, txt_b = _embeddings(LiveEncoder(t, device=CPU), images, texts)
+    img_b, txt_b = _embeddings(t.encoder(device=CPU), images, texts)
     assert _min_cosine(img_a, img_b) >= 0.9999 and _min_cosine(txt_a, txt_b) >= 0.9999
-    assert not np.allclose(img_a, _embeddings(LiveEncoder(build_trainable(config(
-        mode="lora", image_height=64, image_width=64)), device=CPU), images, texts)[0], atol=1e-3)
+    assert not np.allclose(img_a, _embeddings(build_trainable(config(
+        mode="lora", image_height=64, image_width=64)).encoder(device=CPU), images, texts)[0], atol=1e-3)
 
 
 def _train_lora(run, size):
@@ -109,7 +110,7 @@ def _served_vs_trained(run, cfg, merged_file, size):
     served = ClipEncoder(EncoderConfig(arch=ARCH, weights=str(merged_file), image_height=size[0],
                                        image_width=size[1]))
     images, texts = _probe(size)
-    (img_a, txt_a), (img_b, txt_b) = (_embeddings(LiveEncoder(trained, device=CPU), images, texts),
+    (img_a, txt_a), (img_b, txt_b) = (_embeddings(trained.encoder(device=CPU), images, texts),
                                       _embeddings(served, images, texts))
     return served, _min_cosine(img_a, img_b), _min_cosine(txt_a, txt_b)
 
@@ -120,8 +121,8 @@ def test_merged_checkpoint_is_served_by_clip_encoder(tmp_path, capsys):
     cfg = _train_lora(run, size)
     assert cli_main(["lora", "merge", str(run), "--out", str(merged)]) == 0
     assert "encoder.weights=" in capsys.readouterr().out
-    from person_search.eval.evaluate import resolve_checkpoint
-    assert resolve_checkpoint(merged)[1]["arch"] == ARCH  # eval --weights FILE reads FILE.json
+    from person_search.lab.eval.evaluate import resolve_checkpoint
+    assert resolve_checkpoint(merged)[1].arch == ARCH  # eval --weights FILE reads FILE.json
     served, cos_img, cos_txt = _served_vs_trained(run, cfg, merged, size)
     assert served.model_id == f"{ARCH}@sha256-{file_digest(merged)[:12]}"
     assert cos_img >= 0.9999 and cos_txt >= 0.9999

@@ -13,11 +13,11 @@ from trainkit import Outfits, config, rank1
 
 from person_search.cli import main as cli_main
 from person_search.core.config import ConfigError
-from person_search.train import TrainError, train
-from person_search.train.checkpoint import load_weights
-from person_search.train.losses import infonce, matching_loss, sdm
-from person_search.train.loop import param_groups, resolve_device, shuffle_captions, warmup_cosine
-from person_search.train.model import LiveEncoder, build_trainable
+from person_search.lab.train import TrainError, train
+from person_search.lab.train.checkpoint import load_weights
+from person_search.lab.train.losses import infonce, matching_loss, sdm
+from person_search.lab.train.loop import param_groups, resolve_device, shuffle_captions, warmup_cosine
+from person_search.lab.train.model import build_trainable
 
 
 def _dataset_loss(cfg, weights_file=None) -> float:
@@ -177,10 +177,11 @@ def test_shuffled_captions_control_stays_at_chance(tmp_path):
     assert runs[True] <= 50.0, runs  # 4 identities: chance is 25 %
 
 
-def test_live_encoder_matches_the_model(tmp_path):
+def test_encoder_over_the_live_model_matches_the_model(tmp_path):
     t = build_trainable(config(mode="full"))
     t.clip.eval()
-    enc = LiveEncoder(t, device=torch.device("cpu"), batch_size=3)
+    enc = t.encoder(device=torch.device("cpu"), batch_size=3, step=7)
+    assert type(enc).__name__ == "ClipEncoder" and enc.model_id == f"{t.facts.arch}@training-step7"
     x = torch.stack([img for img, _, _ in Outfits(per_id=2)])
     with torch.no_grad():
         ref = F.normalize(t.clip.encode_image(x), dim=-1).numpy()
@@ -238,11 +239,11 @@ def test_autocast_training_on_gpu(tmp_path, precision):
 
 def test_seed_draws_the_initial_weights_of_a_from_scratch_run():
     """``--seed`` changes the random init (not only data order), and the same seed gives the same init."""
-    from person_search.train.model import build_model
+    from person_search.lab.train.model import build_model
 
     def first_weights(seed):
         model, facts, _ = build_model(config(seed=seed, weights=""))
-        return next(iter(model.parameters())).detach().clone(), facts.start_weights
+        return next(iter(model.parameters())).detach().clone(), facts.weights_id
 
     (a0, id0), (a0b, _), (a1, id1) = first_weights(0), first_weights(0), first_weights(1)
     assert torch.equal(a0, a0b) and not torch.equal(a0, a1)

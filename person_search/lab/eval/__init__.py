@@ -1,5 +1,5 @@
 """Evaluation of text-based person search: IRRA's metrics, the encode-and-rank loop, figures."""
 
-from person_search.eval.metrics import retrieval_metrics
+from person_search.lab.eval.metrics import retrieval_metrics
 
 __all__ = ["retrieval_metrics"]

@@ -9,8 +9,8 @@ from typing import Dict, Optional, Sequence
 import cv2
 import numpy as np
 
-from person_search.data.datasets import EvalView
-from person_search.data.torchdata import read_image
+from person_search.lab.data.datasets import EvalView
+from person_search.lab.data.torchdata import read_image
 
 GREEN, RED = (40, 170, 40), (40, 40, 220)  # BGR
 

@@ -2,10 +2,12 @@
 
 Data: any ``torch.utils.data.Dataset`` whose items are ``(image, caption, label)``, a
 normalised float (3, H, W) tensor at the run's image size, a str and an int person label.
-Validation: an optional callable ``validate(encoder) -> dict`` that receives a
-:class:`~person_search.train.model.LiveEncoder` (the ``ClipEncoder`` API over the live model,
-in eval mode) and returns figures in percent, at least ``"R1"``; ``best.safetensors`` keeps
-the weights with the highest R1. See :mod:`person_search.train.checkpoint` for the run folder.
+Validation: an optional callable ``validate(encoder) -> dict`` that receives
+``ClipEncoder.over`` the live model (in eval mode: the encoder serving uses, see
+:meth:`~person_search.lab.train.model.Trainable.encoder`) and returns figures in percent, at
+least ``"R1"``; ``best.safetensors`` keeps the weights with the highest R1. The run folder is
+the model contract of :mod:`person_search.core.models.run`, written by
+:mod:`person_search.lab.train.checkpoint`.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from person_search.core.config import ConfigError
-from person_search.train import checkpoint as ck
-from person_search.train.config import TrainConfig
-from person_search.train.losses import matching_loss
-from person_search.train.model import LiveEncoder, ModelFacts, Trainable, build_trainable
+from person_search.core.models.factory import ModelFacts
+from person_search.core.models.run import CURVES, LAST, METRICS, STATE, checkpoint_file, write_model_json
+from person_search.lab.train import checkpoint as ck
+from person_search.lab.train.config import TrainConfig
+from person_search.lab.train.losses import matching_loss
+from person_search.lab.train.model import Trainable, build_trainable
 
 logger = logging.getLogger(__name__)
 
-Validate = Callable[[LiveEncoder], Dict[str, float]]
+Validate = Callable[[Any], Dict[str, float]]  # ClipEncoder -> figures
 RESUMABLE_CHANGES = ("epochs", "max_steps", "eval_every", "workers", "threads", "device", "data")
 
 
@@ -151,8 +155,8 @@ class _Run:
             return None
         self.t.clip.eval()
         try:
-            raw = self.validate(LiveEncoder(self.t, device=self.device, autocast_dtype=self.amp,
-                                            batch_size=self.cfg.batch_size, step=self.step))
+            raw = self.validate(self.t.encoder(device=self.device, autocast_dtype=self.amp,
+                                               batch_size=self.cfg.batch_size, step=self.step))
         finally:
             self.t.clip.train()
         figures = {k: float(v) for k, v in dict(raw).items() if isinstance(v, numbers.Real)}  # scalars only
@@ -170,12 +174,12 @@ class _Run:
                "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        ck.save_state(self.dir / ck.STATE, {
+        ck.save_state(self.dir / STATE, {
             "step": self.step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "rng": rng, "best": self.best, "config": self.cfg.to_dict()})
 
     def restore(self, optimizer, scheduler, scaler) -> None:
-        state = ck.load_state(self.dir / ck.STATE)
+        state = ck.load_state(self.dir / STATE)
         saved = state["config"]
         differ = [k for k, v in self.cfg.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
         if (saved.get("data") or {}).get("digest") != (self.cfg.data or {}).get("digest"):
@@ -184,7 +188,7 @@ class _Run:
             raise TrainError(f"{self.dir} was trained with other settings ({', '.join(differ)}); "
                              f"resume with the same ones or use another --out")
         layout = "lora" if self.t.peft is not None else "open_clip"
-        ck.load_weights(self.t.clip, self.dir / ck.training_file("last", layout))
+        ck.load_weights(self.t.clip, self.dir / checkpoint_file("last", layout))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -200,8 +204,8 @@ class _Run:
     def finish(self, log: ck.MetricsLog) -> None:
         info = ck.model_info(self.cfg, self.t.facts, counts=self.t.parameter_counts(), step=self.step,
                              best=self.best, final_eval=self.final_eval)
-        ck.write_model_json(self.dir, info)
-        ck.plot_curves(log.rows(), self.dir / ck.CURVES, title=f"{self.cfg.arch} {self.cfg.mode} ({self.dir.name})")
+        write_model_json(self.dir, info)
+        ck.plot_curves(log.rows(), self.dir / CURVES, title=f"{self.cfg.arch} {self.cfg.mode} ({self.dir.name})")
 
 
 def train(cfg: TrainConfig, data: Dataset | Callable[[ModelFacts], Dataset], run_dir: str | Path, *,
@@ -225,9 +229,9 @@ def train(cfg: TrainConfig, data: Dataset | Callable[[ModelFacts], Dataset], run
 
     cfg.validate()
     run_dir = Path(run_dir)
-    if resume and not (run_dir / ck.STATE).is_file():
-        raise TrainError(f"{run_dir / ck.STATE}: nothing to resume")
-    if not resume and (run_dir / ck.STATE).exists():
+    if resume and not (run_dir / STATE).is_file():
+        raise TrainError(f"{run_dir / STATE}: nothing to resume")
+    if not resume and (run_dir / STATE).exists():
         raise TrainError(f"{run_dir} already holds a run: pass resume (--resume) or another output folder")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -256,7 +260,7 @@ def train(cfg: TrainConfig, data: Dataset | Callable[[ModelFacts], Dataset], run
     if resume:
         run.restore(optimizer, scheduler, scaler)
         clip.to(device)
-    log = ck.MetricsLog(run_dir / ck.METRICS, resume_step=run.step if resume else None)
+    log = ck.MetricsLog(run_dir / METRICS, resume_step=run.step if resume else None)
 
     sampler = _EpochSampler(len(dataset), micro_per_epoch * cfg.batch_size, cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
@@ -299,7 +303,7 @@ def train(cfg: TrainConfig, data: Dataset | Callable[[ModelFacts], Dataset], run
                 now = time.perf_counter()
                 log.append({"kind": "train", "step": run.step, "epoch": epoch, "loss": last_loss,
                             "lr": optimizer.param_groups[0]["lr"], "step_time_s": round(now - t0, 5),
-                            "logit_scale": float(clip.logit_scale.exp())})
+                            "logit_scale": float(clip.logit_scale.detach().exp())})
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
                 losses, t0 = [], now
@@ -315,7 +319,7 @@ def train(cfg: TrainConfig, data: Dataset | Callable[[ModelFacts], Dataset], run
         bar.close()
         run.save(optimizer, scheduler, scaler)
         run.finish(log)
-        logger.warning("interrupted at step %d: %s saved; continue with resume", run.step, run_dir / ck.LAST)
+        logger.warning("interrupted at step %d: %s saved; continue with resume", run.step, run_dir / LAST)
         raise
     bar.close()
     if validate is None:

@@ -2,7 +2,7 @@
 
 The trainer's entry points::
 
-    from person_search.data import load_dataset, train_loader, EvalTransform
+    from person_search.lab.data import load_dataset, train_loader, EvalTransform
 
     ds = load_dataset("data/CUHK-PEDES", "cuhk-pedes")
     loader = train_loader(ds.split("train"), size=(384, 128), mean=enc.mean, std=enc.std)

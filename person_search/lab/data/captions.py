@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Set, Tuple
 
 import numpy as np
 
-from person_search.data.attributes import NONE
+from person_search.lab.data.attributes import NONE
 
 SUBJECTS = {"man": ("A man", "The man", "This man", "A guy", "A male pedestrian", "A young man"),
             "woman": ("A woman", "The woman", "This woman", "A lady", "A female pedestrian", "A young woman")}

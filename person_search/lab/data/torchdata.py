@@ -1,4 +1,4 @@
-"""PyTorch views of a :class:`~person_search.data.datasets.Split`: transforms, datasets, loaders.
+"""PyTorch views of a :class:`~person_search.lab.data.datasets.Split`: transforms, datasets, loaders.
 
 Images are read with OpenCV (BGR), transformed in numpy and turned into normalised RGB
 tensors; the CLIP mean / std come from the caller (the encoder's preprocessing). Random
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from person_search.data.datasets import DatasetError, Split
+from person_search.lab.data.datasets import DatasetError, Split
 
 Size = Tuple[int, int]
 

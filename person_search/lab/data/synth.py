@@ -41,10 +41,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from person_search.data.attributes import DOMAINS, NONE, PAIRABLE, combo, sample_identity, values
-from person_search.data.captions import describe
-from person_search.data.datasets import load_dataset
-from person_search.data.render import render_person
+from person_search.lab.data.attributes import DOMAINS, NONE, PAIRABLE, combo, sample_identity, values
+from person_search.lab.data.captions import describe
+from person_search.lab.data.datasets import load_dataset
+from person_search.lab.data.render import render_person
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def generate(out: Path, cfg: SynthConfig, *, force: bool = False, progress: bool
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     ds = load_dataset(out, "cuhk-pedes")
     stats = {
-        "generator": "person_search.data.synth", "note": "generated data: never compare with CUHK-PEDES figures",
+        "generator": "person_search.lab.data.synth", "note": "generated data: never compare with CUHK-PEDES figures",
         "seed": cfg.seed, "domain": cfg.domain, "size": list(cfg.size), "images_per_id": cfg.images_per_id,
         "ids": sizes, "images": {s: len(ds.splits[s]) for s in ds.splits},
         "captions": {s: ds.splits[s].num_captions for s in ds.splits},

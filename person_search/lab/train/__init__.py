@@ -1,9 +1,10 @@
-"""Fine-tuning CLIP for text-based person search (ROS-free).
+"""Fine-tuning CLIP for text-based person search (ROS-free), for ``person-search train`` and the attention study.
 
 :func:`train` (``loop.py``) with a :class:`TrainConfig` (``config.py``); losses in
-``losses.py``; the model and its training modes in ``model.py``; the run folder contract in
-``checkpoint.py``; ``merge.py`` turns a run into one plain checkpoint (``person-search lora merge``),
-with the LoRA mechanics in :mod:`person_search.adapters.lora`.
+``losses.py``; the model, its training modes and ``Trainable.encoder`` (``ClipEncoder.over``
+the live model) in ``model.py``; LoRA inject / merge in ``lora.py``; ``checkpoint.py`` writes
+the run folder of the model contract (``person_search.core.models.run``); ``merge.py`` copies a
+run's already merged checkpoint out with its sidecar (``person-search lora merge``).
 Names are imported on first use, so ``person-search --help`` does not import torch.
 """
 

@@ -15,7 +15,7 @@ from typing import Dict, Set, Tuple
 import cv2
 import numpy as np
 
-from person_search.data.attributes import COLOURS, HAIR_COLOURS, NONE, jitter_colour
+from person_search.lab.data.attributes import COLOURS, HAIR_COLOURS, NONE, jitter_colour
 
 SKIN = ((150, 180, 225), (120, 160, 205), (90, 125, 170), (60, 90, 130), (170, 200, 235))
 EYE = (30, 30, 30)
@@ -120,7 +120,7 @@ def render_person(attrs: Dict[str, str], rng: np.random.Generator, size: Tuple[i
     """Render one image of the identity ``attrs``.
 
     Args:
-        attrs: the identity's attributes (see :mod:`person_search.data.attributes`).
+        attrs: the identity's attributes (see :mod:`person_search.lab.data.attributes`).
         rng: this image's generator (all nuisances come from it).
         size: (H, W) of the image.
         domain: "base" or "shifted" (backgrounds and lighting).

@@ -1,36 +1,21 @@
 """The model being trained: build it, choose what trains, and view it as an encoder.
 
 :func:`build_model` gets the open_clip CLIP from ``core.models.build_clip`` (the builder
-serving uses); :func:`build_trainable` applies the training mode on top.
-:class:`LiveEncoder` gives validation hooks the ``ClipEncoder`` API over the live model.
+serving uses) with its ``ModelFacts``; :func:`build_trainable` applies the training mode on
+top; :meth:`Trainable.encoder` is ``ClipEncoder.over`` the live model, the encoder serving uses.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from person_search.train.config import TrainConfig
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What travels with the weights: architecture, input size, normalisation, embedding dim."""
-
-    arch: str
-    image_size: Tuple[int, int]
-    mean: Tuple[float, ...]
-    std: Tuple[float, ...]
-    dim: int
-    attention: str
-    start_weights: str  # model-id suffix of the start weights ("random-seed0", a tag, "sha256-...")
+from person_search.core.models.factory import ModelFacts
+from person_search.lab.train.config import TrainConfig
 
 
 def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Module, ModelFacts, object]:
@@ -57,10 +42,7 @@ def build_model(cfg: TrainConfig, weights: Optional[str] = None) -> Tuple[nn.Mod
                                      image_height=cfg.image_height, image_width=cfg.image_width,
                                      attention=cfg.attention_config(), device="cpu"), for_training=True,
                        init_seed=cfg.seed)  # from scratch: --seed draws the initial weights too
-    f = built.facts
-    facts = ModelFacts(arch=f.arch, image_size=tuple(f.image_size), mean=tuple(f.mean), std=tuple(f.std),
-                       dim=int(f.dim), attention=str(f.attention), start_weights=f.weights_id)
-    return built.model, facts, built.tokenizer
+    return built.model, built.facts, built.tokenizer
 
 
 def skeleton(arch: str, attention: str = "sdpa") -> nn.Module:
@@ -90,6 +72,20 @@ class Trainable:
         """Return (trainable, total) parameter counts (adapters included in both)."""
         return count_parameters(self.clip)
 
+    def encoder(self, *, device: torch.device, autocast_dtype: Optional[torch.dtype] = None,
+                batch_size: int = 64, step: Optional[int] = None):
+        """Return ``ClipEncoder.over`` the live model (call it in eval mode): what validation hooks receive.
+
+        ``step`` names the embedding space ``<arch>@training-step<step>``; None keeps the facts' model id.
+        """
+        from person_search.core.encoder import ClipEncoder
+        from person_search.core.models.factory import TOWERS, BuiltModel
+
+        built = BuiltModel(model=self.clip, facts=self.facts, towers=TOWERS, device=torch.device(device),
+                           dtype=torch.float32, tokenizer=self.tokenizer)
+        return ClipEncoder.over(built, batch_size=batch_size, autocast_dtype=autocast_dtype,
+                                model_id=None if step is None else f"{self.facts.arch}@training-step{step}")
+
 
 def count_parameters(model: nn.Module) -> Tuple[int, int]:
     """Return (trainable, total) numbers of parameter elements of ``model``."""
@@ -113,7 +109,7 @@ def apply_mode(model: nn.Module, cfg: TrainConfig) -> Optional[nn.Module]:
     if cfg.mode == "frozen-text":
         model.lock_text_tower()
     elif cfg.mode == "lora":
-        from person_search.adapters.lora import apply_lora
+        from person_search.lab.train.lora import apply_lora
         wrapped = apply_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                              targets=cfg.lora_targets, train_projections=cfg.lora_train_projections)
     with torch.no_grad():
@@ -134,7 +130,7 @@ def load_run(run_dir, checkpoint: str = "best") -> Tuple[Trainable, dict]:
     """Rebuild a run's model from ``RUN/model.json`` with ``RUN/<checkpoint>.safetensors`` loaded.
 
     Works for every mode (a LoRA run comes back with its adapters, from
-    ``<checkpoint>.adapters.safetensors``); ``LiveEncoder(trainable, device=...)`` then evaluates
+    ``<checkpoint>.adapters.safetensors``); ``trainable.encoder(device=...)`` then evaluates
     it. Returns (trainable in eval mode, model.json).
 
     Raises:
@@ -142,10 +138,11 @@ def load_run(run_dir, checkpoint: str = "best") -> Tuple[Trainable, dict]:
     """
     from pathlib import Path
 
-    from person_search.train.checkpoint import load_weights, read_model_json, training_file
+    from person_search.core.models.run import checkpoint_file, read_model_json
+    from person_search.lab.train.checkpoint import load_weights
 
     info = read_model_json(run_dir)
-    path = Path(run_dir) / training_file(checkpoint, "lora" if info.get("lora") else "open_clip")
+    path = Path(run_dir) / checkpoint_file(checkpoint, "lora" if info.get("lora") else "open_clip")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (train the run first)")
     cfg = TrainConfig.from_dict(info["train_config"])
@@ -156,57 +153,3 @@ def load_run(run_dir, checkpoint: str = "best") -> Tuple[Trainable, dict]:
         raise RuntimeError(f"{path} does not fit {cfg.arch} ({cfg.mode}): {str(exc).splitlines()[0][:200]}") from None
     trainable.clip.eval()
     return trainable, info
-
-
-class LiveEncoder:
-    """The ``ClipEncoder`` API (encode_images / encode_preprocessed / encode_text) over a training model.
-
-    Validation hooks receive one, so the evaluation that scores a served encoder scores the
-    model under training the same way. Call it with the model in eval mode (the loop does).
-    """
-
-    def __init__(self, trainable: Trainable, *, device: torch.device, autocast_dtype: Optional[torch.dtype] = None,
-                 batch_size: int = 64, step: int = 0):
-        self._t = trainable
-        self.device = device
-        self.autocast_dtype = autocast_dtype
-        self.batch_size = int(batch_size)
-        f = trainable.facts
-        self.arch, self.image_size, self.mean, self.std, self.dim = f.arch, f.image_size, f.mean, f.std, f.dim
-        self.model_id = f"{f.arch}@training-step{step}"
-        self.towers = ("image", "text")
-
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-
-    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """BGR uint8 crops -> float32 (N, 3, H, W), as the embedder preprocesses them."""
-        from person_search.core.preprocess import preprocess_crops
-        return preprocess_crops(crops, self.image_size, self.mean, self.std)
-
-    def encode_images(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """BGR uint8 crops -> (N, dim) float32 L2-normalised embeddings."""
-        crops = list(crops)
-        outs = [self.encode_preprocessed(self.preprocess(crops[i:i + self.batch_size]))
-                for i in range(0, len(crops), self.batch_size)]
-        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
-
-    def encode_preprocessed(self, batch) -> np.ndarray:
-        """Float32 (N, 3, H, W) batch (numpy or tensor) -> (N, dim) float32 L2-normalised."""
-        x = torch.as_tensor(batch).to(self.device, dtype=torch.float32, non_blocking=True)
-        with torch.inference_mode(), self._autocast():
-            feats = self._t.clip.encode_image(x)
-        return F.normalize(feats.float(), dim=-1).cpu().numpy()
-
-    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts -> (N, dim) float32 L2-normalised embeddings."""
-        texts = list(texts)
-        outs = []
-        for i in range(0, len(texts), max(self.batch_size, 32)):
-            tokens = self._t.tokenizer(texts[i:i + max(self.batch_size, 32)]).to(self.device)
-            with torch.inference_mode(), self._autocast():
-                feats = self._t.clip.encode_text(tokens)
-            outs.append(F.normalize(feats.float(), dim=-1).cpu().numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from person_search.data import (CaptionPairs, DatasetError, EvalTransform, TrainTransform, load_dataset, read_image,
-                                train_loader)
+from person_search.lab.data import (CaptionPairs, DatasetError, EvalTransform, TrainTransform, load_dataset,
+                                    read_image, train_loader)
 
 ROOT = Path(__file__).resolve().parents[2]
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -83,6 +83,30 @@ def test_rstpreid_img_path(tmp_path):
     (tmp_path / "reid_raw.json").write_text((tmp_path / "data_captions.json").read_text())
     with pytest.raises(DatasetError, match="record 0: missing key 'file_path'"):
         load_dataset(tmp_path, "cuhk-pedes")
+
+
+def test_a_new_format_is_a_registration_not_an_edit(tmp_path, monkeypatch):
+    """A JSON-lines format with its own reader and parser, registered from outside the loader."""
+    from person_search.lab.data import datasets as dsm
+    records = write_dataset(tmp_path)
+    (tmp_path / "people.jsonl").write_text("".join(json.dumps({"s": r["split"], "img": r["file_path"], "who": r["id"],
+                                                               "text": " | ".join(r["captions"])}) + "\n"
+                                                   for r in records))
+
+    def read(path):
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def parse(path, i, rec, fmt):
+        return rec["s"], rec["img"], int(rec["who"]), tuple(rec["text"].split(" | "))
+
+    monkeypatch.setattr(dsm, "FORMATS", dict(dsm.FORMATS))  # the registration stays in this test
+    dsm.register_format(dsm.DatasetFormat("jsonl-people", "People", ("people.jsonl",), "img", dsm.SPLITS,
+                                          read=read, parse=parse))
+    ds = load_dataset(tmp_path, "jsonl-people")
+    assert (ds.split("train").num_ids, ds.split("test").num_ids) == (3, 2)
+    assert ds.split("train").num_captions == 2 * 5
+    with pytest.raises(ValueError, match="registered already"):
+        dsm.register_format(dsm.FORMATS["cuhk-pedes"])
 
 
 def _corrupt(path: Path, fn):
@@ -208,7 +232,7 @@ def test_caption_pairs_and_train_loader(tmp_path):
 
 
 def test_images_dataset_for_batched_gallery_encoding(tmp_path):
-    from person_search.data import Images
+    from person_search.lab.data import Images
     write_dataset(tmp_path)
     view = load_dataset(tmp_path, "cuhk-pedes").split("test").eval_view()
     ds = Images(view.image_paths, view.image_pids, EvalTransform((32, 16), MEAN, STD))

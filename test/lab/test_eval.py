@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from person_search.cli import main
-from person_search.core.config import EncoderConfig
-from person_search.data import load_dataset
-from person_search.data.synth import SynthConfig, generate
-from person_search.eval.evaluate import CheckpointError, build_encoder, evaluate, resolve_checkpoint
-from person_search.eval.metrics import retrieval_metrics
+from person_search.lab.data import load_dataset
+from person_search.lab.data.synth import SynthConfig, generate
+from person_search.core.models.run import write_model_json
+from person_search.lab.eval.evaluate import CheckpointError, build_encoder, evaluate, resolve_checkpoint
+from tinykit import cfg, model_json
+from person_search.lab.eval.metrics import retrieval_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--arch", "PS-Tiny-ViT", "--image-size", "32x64", "--batch-size", "16"]
@@ -32,8 +33,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoder():
-    return build_encoder(EncoderConfig(arch="PS-Tiny-ViT", weights="", image_height=64, image_width=32,
-                                       batch_size=16))
+    return build_encoder(cfg(image_width=32, batch_size=16))
 
 
 def test_evaluate_random_encoder_is_near_chance(data, encoder):
@@ -80,26 +80,30 @@ def test_cli_eval_writes_json_npz_and_pngs(data, tmp_path, capsys):
 
 
 def test_run_folder_contract(data, tmp_path, capsys):
-    import open_clip
     import torch
+
+    from person_search.core.models.registry import open_clip_registered
     from safetensors.torch import save_file
     run = tmp_path / "run"
     run.mkdir()
-    with pytest.raises(CheckpointError, match="a folder without best.safetensors or last.safetensors"):
+    with pytest.raises(CheckpointError, match="model.json: no such file"):
         resolve_checkpoint(run)
     torch.manual_seed(1)
-    model = open_clip.create_model("PS-Tiny-ViT")
+    model = open_clip_registered().create_model("PS-Tiny-ViT")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run / "last.safetensors"))
     (run / "model.json").write_text(json.dumps({"arch": "PS-Tiny-ViT", "image_size": [64, 32], "epochs": 3}))
-    ckpt, meta = resolve_checkpoint(run)
-    assert ckpt == run / "last.safetensors" and meta["arch"] == "PS-Tiny-ViT"
+    with pytest.raises(CheckpointError, match="not a person_search.train/1 model.json"):  # one strict reader
+        resolve_checkpoint(run)
+    write_model_json(run, model_json("PS-Tiny-ViT", (64, 32)))
+    ckpt, facts = resolve_checkpoint(run)
+    assert ckpt == run / "last.safetensors" and facts.arch == "PS-Tiny-ViT" and facts.image_size == (64, 32)
     assert main(["eval", "--data", str(data), "--weights", str(run), "--json", str(tmp_path / "m.json")]) == 0
     summary = json.loads((tmp_path / "m.json").read_text())
     assert summary["model_id"].startswith("PS-Tiny-ViT@sha256-")  # the run's weights, not the random ones
     assert "32x64 (WxH)" in capsys.readouterr().out
     (run / "best.safetensors").write_bytes((run / "last.safetensors").read_bytes())
     assert resolve_checkpoint(run)[0] == run / "best.safetensors"
-    (run / "model.json").write_text('{"image_size": "tall"}')
+    (run / "model.json").write_text(json.dumps({**model_json("PS-Tiny-ViT", (64, 32)), "image_size": "tall"}))
     with pytest.raises(CheckpointError, match=r"model.json: image_size must be \[H, W\]"):
         resolve_checkpoint(run)
 
