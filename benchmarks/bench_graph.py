@@ -63,7 +63,7 @@ def offline_baseline(cfg_name: str, sets, video: Path, max_frames: int):
     from person_search.cli.common import sets_to_overrides
     from person_search.core.config import load_config
     from person_search.core.pipeline import OfflinePipeline
-    from person_search.launcher import config_path
+    from person_search.graph import config_path
     cfg = load_config(config_path(cfg_name), sets_to_overrides(sets))
     pipe = OfflinePipeline(cfg)
     stats = pipe.process_video(str(video), max_frames=max_frames)
@@ -201,8 +201,7 @@ def main() -> int:
 
     import cv2
     from person_search.cli.common import parse_sets
-    from person_search.graph import CameraSpec
-    from person_search.launcher import make_graph
+    from person_search.graph import CameraSpec, make_graph
 
     private_domain()  # other graphs on this machine (tests, other benchmarks) must not mix in
     sets = parse_sets(a.set)

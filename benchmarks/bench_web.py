@@ -170,8 +170,7 @@ def main() -> int:
     from rclpy.executors import MultiThreadedExecutor
 
     from person_search.core.sample import make_sample_video
-    from person_search.graph import CameraSpec
-    from person_search.launcher import make_graph
+    from person_search.graph import CameraSpec, make_graph
 
     domain = private_domain(base=120)
     work = Path(tempfile.mkdtemp(prefix="bench_web_"))

@@ -71,7 +71,7 @@ class HeavyWork(AssertionError):
 
 HEAVY = [  # (module, attribute): what loads models, starts nodes, reads videos, trains or writes data
     ("person_search.core.pipeline", "OfflinePipeline"), ("person_search.core.encoder", "ClipEncoder"),
-    ("person_search.core.models.factory", "build_clip"), ("person_search.launcher.Graph", "start"),
+    ("person_search.core.models.factory", "build_clip"), ("person_search.graph.supervisor.Graph", "start"),
     ("person_search.train.merge", "load_run"), ("person_search.train", "train"),
     ("person_search.eval.evaluate", "evaluate"), ("person_search.eval.evaluate", "build_encoder"),
     ("person_search.data.synth", "generate"), ("person_search.cli.ros", "query_service"),

@@ -37,8 +37,7 @@ def main(argv=None) -> int:
     from vision_msgs.msg import Detection2DArray
 
     from person_search.core.sample import make_sample_video
-    from person_search.graph import CameraSpec, node_set
-    from person_search.launcher import Graph, config_path
+    from person_search.graph import CameraSpec, Graph, config_path, node_set
     from person_search.nodes.common import RELIABLE_QOS, sensor_qos
     from person_search.nodes.convert import image_to_bgr, time_to_ns
 

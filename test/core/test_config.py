@@ -8,8 +8,7 @@ import pytest
 
 from person_search.core.config import (AttentionConfig, ConfigError, DetectorConfig, EncoderConfig, PipelineConfig,
                                        load_config)
-from person_search.graph import CameraSpec, node_set, parse_cameras
-from person_search.launcher import CONFIG_DIR
+from person_search.graph import CONFIG_DIR, CameraSpec, node_set, parse_cameras
 
 
 @pytest.mark.parametrize("name", ["cpu", "orin", "test"])

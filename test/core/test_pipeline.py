@@ -10,7 +10,7 @@ import pytest
 from person_search.cli import main as cli_main
 from person_search.core.config import load_config
 from person_search.core.pipeline import OfflinePipeline
-from person_search.launcher import config_path
+from person_search.graph import config_path
 
 
 @pytest.fixture(scope="module")

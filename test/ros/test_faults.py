@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from person_search.core.types import EmbeddingBatch
-from person_search.graph import NodeSpec
-from person_search.launcher import Graph, config_path
+from person_search.graph import Graph, NodeSpec, config_path
 from procs import node_processes
 
 ROOT = Path(__file__).resolve().parents[2]

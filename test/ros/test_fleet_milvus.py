@@ -15,8 +15,7 @@ import pytest
 pytest.importorskip("pymilvus", reason="pymilvus is not installed (requirements.txt)")
 pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (requirements.txt)")
 
-from person_search.graph import NodeSpec  # noqa: E402
-from person_search.launcher import Graph, config_path  # noqa: E402
+from person_search.graph import Graph, NodeSpec, config_path  # noqa: E402
 
 DIM = 64  # PS-Tiny-ViT, the test config's CLIP
 

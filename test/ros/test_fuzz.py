@@ -19,8 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from person_search.graph import CameraSpec
-from person_search.launcher import make_graph
+from person_search.graph import CameraSpec, make_graph
 
 N_IMAGES, N_CROPS, N_EMBEDDINGS, N_QUERIES = 1200, 800, 1500, 200
 MIN_IMAGE_DROPS = 100  # best effort, keep last 1 (a camera's QoS): DDS may replace frames before the node reads them

@@ -15,8 +15,7 @@ import yaml
 from rclpy.qos import ReliabilityPolicy
 
 from person_search.core.sample import sample_images
-from person_search.graph import CameraSpec, node_set
-from person_search.launcher import Graph, config_path
+from person_search.graph import CameraSpec, Graph, config_path, node_set
 from person_search.nodes import convert
 
 pytestmark = pytest.mark.ros
