@@ -75,7 +75,7 @@ class Probe(DiagnosticsProbe):
 
     def __init__(self):
         super().__init__("bench_graph")
-        from person_search.nodes.common import RELIABLE_QOS
+        from person_search.nodes.qos import RELIABLE_QOS
         from person_search_interfaces.msg import PersonCrops, PersonEmbeddings
         self.lock = threading.Lock()
         self.seen = {}  # (camera, track) -> [first stamp ns, last stamp ns]

@@ -89,7 +89,7 @@ class ServiceClient:
     """/query_person from an rclpy client (the service alone)."""
 
     def __init__(self, node, timeout: float):
-        from person_search.nodes.common import SERVICE_QOS
+        from person_search.nodes.qos import SERVICE_QOS
         from person_search_interfaces.srv import QueryPerson
         self.QueryPerson = QueryPerson
         self.client = node.create_client(QueryPerson, "/query_person", qos_profile=SERVICE_QOS)

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
 
     from person_search.core.sample import make_sample_video
     from person_search.graph import CameraSpec, Graph, config_path, node_set
-    from person_search.nodes.common import RELIABLE_QOS, sensor_qos
+    from person_search.nodes.qos import RELIABLE_QOS, sensor_qos
     from person_search.nodes.convert import image_to_bgr, time_to_ns
 
     work = Path(tempfile.mkdtemp(prefix="person_search_overlay_"))

@@ -47,7 +47,7 @@ def call_service(srv_type, name: str, req, *, timeout: float = 30.0, namespace: 
         rclpy.init()
     node = rclpy.create_node(f"person_search_cli_{os.getpid()}")
     try:
-        from person_search.nodes.common import SERVICE_QOS
+        from person_search.nodes.qos import SERVICE_QOS
         client = node.create_client(srv_type, service, qos_profile=SERVICE_QOS)
         deadline = time.monotonic() + timeout
         while not client.wait_for_service(timeout_sec=0.5):
@@ -206,7 +206,7 @@ class ReadyProbe:
         from std_msgs.msg import Int64
 
         from person_search.graph import normalize_namespace
-        from person_search.nodes.common import RELIABLE_QOS, SERVICE_QOS
+        from person_search.nodes.qos import RELIABLE_QOS, SERVICE_QOS
         from person_search_interfaces.srv import QueryPerson
         ns = normalize_namespace(namespace)
         self.context = Context()
@@ -398,7 +398,7 @@ def _wait_for_gallery(graph, t_end: float, want_quiet_s: float) -> Optional[int]
     from std_msgs.msg import Int64
     rclpy.init()
     node = rclpy.create_node(f"person_search_demo_{os.getpid()}")
-    from person_search.nodes.common import RELIABLE_QOS
+    from person_search.nodes.qos import RELIABLE_QOS
     state = {"size": 0, "changed": time.monotonic()}
 
     def on_size(msg):

@@ -39,7 +39,7 @@ from person_search.core.video import source_kind
 from person_search.graph.spec import EXECUTABLES, CameraSpec, node_set, parse_cameras, rviz_config
 
 _BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-EXIT_CONFIG = 2  # a node's "cannot start" exit code (person_search.nodes.common.run_node)
+EXIT_CONFIG = 2  # a node's "cannot start" exit code (person_search.nodes.runner.run_node)
 MAX_RESTARTS = 10  # crashes in a row before the launch gives up (person-search up --max-restarts)
 STABLE_S = 60.0  # a node that ran this long has its crash count reset
 RESPAWN_DELAY_S = 2.0

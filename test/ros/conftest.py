@@ -27,7 +27,7 @@ class Probe:
     def __init__(self):
         from person_search_interfaces.msg import PersonCrops
         from std_msgs.msg import Int64
-        from person_search.nodes.common import RELIABLE_QOS
+        from person_search.nodes.qos import RELIABLE_QOS
         from rclpy.executors import MultiThreadedExecutor
         if not rclpy.ok():
             rclpy.init()
@@ -39,7 +39,7 @@ class Probe:
         self.node.create_subscription(PersonCrops, "/person_crops", self._on_crops, RELIABLE_QOS)
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image
-        from person_search.nodes.common import sensor_qos
+        from person_search.nodes.qos import sensor_qos
         self.diagnostics = {}
         self.overlays = []
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)

@@ -46,7 +46,7 @@ def _digest(path: Path) -> str:
 
 @pytest.fixture
 def publisher(probe):
-    from person_search.nodes.common import RELIABLE_QOS
+    from person_search.nodes.qos import RELIABLE_QOS
     from person_search_interfaces.msg import PersonEmbeddings
     pub = probe.node.create_publisher(PersonEmbeddings, "/person_embeddings", RELIABLE_QOS)
     yield pub

@@ -58,7 +58,7 @@ def _batch_msg(model_id: str, camera: str, track: int, vec: np.ndarray):
 def test_two_robots_write_one_milvus_and_one_query_node_sees_both(probe, tmp_path, milvus_server):
     from person_search.core.config import EncoderConfig
     from person_search.core.encoder import ClipEncoder
-    from person_search.nodes.common import RELIABLE_QOS
+    from person_search.nodes.qos import RELIABLE_QOS
     from person_search_interfaces.msg import PersonEmbeddings
 
     gallery = {"gallery.backend": "milvus", "gallery.milvus_uri": milvus_server, "gallery.snapshot_path": ""}

@@ -105,7 +105,7 @@ def _embeddings(rng: random.Random, model_id: str, dim: int, *, bad: bool):
 def test_every_node_survives_thousands_of_malformed_messages(probe, tmp_path):
     from sensor_msgs.msg import Image
     from person_search_interfaces.msg import PersonCrops, PersonEmbeddings
-    from person_search.nodes.common import RELIABLE_QOS, sensor_qos
+    from person_search.nodes.qos import RELIABLE_QOS, sensor_qos
     from person_search.core.config import GalleryConfig
     from person_search.core.gallery import RollingGallery
 
