@@ -110,11 +110,11 @@ def make_video(a, work: Path) -> Path:
             raise SystemExit(f"error: --video {path}: file not found")
         return path
     if a.crowd:
-        from person_search.core.crowd import make_crowd_video
+        from person_search.demo.crowd import make_crowd_video
         w, h = (int(v) for v in a.size.lower().split("x"))
         return make_crowd_video(work / "crowd.mp4", people=a.crowd, seconds=a.video_seconds, size=(w, h),
                                 fps=a.fps)
-    from person_search.core.sample import make_sample_video
+    from person_search.demo.sample import make_sample_video
     return make_sample_video(work / "sample.mp4", seconds=a.video_seconds)
 
 

@@ -3,7 +3,7 @@
 
 Writes ``docs/reid_results.json`` (figures of docs/reid.md) with the command, git commit,
 machine and load. All people here are *generated*: walkers cut out of the 4 real people of
-ultralytics' bus.jpg / zidane.jpg, re-coloured and mirrored (``core/crowd.py``), so
+ultralytics' bus.jpg / zidane.jpg, re-coloured and mirrored (``demo/crowd.py``), so
 several walkers share one real person's body and differ only in clothes colour.
 
 1. Identity quality (``--part identity``): a crowd video (camera A) and the same scene seen by
@@ -45,11 +45,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import cpu_line  # noqa: E402
 from person_search.core.config import DetectorConfig, ReidConfig  # noqa: E402
-from person_search.core.crowd import make_crowd_video  # noqa: E402
 from person_search.core.gallery.persons import PersonLinker  # noqa: E402
 from person_search.core.paths import shared_models_dir  # noqa: E402
 from person_search.core.reid.encoder import ReidEncoder  # noqa: E402
 from person_search.core.types import Frame  # noqa: E402
+from person_search.demo.crowd import make_crowd_video  # noqa: E402
 
 S = 1_000_000_000
 
@@ -331,7 +331,7 @@ def main(argv=None) -> int:
     res = {"command": "python benchmarks/bench_reid.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "commit": commit, "machine": cpu_line(), "python": platform.python_version(),
            "load_before": [round(v, 2) for v in os.getloadavg()],
-           "generated": "walkers cut out of 4 real photo people, re-coloured/mirrored (core/crowd.py)"}
+           "generated": "walkers cut out of 4 real photo people, re-coloured/mirrored (demo/crowd.py)"}
     print(res["machine"], flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_reid_") as tmp:
         obs, feats, enc = part_identity(args, Path(tmp), res)

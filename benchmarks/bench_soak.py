@@ -49,7 +49,7 @@ def main() -> int:
     warmup_s = 60.0 * (a.warmup_minutes if a.warmup_minutes is not None else max(1.0, a.minutes / 6))
 
     from tqdm import tqdm
-    from person_search.core.sample import make_sample_video
+    from person_search.demo.sample import make_sample_video
     from person_search.graph import CameraSpec, make_graph
 
     private_domain()

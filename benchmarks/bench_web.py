@@ -169,7 +169,7 @@ def main() -> int:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
-    from person_search.core.sample import make_sample_video
+    from person_search.demo.sample import make_sample_video
     from person_search.graph import CameraSpec, make_graph
 
     domain = private_domain(base=120)

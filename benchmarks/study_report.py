@@ -367,7 +367,7 @@ def _real_crops(n: int = 3):
 
     from person_search.core.config import DetectorConfig
     from person_search.core.paths import shared_models_dir
-    from person_search.core.sample import sample_images
+    from person_search.demo.sample import sample_images
 
     try:
         photos = [cv2.imread(str(p)) for p in sample_images()]

@@ -348,7 +348,7 @@ def _check_clip_weights(cfg) -> Optional[str]:
 def cmd_demo(a) -> int:
     """Sample video -> the ROS graph -> a query -> printed matches."""
     from person_search.core.config import load_config
-    from person_search.core.sample import make_sample_video
+    from person_search.demo.sample import make_sample_video
     from person_search.graph import CameraSpec, Graph, config_path, node_set
 
     check_descriptions([a.query])

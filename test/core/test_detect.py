@@ -19,9 +19,9 @@ from person_search.core.detect import (
     crop_box,
     crop_quality,
 )
-from person_search.core.sample import make_sample_video, sample_images
 from person_search.core.types import Frame, FrameDetections
 from person_search.core.video import open_source
+from person_search.demo.sample import make_sample_video, sample_images
 
 BUS_PEOPLE = [(48, 398, 245, 902), (222, 408, 344, 857), (670, 380, 810, 876)]  # rough, full res 810x1080
 

@@ -15,7 +15,7 @@ from person_search.graph import config_path
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    from person_search.core.sample import make_sample_video
+    from person_search.demo.sample import make_sample_video
     return make_sample_video(tmp_path_factory.mktemp("v") / "sample.mp4", seconds=3.0)
 
 

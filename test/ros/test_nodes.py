@@ -14,7 +14,7 @@ import pytest
 import yaml
 from rclpy.qos import ReliabilityPolicy
 
-from person_search.core.sample import sample_images
+from person_search.demo.sample import sample_images
 from person_search.graph import CameraSpec, Graph, config_path, node_set
 from person_search.nodes import convert
 
