@@ -65,7 +65,7 @@ class YoloDetector:
             self.model = YOLO(str(weights), task="detect")
         except Exception as e:  # noqa: BLE001 - corrupt file, wrong format, missing runtime
             raise WeightsError(f"cannot load detector weights {str(weights)!r}: {type(e).__name__}: {e} "
-                                       f"(see models/README.md)") from e
+                               f"(see models/README.md)") from e
         names = getattr(self.model, "names", None) or {}
         if names and str(names.get(PERSON_CLASS, "person")).lower() != "person":
             log.warning("detector model %s: class 0 is %r, not 'person' (COCO order expected)", weights,
@@ -114,7 +114,7 @@ def _require_openvino(weights: Path) -> None:
         import openvino  # noqa: F401
     except ImportError as e:
         raise WeightsError(f"{weights.name} is an OpenVINO model but the openvino runtime is not "
-                                   f"installed (pip install -r requirements.txt, or pip install openvino)") from e
+                           f"installed (pip install -r requirements.txt, or pip install openvino)") from e
 
 
 def _quiet_ultralytics() -> None:
