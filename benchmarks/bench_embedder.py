@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from person_search.core.attention.registry import KERNELS  # noqa: E402
 from person_search.core.backends.registry import BACKENDS  # noqa: E402
+from person_search.core.clip_encoder import ClipEncoder  # noqa: E402
 from person_search.core.config import AttentionConfig, EncoderConfig  # noqa: E402
-from person_search.core.encoder import ClipEncoder  # noqa: E402
-from person_search.core.models.registry import native_image_size, open_clip_registered  # noqa: E402
+from person_search.core.models.archs import native_image_size, open_clip_registered  # noqa: E402
 
 VARIANTS = tuple(n for n in BACKENDS.names() if "cpu" in BACKENDS.get(n).devices)  # CPU rows; GPU rows below
 

@@ -16,7 +16,7 @@ several walkers share one real person's body and differ only in clothes colour.
 2. Text queries by person vs by track (``--part text``): mAP of generated captions over the
    tracks of part 1 (``--clip-weights``: a trained CLIP checkpoint, else a random one:
    then the figure only checks the plumbing; the result says which).
-3. Cost (``--part cost``): crops/s of the embedder stage (``core/embed.py``, the CLIP image
+3. Cost (``--part cost``): crops/s of the embedder stage (``core/embed_stage.py``, the CLIP image
    tower of config/cpu.yaml with random weights, ONNX Runtime) with re-id on and off,
    interleaved in one run on the real crops of part 1, and re-id's share of the time.
 
@@ -206,9 +206,9 @@ def part_identity(args, work: Path, res: dict):
 
 
 def part_cost(args, obs, res: dict):
+    from person_search.core.clip_encoder import ClipEncoder
     from person_search.core.config import load_config
-    from person_search.core.embed import Embedder
-    from person_search.core.encoder import ClipEncoder
+    from person_search.core.embed_stage import Embedder
     from person_search.core.types import FrameDetections, PersonDetection
     cfg = load_config(ROOT / "config" / "cpu.yaml", {"encoder": {"weights": "", "crop_budget": "all"}})
     enc_cfg = cfg.encoder
@@ -252,8 +252,8 @@ def part_cost(args, obs, res: dict):
 
 def part_text(args, obs, feats, enc, res: dict):
     """Score one text query per walker: mAP over tracks vs over persons (generated captions)."""
+    from person_search.core.clip_encoder import ClipEncoder
     from person_search.core.config import EncoderConfig
-    from person_search.core.encoder import ClipEncoder
     cfg = EncoderConfig(arch=args.clip_arch, weights=args.clip_weights, image_height=args.clip_size[0],
                         image_width=args.clip_size[1], threads=args.threads)
     clip = ClipEncoder(cfg)

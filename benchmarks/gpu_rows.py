@@ -21,8 +21,8 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from person_search.core.clip_encoder import ClipEncoder
 from person_search.core.config import AttentionConfig, EncoderConfig
-from person_search.core.encoder import ClipEncoder
 
 # name -> (backend, precision, attention kind)
 GPU_VARIANTS: Dict[str, Tuple[str, str, str]] = {

@@ -96,7 +96,7 @@ def speed(spec: dict) -> dict:
     torch.set_num_threads(int(spec.get("threads", 2)))
     h, w = spec["size"]
     if spec.get("config_dir"):  # the study-scale towers (PS-Study-*)
-        from person_search.core.models.registry import open_clip_registered
+        from person_search.core.models.archs import open_clip_registered
         open_clip_registered().add_model_config(spec["config_dir"])
     cfg = EncoderConfig(arch=spec["arch"], image_height=h, image_width=w,
                         attention=AttentionConfig(**spec.get("attention", {})))
@@ -212,7 +212,7 @@ def train(spec: dict) -> dict:
     torch.manual_seed(spec["seed"])
     h, w = spec["size"]
     if spec.get("config_dir"):
-        from person_search.core.models.registry import open_clip_registered
+        from person_search.core.models.archs import open_clip_registered
         open_clip_registered().add_model_config(spec["config_dir"])
     cfg = EncoderConfig(arch=spec["arch"], image_height=h, image_width=w,
                         attention=AttentionConfig(**spec.get("attention", {})))

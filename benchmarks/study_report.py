@@ -332,7 +332,7 @@ def _study_model(name: str):
 
     from person_search.core.config import AttentionConfig, EncoderConfig
     from person_search.core.models.factory import build_clip
-    from person_search.core.models.registry import open_clip_registered
+    from person_search.core.models.archs import open_clip_registered
 
     ckpt = WORK / "ckpt" / f"{name.replace(' ', '_')}_0.pt"
     if not ckpt.is_file():

@@ -70,7 +70,7 @@ class HeavyWork(AssertionError):
 
 
 HEAVY = [  # (module, attribute): what loads models, starts nodes, reads videos, trains or writes data
-    ("person_search.core.pipeline", "OfflinePipeline"), ("person_search.core.encoder", "ClipEncoder"),
+    ("person_search.core.pipeline", "OfflinePipeline"), ("person_search.core.clip_encoder", "ClipEncoder"),
     ("person_search.core.models.factory", "build_clip"), ("person_search.graph.supervisor.Graph", "start"),
     ("person_search.train.merge", "load_run"), ("person_search.train", "train"),
     ("person_search.eval.evaluate", "evaluate"), ("person_search.eval.evaluate", "build_encoder"),

@@ -177,7 +177,7 @@ def cmd_gallery(a) -> int:
               f"shows the box of the embedding that matched")
         print_tracks(tracks)
         return 0
-    from person_search.core.encoder import ClipEncoder
+    from person_search.core.clip_encoder import ClipEncoder
     from person_search.core.models.factory import model_id_for
     from person_search.core.models.weights import resolve_weights
     require_clip_weights(cfg.encoder)

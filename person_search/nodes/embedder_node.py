@@ -8,7 +8,7 @@ from typing import Optional
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from person_search.core.config import EncoderConfig, ReidConfig
-from person_search.core.embed import Embedder
+from person_search.core.embed_stage import Embedder
 from person_search.nodes.convert import ImageError, batch_to_msg, msg_to_detections
 from person_search.nodes.diagnostics import StageStats
 from person_search.nodes.lifecycle import ManagedNode, when_downstream_ready

@@ -77,7 +77,7 @@ class QueryNode(ManagedNode):
         self.stats = StageStats(self, "query")
 
     def load(self) -> None:
-        from person_search.core.encoder import ClipEncoder
+        from person_search.core.clip_encoder import ClipEncoder
         self.engine = QueryEngine(ClipEncoder(self.enc_cfg, towers=("text",)), self.cfg)
         self.get_logger().info(f"query: model_id={self.engine.model_id}; "
                                f"serving {self.resolve_service_name('query_person')}")

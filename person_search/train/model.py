@@ -70,7 +70,7 @@ def skeleton(arch: str, attention: str = "sdpa") -> nn.Module:
     """
     from person_search.core.attention.patch import apply_attention
     from person_search.core.config import AttentionConfig
-    from person_search.core.models.registry import open_clip_registered
+    from person_search.core.models.archs import open_clip_registered
 
     model = open_clip_registered().create_model(arch, device="meta")
     apply_attention(model, AttentionConfig(kind=attention))

@@ -9,7 +9,7 @@ import torch
 from person_search.core.backends.registry import BACKENDS
 from person_search.core.backends.torch import TorchBackend
 from person_search.core.config import ConfigError, EncoderConfig, load_config
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 
 
 def cfg(**kw) -> EncoderConfig:

@@ -12,7 +12,7 @@ from trainkit import ARCH, Outfits, config
 from person_search.adapters.lora import apply_lora, fold_qkv, merge_lora, split_qkv
 from person_search.cli import main as cli_main
 from person_search.core.config import EncoderConfig
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 from person_search.core.models.weights import file_digest
 from person_search.train import train
 from person_search.train.checkpoint import load_weights, save_weights

@@ -14,9 +14,9 @@ from person_search.core.attention.module import ClipAttention
 from person_search.core.attention.patch import AttentionPatchError, apply_attention, find_sites, split_qkv
 from person_search.core.attention.registry import KERNELS
 from person_search.core.config import AttentionConfig, ConfigError, EncoderConfig
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 from person_search.core.models.factory import build_clip
-from person_search.core.models.registry import open_clip_registered
+from person_search.core.models.archs import open_clip_registered
 
 ARCH = "PS-Tiny-ViT"
 

@@ -57,7 +57,7 @@ def _batch_msg(model_id: str, camera: str, track: int, vec: np.ndarray):
 
 def test_two_robots_write_one_milvus_and_one_query_node_sees_both(probe, tmp_path, milvus_server):
     from person_search.core.config import EncoderConfig
-    from person_search.core.encoder import ClipEncoder
+    from person_search.core.clip_encoder import ClipEncoder
     from person_search.nodes.qos import RELIABLE_QOS
     from person_search_interfaces.msg import PersonEmbeddings
 

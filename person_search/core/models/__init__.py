@@ -2,7 +2,7 @@
 
 Which folder owns what (all under ``person_search/core/``):
 
-* ``models/registry.py``: explicit registration of the shipped architectures
+* ``models/archs.py``: explicit registration of the shipped architectures
   (``person_search/model_configs/*.json``) with open_clip; the list of known archs.
   A new architecture is a JSON config there (open_clip's format).
 * ``models/weights.py``: ``WeightsError``; weights resolution (random, local file,
@@ -14,5 +14,5 @@ Which folder owns what (all under ``person_search/core/``):
   touches open_clip's attention internals). A new attention variant is a kernel there.
 * ``backends/``: image-tower runtimes (torch, torch-int8, onnx, onnx-int8, openvino, tensorrt) behind
   ``backends/base.py``; a new runtime is one file there plus one line in its registry.
-* ``encoder.py``: the thin runtime :class:`ClipEncoder` (preprocess, backend, normalise).
+* ``clip_encoder.py``: the thin runtime :class:`ClipEncoder` (preprocess, backend, normalise).
 """

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from person_search.core.errors import WeightsError
-from person_search.core.models.registry import open_clip_registered
+from person_search.core.models.archs import open_clip_registered
 from person_search.core.paths import MODELS_DIR, model_dirs, resolve_model_path
 
 RANDOM_SEED = 0
