@@ -120,6 +120,11 @@ def test_serving_build_is_frozen_and_image_only_drops_text():
 
 
 @dataclass
+class _ScaledSettings:  # the test kernel's settings, as core/attention/settings.py declares a kernel's
+    scale: float = 2.0
+
+
+@dataclass
 class _ScaledConfig(AttentionConfig):
     scale: float = 2.0
 
@@ -129,7 +134,7 @@ class _ScaledKernel(EagerKernel):
 
     name = "test-scaled"
     changes_function = True
-    settings = ("scale",)
+    settings = _ScaledSettings
     flag_value = None
 
     def __init__(self, cfg, ctx):
