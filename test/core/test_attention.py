@@ -162,7 +162,7 @@ VARIANTS = [AttentionConfig(kind="window", window_size=3), AttentionConfig(kind=
 def test_variant_survives_checkpoint_round_trip_and_onnx_export(att, tmp_path):
     import onnxruntime as ort
 
-    from person_search.core.backends.onnx import export_image_tower
+    from person_search.core.backends.export import export_image_tower
 
     # square 64x64 (grid 4x4): a checkpoint saved at a tall size is resized through the native grid on load
     trained = build_clip(cfg(attention=att, image_height=64), for_training=True).model
