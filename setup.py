@@ -1,13 +1,31 @@
 """ament_python build of person_search (also a plain pip-installable package)."""
 
 from glob import glob
+import importlib.util
 import os
+import sys
 
 from setuptools import find_packages, setup
 
 package_name = "person_search"
 
-NODES = ["camera_node", "detector_node", "embedder_node", "index_node", "query_node", "web_node"]
+
+def node_console_scripts():
+    """Return the nodes' entry points from the graph declaration (person_search/graph/spec.py).
+
+    The file is loaded alone (standard library only), so the build needs none of the
+    package's dependencies.
+    """
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), package_name, "graph", "spec.py")
+    spec = importlib.util.spec_from_file_location("_person_search_graph_spec", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module.console_scripts()
+
 
 setup(
     name=package_name,
@@ -32,7 +50,6 @@ setup(
     license="Apache-2.0",
     tests_require=["pytest"],
     entry_points={
-        "console_scripts": [f"{n} = person_search.nodes.{n}:main" for n in NODES]
-        + ["person-search = person_search.cli:main"],
+        "console_scripts": node_console_scripts() + ["person-search = person_search.cli:main"],
     },
 )

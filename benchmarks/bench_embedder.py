@@ -49,8 +49,8 @@ from benchmarks.common import (add_results_args, check_results_args, cpu_line, c
 from person_search.core.attention.registry import KERNELS
 from person_search.core.backends.registry import BACKENDS
 from person_search.core.config import AttentionConfig, EncoderConfig
-from person_search.core.encoder import ClipEncoder
-from person_search.core.models.registry import native_image_size, open_clip_registered
+from person_search.core.clip_encoder import ClipEncoder
+from person_search.core.models.archs import native_image_size, open_clip_registered
 
 VARIANTS = tuple(n for n in BACKENDS.names() if "cpu" in BACKENDS.get(n).devices)  # CPU rows; GPU rows below
 

@@ -51,7 +51,7 @@ def offline_baseline(cfg_name: str, sets, video: Path, max_frames: int):
     from person_search.cli.common import sets_to_overrides
     from person_search.core.config import load_config
     from person_search.core.pipeline import OfflinePipeline
-    from person_search.launcher import config_path
+    from person_search.graph import config_path
     cfg = load_config(config_path(cfg_name), sets_to_overrides(sets))
     pipe = OfflinePipeline(cfg)
     stats = pipe.process_video(str(video), max_frames=max_frames)
@@ -63,7 +63,7 @@ class Probe(DiagnosticsProbe):
 
     def __init__(self):
         super().__init__("bench_graph")
-        from person_search.nodes.common import RELIABLE_QOS
+        from person_search.nodes.qos import RELIABLE_QOS
         from person_search_interfaces.msg import PersonCrops, PersonEmbeddings
         self.lock = threading.Lock()
         self.seen = {}  # (camera, track) -> [first stamp ns, last stamp ns]
@@ -98,11 +98,11 @@ def make_video(a, work: Path) -> Path:
             raise SystemExit(f"error: --video {path}: file not found")
         return path
     if a.crowd:
-        from person_search.core.crowd import make_crowd_video
+        from person_search.demo.crowd import make_crowd_video
         w, h = (int(v) for v in a.size.lower().split("x"))
         return make_crowd_video(work / "crowd.mp4", people=a.crowd, seconds=a.video_seconds, size=(w, h),
                                 fps=a.fps)
-    from person_search.core.sample import make_sample_video
+    from person_search.demo.sample import make_sample_video
     return make_sample_video(work / "sample.mp4", seconds=a.video_seconds)
 
 
@@ -189,8 +189,7 @@ def main() -> int:
 
     import cv2
     from person_search.cli.common import parse_sets
-    from person_search.graph import CameraSpec
-    from person_search.launcher import make_graph
+    from person_search.graph import CameraSpec, make_graph
 
     private_domain()  # other graphs on this machine (tests, other benchmarks) must not mix in
     sets = parse_sets(a.set)

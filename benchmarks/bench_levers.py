@@ -78,7 +78,7 @@ def main() -> int:
 
     video = a.video
     if not video:
-        from person_search.core.crowd import make_crowd_video
+        from person_search.demo.crowd import make_crowd_video
         w, h = (int(v) for v in a.size.lower().split("x"))
         video = str(make_crowd_video(Path(tempfile.mkdtemp(prefix="levers_")) / "crowd.mp4", people=a.crowd,
                                      seconds=a.video_seconds, fps=a.fps, size=(w, h)))

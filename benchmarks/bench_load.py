@@ -94,10 +94,9 @@ def main() -> int:
 
     import numpy as np
     from rclpy.qos import qos_profile_services_default
-    from person_search.core.sample import make_sample_video
-    from person_search.graph import CameraSpec
-    from person_search.launcher import make_graph
-    from person_search.nodes.common import SERVICE_QOS
+    from person_search.demo.sample import make_sample_video
+    from person_search.graph import CameraSpec, make_graph
+    from person_search.nodes.qos import SERVICE_QOS
 
     private_domain()
     work = Path(tempfile.mkdtemp(prefix="bench_load_"))

@@ -3,7 +3,7 @@
 
 Writes ``docs/reid_results.json`` (figures of docs/reid.md) with the command, git commit,
 machine and load. All people here are *generated*: walkers cut out of the 4 real people of
-ultralytics' bus.jpg / zidane.jpg, re-coloured and mirrored (``core/crowd.py``), so
+ultralytics' bus.jpg / zidane.jpg, re-coloured and mirrored (``demo/crowd.py``), so
 several walkers share one real person's body and differ only in clothes colour.
 
 1. Identity quality (``--part identity``): a crowd video (camera A) and the same scene seen by
@@ -16,7 +16,7 @@ several walkers share one real person's body and differ only in clothes colour.
 2. Text queries by person vs by track (``--part text``): mAP of generated captions over the
    tracks of part 1 (``--clip-weights``: a trained CLIP checkpoint, else a random one:
    then the figure only checks the plumbing; the result says which).
-3. Cost (``--part cost``): crops/s of the embedder stage (``core/embed.py``, the CLIP image
+3. Cost (``--part cost``): crops/s of the embedder stage (``core/embed_stage.py``, the CLIP image
    tower of config/cpu.yaml with random weights, ONNX Runtime) with re-id on and off,
    interleaved in one run on the real crops of part 1, and re-id's share of the time.
 
@@ -51,7 +51,7 @@ import numpy as np
 
 from benchmarks.common import ROOT, cpu_line, git_commit, time_interleaved
 from person_search.core.config import DetectorConfig, ReidConfig
-from person_search.core.crowd import make_crowd_video
+from person_search.demo.crowd import make_crowd_video
 from person_search.core.gallery.persons import PersonLinker
 from person_search.core.paths import shared_models_dir
 from person_search.core.reid.encoder import ReidEncoder
@@ -222,9 +222,9 @@ def part_identity(args, work: Path, res: dict):
 
 
 def part_cost(args, obs, res: dict):
+    from person_search.core.clip_encoder import ClipEncoder
     from person_search.core.config import load_config
-    from person_search.core.embed import Embedder
-    from person_search.core.encoder import ClipEncoder
+    from person_search.core.embed_stage import Embedder
     from person_search.core.types import FrameDetections, PersonDetection
     cfg = load_config(ROOT / "config" / "cpu.yaml", {"encoder": {"weights": "", "crop_budget": "all"}})
     enc_cfg = cfg.encoder
@@ -273,7 +273,7 @@ def part_graph(args, work: Path, res: dict):
     """
     from benchmarks.graph_probe import DiagnosticsProbe, private_domain
     from person_search.graph import GLOBAL_REMAPS, CameraSpec, NodeSpec, node_set
-    from person_search.launcher import Graph, config_path
+    from person_search.graph.supervisor import Graph, config_path
     private_domain()
     truth = []
     video = make_crowd_video(work / "graph.mp4", people=args.people, seconds=args.seconds, fps=args.fps,
@@ -337,8 +337,8 @@ def _stage(diag: dict, suffix: str) -> dict:
 
 def part_text(args, obs, feats, enc, res: dict):
     """Score one text query per walker: mAP over tracks vs over persons (generated captions)."""
+    from person_search.core.clip_encoder import ClipEncoder
     from person_search.core.config import EncoderConfig
-    from person_search.core.encoder import ClipEncoder
     cfg = EncoderConfig(arch=args.clip_arch, weights=args.clip_weights, image_height=args.clip_size[0],
                         image_width=args.clip_size[1], threads=args.threads)
     clip = ClipEncoder(cfg)
@@ -535,7 +535,7 @@ def main(argv=None) -> int:
     res = {"command": "python -m benchmarks.bench_reid " + " ".join(argv if argv is not None else sys.argv[1:]),
            "commit": git_commit(), "machine": cpu_line(), "python": platform.python_version(),
            "load_before": [round(v, 2) for v in os.getloadavg()],
-           "generated": "walkers cut out of 4 real photo people, re-coloured/mirrored (core/crowd.py)"}
+           "generated": "walkers cut out of 4 real photo people, re-coloured/mirrored (demo/crowd.py)"}
     print(res["machine"], flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_reid_") as tmp:
         needs_crowd = bool({"identity", "cost", "text", "rerank"} & set(args.parts))

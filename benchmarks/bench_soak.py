@@ -106,9 +106,8 @@ def main() -> int:
     print(f"CPU: {cpu_line()}")
 
     from tqdm import tqdm
-    from person_search.core.sample import make_sample_video
-    from person_search.graph import CameraSpec
-    from person_search.launcher import make_graph
+    from person_search.demo.sample import make_sample_video
+    from person_search.graph import CameraSpec, make_graph
 
     private_domain()
     work = Path(tempfile.mkdtemp(prefix="bench_soak_"))

@@ -81,7 +81,7 @@ class ServiceClient:
     """/query_person from an rclpy client (the service alone)."""
 
     def __init__(self, node, timeout: float):
-        from person_search.nodes.common import SERVICE_QOS
+        from person_search.nodes.qos import SERVICE_QOS
         from person_search_interfaces.srv import QueryPerson
         self.QueryPerson = QueryPerson
         self.client = node.create_client(QueryPerson, "/query_person", qos_profile=SERVICE_QOS)
@@ -161,9 +161,8 @@ def main() -> int:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
-    from person_search.core.sample import make_sample_video
-    from person_search.graph import CameraSpec
-    from person_search.launcher import make_graph
+    from person_search.demo.sample import make_sample_video
+    from person_search.graph import CameraSpec, make_graph
 
     domain = private_domain(base=120)
     work = Path(tempfile.mkdtemp(prefix="bench_web_"))

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from benchmarks.common import percentile_ms, time_calls
+from person_search.core.clip_encoder import ClipEncoder
 from person_search.core.config import AttentionConfig, EncoderConfig
-from person_search.core.encoder import ClipEncoder
 
 # name -> (backend, precision, attention kind)
 GPU_VARIANTS: Dict[str, Tuple[str, str, str]] = {

@@ -77,7 +77,7 @@ def speed(spec: dict) -> dict:
     torch.set_num_threads(int(spec.get("threads", 2)))
     h, w = spec["size"]
     if spec.get("config_dir"):  # the study-scale towers (PS-Study-*)
-        from person_search.core.models.registry import open_clip_registered
+        from person_search.core.models.archs import open_clip_registered
         open_clip_registered().add_model_config(spec["config_dir"])
     cfg = EncoderConfig(arch=spec["arch"], image_height=h, image_width=w,
                         attention=AttentionConfig(**spec.get("attention", {})))
@@ -179,14 +179,14 @@ def train(spec: dict) -> dict:
     import tempfile
 
     from person_search.core.config import AttentionConfig, EncoderConfig
-    from person_search.core.encoder import ClipEncoder
+    from person_search.core.clip_encoder import ClipEncoder
     from person_search.core.models.factory import model_id_for
     from person_search.lab.data import CaptionPairs, TrainTransform, load_dataset
     from person_search.lab.eval.evaluate import evaluate
     from person_search.lab.train import train as train_run
 
     if spec.get("config_dir"):
-        from person_search.core.models.registry import open_clip_registered
+        from person_search.core.models.archs import open_clip_registered
         open_clip_registered().add_model_config(spec["config_dir"])
     cfg = train_config(spec)
     data = load_dataset(spec["data"], "cuhk-pedes")

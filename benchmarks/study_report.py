@@ -332,7 +332,7 @@ def _study_model(name: str):
 
     from person_search.core.config import AttentionConfig, EncoderConfig
     from person_search.core.models.factory import build_clip
-    from person_search.core.models.registry import open_clip_registered
+    from person_search.core.models.archs import open_clip_registered
 
     ckpt = WORK / "ckpt" / f"{name.replace(' ', '_')}_0.pt"
     if not ckpt.is_file():
@@ -367,7 +367,7 @@ def _real_crops(n: int = 3):
 
     from person_search.core.config import DetectorConfig
     from person_search.core.paths import shared_models_dir
-    from person_search.core.sample import sample_images
+    from person_search.demo.sample import sample_images
 
     try:
         photos = [cv2.imread(str(p)) for p in sample_images()]

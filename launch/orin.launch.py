@@ -5,7 +5,7 @@ Usage::
     ros2 launch person_search orin.launch.py [source:=/dev/video0] [rviz:=true]
 """
 
-from person_search.launch_utils import generate
+from person_search.graph.launch import generate
 
 
 def generate_launch_description():

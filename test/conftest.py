@@ -1,7 +1,7 @@
 """What depends on the machine.
 
 - `gpu` / `tensorrt` tests skip with the reason where CUDA / TensorRT is absent.
-- test/ros/ needs rclpy and the built person_search_interfaces; test/ros/launch/ also needs
+- test/ros/ needs rclpy and the built person_search_interfaces; test/launch/ also needs
   launch, launch_ros, launch_pytest, vision_msgs and the `ros2` command (``make setup``
   installs them). Where they are absent, each test file of those folders is one skipped
   item with the reason; with the environment variable ``CI`` set it is a failure instead,
@@ -89,7 +89,7 @@ def _launch_missing() -> str:
     return ""
 
 
-REQUIRES = (("ros/launch", _launch_missing), ("ros", _ros_missing))  # most specific folder first
+REQUIRES = (("launch", _launch_missing), ("ros", _ros_missing))
 
 
 def missing_for(path: Path) -> str:
@@ -123,7 +123,7 @@ class _AbsentItem(pytest.Item):
 
 
 def pytest_pycollect_makemodule(module_path, parent):
-    """Replace a test file of test/ros (or test/ros/launch) by one skip / CI failure when its needs are absent."""
+    """Replace a test file of test/ros (or test/launch) by one skip / CI failure when its needs are absent."""
     if missing_for(module_path):
         return _Absent.from_parent(parent, path=module_path)
     return None

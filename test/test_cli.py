@@ -60,7 +60,7 @@ def bad_files(tmp_path_factory):
     (d / "snap.npz").write_bytes(b"PK\x03\x04 not really a zip")
     np.savez(d / "pickled.npz", meta=np.array([{"format": "x"}], dtype=object))  # needs allow_pickle to load
     (d / "a_file").write_text("not a folder")
-    from person_search.core.sample import make_sample_video
+    from person_search.demo.sample import make_sample_video
     make_sample_video(d / "v.mp4", seconds=0.5)
     return d
 
@@ -70,12 +70,12 @@ class HeavyWork(AssertionError):
 
 
 HEAVY = [  # (module, attribute): what loads models, starts nodes, reads videos, trains or writes data
-    ("person_search.core.pipeline", "OfflinePipeline"), ("person_search.core.encoder", "ClipEncoder"),
-    ("person_search.core.models.factory", "build_clip"), ("person_search.launcher.Graph", "start"),
+    ("person_search.core.pipeline", "OfflinePipeline"), ("person_search.core.clip_encoder", "ClipEncoder"),
+    ("person_search.core.models.factory", "build_clip"), ("person_search.graph.supervisor.Graph", "start"),
     ("person_search.lab.train.merge", "atomic_write"), ("person_search.lab.train", "train"),
     ("person_search.lab.eval.evaluate", "evaluate"), ("person_search.lab.eval.evaluate", "build_encoder"),
     ("person_search.lab.data.synth", "generate"), ("person_search.cli.ros", "query_service"),
-    ("person_search.core.crowd", "make_crowd_video"), ("person_search.core.sample", "make_sample_video"),
+    ("person_search.demo.crowd", "make_crowd_video"), ("person_search.demo.sample", "make_sample_video"),
 ]
 
 
@@ -183,7 +183,7 @@ def test_query_without_a_graph_exits_3():
 def test_run_json_is_the_only_thing_on_stdout(tmp_path):
     """``run --json | jq`` parses: ultralytics, open_clip and faiss messages stay off stdout (and quiet without -v)."""
     from person_search.core.paths import resolve_model_path
-    from person_search.core.sample import make_sample_video
+    from person_search.demo.sample import make_sample_video
     video = make_sample_video(tmp_path / "v.mp4", seconds=1.0)
     # the OpenVINO YOLO prints "Loading ... for OpenVINO inference" on stdout by itself; use it where it exists
     yolo = resolve_model_path("yolo11n_int8_openvino_model")

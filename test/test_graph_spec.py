@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from person_search.graph import CameraSpec, node_set, normalize_namespace, rviz_config
+from person_search.graph import EXECUTABLES, CameraSpec, console_scripts, node_set, normalize_namespace, rviz_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,3 +83,21 @@ def test_up_with_web_adds_the_console_node():
     assert web.parameters == {"web.host": "127.0.0.1", "web.port": 8123}
     assert "web.port:=8123" in graph.command(web)
     assert "/robot1/web" not in [s.fqn for s in node_set([CameraSpec("cam0", "v.mp4")], namespace="robot1")]
+
+
+def test_entry_points_come_from_the_declaration():
+    """setup.py installs exactly the declared nodes' executables, each a module with a main()."""
+    import ast
+    import importlib.util
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    assert "node_console_scripts" in {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and str(n.value).endswith("_node")], \
+        "setup.py lists a node by name: derive it from person_search.graph.spec.EXECUTABLES"
+    specs = node_set([CameraSpec("cam0", "v.mp4")], web=True)
+    assert {s.executable for s in specs} == set(EXECUTABLES.values())
+    assert {s.name: s.executable for s in specs} == EXECUTABLES
+    for line in console_scripts():
+        exe, target = (x.strip() for x in line.split("="))
+        module, func = target.split(":")
+        assert func == "main" and module == f"person_search.nodes.{exe}"
+        assert importlib.util.find_spec(module) is not None, module

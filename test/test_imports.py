@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Callable, Dict, Iterable, List, Sequence, Set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,14 +21,20 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def import_graph(root: Path, package: str = "person_search") -> Dict[str, Set[str]]:
-    """Return module -> the package modules it imports (anywhere in the file)."""
-    files = {module_name(p, root): p for p in (root / package).rglob("*.py")}
+def import_graph(root: Path, package: str = "person_search", *, packages: Sequence[str] = (),
+                 walk: Callable[[ast.AST], Iterable[ast.AST]] = ast.walk) -> Dict[str, Set[str]]:
+    """Return module -> the modules of ``package`` (and ``packages``) it imports (``walk``: anywhere in the file).
+
+    In a folder of scripts (no ``__init__.py``, run with the folder on ``sys.path``) a bare
+    ``import x`` of a sibling ``x.py`` counts as an import of that sibling.
+    """
+    files = {module_name(p, root): p for pkg in (package, *packages) for p in (root / pkg).rglob("*.py")}
     graph: Dict[str, Set[str]] = {}
     for name, path in files.items():
         here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        scripts = not (path.parent / "__init__.py").is_file()
         targets: List[str] = []
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets += [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -40,6 +46,8 @@ def import_graph(root: Path, package: str = "person_search") -> Dict[str, Set[st
                 subs = [f"{mod}.{a.name}" for a in node.names]
                 # `from pkg import submodule` runs the submodule; `from pkg import name` needs pkg itself
                 targets += subs if all(t in files for t in subs) else [mod] + subs
+        if scripts:
+            targets = [f"{here}.{t}" if f"{here}.{t.split('.')[0]}" in files else t for t in targets]
         deps: Set[str] = set()
         ancestors = {".".join(name.split(".")[:i]) for i in range(1, len(name.split(".")))}
         for target in targets:

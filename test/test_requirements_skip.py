@@ -1,7 +1,7 @@
 """Absent ROS pieces skip only the folders that need them, with the reason, and fail the run in CI.
 
 Each case runs pytest in a subprocess on one core test file and one file of test/ros and
-test/ros/launch, with rclpy (or vision_msgs) made unimportable by a module of that name
+test/launch, with rclpy (or vision_msgs) made unimportable by a module of that name
 earlier on PYTHONPATH that raises ImportError.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE, ROS, LAUNCH = "test/test_graph_spec.py", "test/ros/test_params.py", "test/ros/launch/test_launch_graph.py"
+CORE, ROS, LAUNCH = "test/test_graph_spec.py", "test/ros/test_params.py", "test/launch/test_launch_graph.py"
 
 
 def _pytest(tmp_path: Path, hide: str, ci: bool, files) -> tuple:

@@ -6,7 +6,7 @@ Starts the camera and detector nodes of ``config/cpu.yaml`` (the shared pretrain
 where ../shared is beside the repository, else HOG) on a generated sample video, in a DDS
 domain of its own, subscribes to ``/cam0/overlay`` and writes the first frame, after
 ``--skip`` frames, whose overlay shows at least ``--min-people`` boxes. The sample video is
-generated from photos that packages ship (person_search.core.sample).
+generated from photos that packages ship (person_search.demo.sample).
 """
 
 from __future__ import annotations
@@ -36,10 +36,9 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
-    from person_search.core.sample import make_sample_video
-    from person_search.graph import CameraSpec, node_set
-    from person_search.launcher import Graph, config_path
-    from person_search.nodes.common import RELIABLE_QOS, sensor_qos
+    from person_search.demo.sample import make_sample_video
+    from person_search.graph import CameraSpec, Graph, config_path, node_set
+    from person_search.nodes.qos import RELIABLE_QOS, sensor_qos
     from person_search.nodes.convert import image_to_bgr, time_to_ns
 
     work = Path(tempfile.mkdtemp(prefix="person_search_overlay_"))

@@ -170,7 +170,7 @@ def sets_to_overrides(sets: Dict[str, object]) -> Dict[str, Dict[str, object]]:
 def load_config_args(a):
     """Load the pipeline config named by ``--config`` with ``--set`` / ``--random-weights``."""
     from person_search.core.config import load_config
-    from person_search.launcher import config_path
+    from person_search.graph import config_path
     sets = parse_sets(a.set)
     if getattr(a, "random_weights", False):
         sets["encoder.weights"] = ""

@@ -196,7 +196,7 @@ def export_tower(a) -> int:
         return _error(str(exc).splitlines()[0])
     tower, facts = built.image_tower, built.facts
     if a.to == "onnx":
-        from person_search.core.backends.onnx import export_image_tower, metadata_for
+        from person_search.core.backends.export import export_image_tower, metadata_for
         from person_search.core.models.weights import module_fingerprint
         out = Path(a.out).expanduser()
         half = a.precision == "fp16"

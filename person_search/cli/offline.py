@@ -210,7 +210,7 @@ def cmd_gallery(a) -> int:
               f"shows the box of the embedding that matched")
         print_tracks(tracks)
         return 0
-    from person_search.core.encoder import ClipEncoder
+    from person_search.core.clip_encoder import ClipEncoder
     from person_search.core.models.factory import model_id_for
     from person_search.core.models.weights import resolve_weights
     require_clip_weights(cfg.encoder)
@@ -237,10 +237,10 @@ def cmd_sample(a) -> int:
     h, w = parse_wxh(a.size, "--size")
     _check_output(a.path, "sample-video")
     if a.crowd:
-        from person_search.core.crowd import make_crowd_video
+        from person_search.demo.crowd import make_crowd_video
         print(make_crowd_video(Path(a.path), people=a.crowd, seconds=a.seconds, size=(w, h), fps=a.fps))
         return 0
-    from person_search.core.sample import make_sample_video
+    from person_search.demo.sample import make_sample_video
     print(make_sample_video(Path(a.path), seconds=a.seconds))
     return 0
 

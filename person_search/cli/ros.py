@@ -47,7 +47,7 @@ def call_service(srv_type, name: str, req, *, timeout: float = 30.0, namespace: 
         rclpy.init()
     node = rclpy.create_node(f"person_search_cli_{os.getpid()}")
     try:
-        from person_search.nodes.common import SERVICE_QOS
+        from person_search.nodes.qos import SERVICE_QOS
         client = node.create_client(srv_type, service, qos_profile=SERVICE_QOS)
         deadline = time.monotonic() + timeout
         while not client.wait_for_service(timeout_sec=0.5):
@@ -154,8 +154,7 @@ def cmd_query(a) -> int:
 
 
 def _graph_from_args(a, *, loop=None):
-    from person_search.graph import CameraSpec, parse_cameras
-    from person_search.launcher import make_graph
+    from person_search.graph import CameraSpec, make_graph, parse_cameras
     if a.image_topic and a.camera:
         raise ValueError("--image-topic replaces the camera node of cam0; it cannot be combined with --camera")
     if a.image_topic:
@@ -189,7 +188,7 @@ def _check_config(config: str, sets: Dict[str, object]):
     """Validate the YAML with the --set overrides before any node starts (ConfigError names the value)."""
     from person_search.cli.common import sets_to_overrides
     from person_search.core.config import SECTIONS, load_config
-    from person_search.launcher import config_path
+    from person_search.graph import config_path
     return load_config(config_path(config), {k: v for k, v in sets_to_overrides(sets).items() if k in SECTIONS})
 
 
@@ -207,7 +206,7 @@ class ReadyProbe:
         from std_msgs.msg import Int64
 
         from person_search.graph import normalize_namespace
-        from person_search.nodes.common import RELIABLE_QOS, SERVICE_QOS
+        from person_search.nodes.qos import RELIABLE_QOS, SERVICE_QOS
         from person_search_interfaces.srv import QueryPerson
         ns = normalize_namespace(namespace)
         self.context = Context()
@@ -285,7 +284,7 @@ def cmd_up(a) -> int:
     Prints one "ready" line when the graph answers: ``query_person`` is served and the
     gallery holds embeddings (or, after a while with nobody seen, that the gallery is empty).
     """
-    from person_search.launcher import Respawner
+    from person_search.graph import Respawner
     _stop_on_signals()
     graph = _graph_from_args(a)
     print(f"starting {len(graph.specs)} nodes with {graph.params_file}: "
@@ -349,10 +348,8 @@ def _check_clip_weights(cfg) -> Optional[str]:
 def cmd_demo(a) -> int:
     """Sample video -> the ROS graph -> a query -> printed matches."""
     from person_search.core.config import load_config
-    from person_search.core.sample import make_sample_video
-    from person_search.graph import CameraSpec
-    from person_search.launcher import Graph, config_path
-    from person_search.graph import node_set
+    from person_search.demo.sample import make_sample_video
+    from person_search.graph import CameraSpec, Graph, config_path, node_set
 
     check_descriptions([a.query])
     # the demo talks only to its own graph: a DDS domain of its own unless ROS_DOMAIN_ID is set,
@@ -401,7 +398,7 @@ def _wait_for_gallery(graph, t_end: float, want_quiet_s: float) -> Optional[int]
     from std_msgs.msg import Int64
     rclpy.init()
     node = rclpy.create_node(f"person_search_demo_{os.getpid()}")
-    from person_search.nodes.common import RELIABLE_QOS
+    from person_search.nodes.qos import RELIABLE_QOS
     state = {"size": 0, "changed": time.monotonic()}
 
     def on_size(msg):

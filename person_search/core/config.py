@@ -14,31 +14,10 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import yaml
 
-from person_search.core.attention.registry import KERNELS
+from person_search.core.attention.registry import KERNEL_SETTINGS, KERNELS, settings_classes
 from person_search.core.backends.registry import BACKENDS
 from person_search.core.errors import ConfigError  # noqa: F401 - re-exported: the config's error
-
-
-def param(default: Any, description: str = "", *, range: Optional[Tuple[float, float]] = None,
-          runtime: bool = False):
-    """Return a dataclass field with its parameter description and inclusive range as metadata.
-
-    Args:
-        default: the default value (a list is copied per instance).
-        description: what ``ros2 param describe`` shows.
-        range: (lo, hi), checked by ``validate()`` and declared on the ROS parameter.
-        runtime: a running node takes the field up when it changes (``ros2 param set``);
-            every other field is read-only once the node has started.
-
-    Returns:
-        A ``dataclasses.field``.
-    """
-    meta = {"description": description, "range": range}
-    if runtime:
-        meta["runtime"] = True
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+from person_search.core.fields import param  # how every section declares a field (web/config.py imports it from here)
 
 
 @dataclass
@@ -108,33 +87,26 @@ class DetectorConfig:
         _check(self.track_buffer >= 1, "detector.track_buffer must be >= 1")
 
 
-@dataclass
-class AttentionConfig:
-    """The attention kernel of both towers (``attention/kernels.py``) and its settings."""
+def _validate_attention(self) -> None:
+    """Check the ranges, the kind and the chosen kernel's own settings."""
+    _check_ranges(self)
+    KERNELS.check(self.kind)
+    settings = KERNEL_SETTINGS.get(self.kind)
+    if settings is not None:
+        settings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(settings)}).check()
 
-    kind: str = param("sdpa", '"sdpa" (fused), "eager" (explicit softmax), "window", "sparse", "lam" or "prune" '
-                              '(image tower of a ViT; text keeps sdpa except lam); see core/attention')
-    window_size: int = param(7, "window: side of the square patch neighbourhood each patch attends to (the class "
-                                "token attends to and is seen by all)", range=(1, 255))
-    window_dilation: int = param(1, "window: step between the patches of a neighbourhood", range=(1, 64))
-    sparse_block: int = param(4, "sparse: side of the square blocks of patches that attend to each other",
-                              range=(1, 256))
-    sparse_stride: int = param(8, "sparse: every stride-th patch (row-major) is a global token", range=(1, 65536))
-    lam_hidden: int = param(64, "lam: hidden width of each layer's mask generator", range=(1, 4096))
-    lam_layers: int = param(2, "lam: Linear layers per mask generator (ReLU between)", range=(1, 8))
-    prune_keep: float = param(0.5, "prune: fraction of patch tokens kept at each pruning layer (the rest fused into "
-                                   "one)", range=(0.01, 1.0))
-    prune_layers: str = param("", 'prune: comma-separated image layers whose input is pruned; "" = the layer at a '
-                                  "third of the depth (the last 2/3 run on kept tokens)")
 
-    def validate(self) -> None:
-        _check_ranges(self)
-        KERNELS.check(self.kind)
-        if self.kind == "window":
-            _check(self.window_size % 2 == 1, f"encoder.attention.window_size must be odd, not {self.window_size}")
-        if self.kind == "prune":
-            _check(all(t.strip().isdigit() for t in self.prune_layers.split(",")) or not self.prune_layers.strip(),
-                   f"encoder.attention.prune_layers must be comma-separated layer numbers, not {self.prune_layers!r}")
+# The attention kernel of both towers and its settings: ``kind`` plus every kernel's settings,
+# each declared with its kernel (core/attention/settings.py) and gathered by the kernel registry.
+AttentionConfig = dataclasses.make_dataclass(
+    "AttentionConfig",
+    [("kind", str, param("sdpa", '"sdpa" (fused), "eager" (explicit softmax), "window", "sparse", "lam" or "prune" '
+                                 "(image tower of a ViT; text keeps sdpa except lam); see core/attention"))]
+    + [(f.name, f.type, field(default=f.default, metadata=f.metadata))
+       for cls in settings_classes() for f in dataclasses.fields(cls)],
+    namespace={"validate": _validate_attention, "__module__": __name__,
+               "__doc__": "The attention kernel of both towers (``encoder.attention.kind``) and every kernel's "
+                          "settings (declared in ``attention/settings.py``)."})
 
 
 @dataclass

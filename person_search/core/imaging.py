@@ -1,6 +1,6 @@
-"""Small image helpers shared by stages: the BGR uint8 check, JPEG decoding, the annotated overlay, contact sheets.
+"""Small image helpers shared by stages: the BGR uint8 check, JPEG encoding and decoding, the overlay, contact sheets.
 
-JPEG encoding lives in :mod:`person_search.core.gallery.thumbs` (re-exported here).
+Every JPEG the package makes goes through :func:`encode_jpeg`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Any, Mapping, Optional, Tuple
 import cv2
 import numpy as np
 
-from person_search.core.gallery.thumbs import encode_jpeg  # noqa: F401 - the one JPEG encoder
 from person_search.core.types import FrameDetections
 
 
@@ -46,6 +45,18 @@ def to_bgr(img: Any) -> Optional[np.ndarray]:
     if img.ndim == 3 and img.shape[2] == 1:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     return img if is_bgr(img) else None
+
+
+def encode_jpeg(img: np.ndarray, *, quality: int = 85, max_side: int = 0) -> bytes:
+    """Encode a BGR image as JPEG, downscaled so that its longer side is at most max_side."""
+    if max_side and max(img.shape[:2]) > max_side:
+        s = max_side / max(img.shape[:2])
+        img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                         interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
 
 
 def decode_jpeg(data: bytes) -> Optional[np.ndarray]:

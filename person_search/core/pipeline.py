@@ -43,7 +43,7 @@ class OfflinePipeline:
 
     def __init__(self, cfg: PipelineConfig, *, encoder=None, tracker=None, reid=None):
         from person_search.core.detect import PersonTracker
-        from person_search.core.embed import Embedder
+        from person_search.core.embed_stage import Embedder
         from person_search.core.gallery import make_gallery
         from person_search.core.gallery.persons import PersonLinker
         from person_search.core.reid.encoder import maybe_reid_encoder
@@ -124,7 +124,7 @@ class OfflinePipeline:
 
     def text_engine(self, encoder=None):
         """Return a QueryEngine on the same CLIP model (text tower built on first use)."""
-        from person_search.core.encoder import ClipEncoder
+        from person_search.core.clip_encoder import ClipEncoder
         from person_search.core.query import QueryEngine
         if encoder is None:
             encoder = ClipEncoder(self.cfg.encoder, towers=("text",))

@@ -1,5 +1,11 @@
 """Thin rclpy nodes: parameters in, one core object, conversions, publish.
 
+One module per node (``<name>_node.py``, declared in :mod:`person_search.graph.spec`) and
+what they share, one module per job: ``qos`` (profiles, overridable publishers and
+subscriptions), ``params`` (config sections as parameters), ``diagnostics`` (``StageStats``),
+``logbridge`` (core ``logging`` -> node logger), ``lifecycle`` (``ManagedNode``), ``runner``
+(``run_node``: every ``main``); ``convert`` is the one place that knows both messages and core types.
+
 Importing this package ties a node process to the launcher that started it, where the
 launcher asked for it with ``PERSON_SEARCH_PARENT_PID`` (the launch files do): the node gets
 SIGTERM, which it handles as Ctrl-C, when that process dies, however it dies. ``ros2

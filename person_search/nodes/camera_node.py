@@ -12,9 +12,12 @@ from sensor_msgs.msg import CompressedImage, Image
 from person_search.core.config import VideoConfig
 from person_search.core.imaging import encode_jpeg
 from person_search.core.video import SourceError, open_source
-from person_search.nodes.common import (StageStats, declare_ros, declare_section, publisher, run_node,
-                                        sensor_qos, when_downstream_ready)
 from person_search.nodes.convert import bgr_to_image, jpeg_msg, ns_to_time
+from person_search.nodes.diagnostics import StageStats
+from person_search.nodes.lifecycle import when_downstream_ready
+from person_search.nodes.params import declare_ros, declare_section
+from person_search.nodes.qos import publisher, sensor_qos
+from person_search.nodes.runner import run_node
 
 
 class CameraNode(Node):

@@ -14,11 +14,13 @@ from person_search.core.detect import PersonTracker
 from person_search.core.gallery.thumbs import frame_thumbnail
 from person_search.core.imaging import draw_overlay
 from person_search.core.types import Frame
-from person_search.nodes.common import (LATCHED_QOS, RELIABLE_QOS, ManagedNode, StageStats, declare_ros,
-                                        declare_section, publisher, run_node, sensor_qos, subscription,
-                                        when_downstream_ready)
 from person_search.nodes.convert import (ImageError, bgr_to_image, compressed_to_bgr, detections_to_msg,
                                          detections_to_vision, image_to_bgr, time_to_ns, vision_msgs_available)
+from person_search.nodes.diagnostics import StageStats
+from person_search.nodes.lifecycle import ManagedNode, when_downstream_ready
+from person_search.nodes.params import declare_ros, declare_section
+from person_search.nodes.qos import LATCHED_QOS, RELIABLE_QOS, publisher, sensor_qos, subscription
+from person_search.nodes.runner import run_node
 
 
 ID_EPOCH_S = 1_704_067_200  # 2024-01-01T00:00:00Z

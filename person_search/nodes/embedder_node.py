@@ -8,10 +8,13 @@ from typing import Optional
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from person_search.core.config import EncoderConfig, ReidConfig
-from person_search.core.embed import Embedder
-from person_search.nodes.common import (RELIABLE_QOS, ManagedNode, StageStats, declare_ros, declare_section,
-                                        publisher, run_node, subscription, when_downstream_ready)
+from person_search.core.embed_stage import Embedder
 from person_search.nodes.convert import ImageError, batch_to_msg, msg_to_detections
+from person_search.nodes.diagnostics import StageStats
+from person_search.nodes.lifecycle import ManagedNode, when_downstream_ready
+from person_search.nodes.params import declare_ros, declare_section
+from person_search.nodes.qos import RELIABLE_QOS, publisher, subscription
+from person_search.nodes.runner import run_node
 
 
 class EmbedderNode(ManagedNode):

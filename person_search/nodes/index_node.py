@@ -24,9 +24,11 @@ from person_search.core.config import GalleryConfig, ReidConfig
 from person_search.core.gallery import GalleryMismatchError, RollingGallery, SnapshotError, make_gallery
 from person_search.core.gallery.persons import PersonLinker, persons_path, search_persons
 from person_search.core.types import TrackMatch
-from person_search.nodes.common import (RELIABLE_QOS, SERVICE_QOS, StageStats, declare_section, publisher, run_node,
-                                        subscription)
 from person_search.nodes.convert import match_to_msg, msg_to_batch, ns_to_time, time_to_ns
+from person_search.nodes.diagnostics import StageStats
+from person_search.nodes.params import declare_section
+from person_search.nodes.qos import RELIABLE_QOS, SERVICE_QOS, publisher, subscription
+from person_search.nodes.runner import run_node
 
 
 class IndexNode(Node):

@@ -18,9 +18,12 @@ from rclpy.executors import SingleThreadedExecutor
 
 from person_search.core.config import EncoderConfig, QueryConfig, ReidConfig
 from person_search.core.query import QueryEngine, QueryError, validate_top_k
-from person_search.nodes.common import (LATCHED_QOS, SERVICE_QOS, ManagedNode, StageStats, declare_ros,
-                                        declare_section, publisher, run_node)
 from person_search.nodes.convert import float_array, ns_to_time, time_to_ns
+from person_search.nodes.diagnostics import StageStats
+from person_search.nodes.lifecycle import ManagedNode
+from person_search.nodes.params import declare_ros, declare_section
+from person_search.nodes.qos import LATCHED_QOS, SERVICE_QOS, publisher
+from person_search.nodes.runner import run_node
 
 
 ATTEMPT_S = 2.0  # one search_gallery attempt; a lost request is sent again after this
@@ -74,7 +77,7 @@ class QueryNode(ManagedNode):
         self.stats = StageStats(self, "query")
 
     def load(self) -> None:
-        from person_search.core.encoder import ClipEncoder
+        from person_search.core.clip_encoder import ClipEncoder
         self.engine = QueryEngine(ClipEncoder(self.enc_cfg, towers=("text",)), self.cfg)
         self.get_logger().info(f"query: model_id={self.engine.model_id}; "
                                f"serving {self.resolve_service_name('query_person')}")

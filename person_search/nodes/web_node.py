@@ -12,7 +12,7 @@ import rclpy
 from rclpy.signals import SignalHandlerOptions
 
 from person_search.core.config import ConfigError
-from person_search.nodes.common import declare_section
+from person_search.nodes.params import declare_section
 from person_search.web.config import WebConfig
 from person_search.web.security import BindError, check_bind, resolve_token
 

@@ -20,8 +20,9 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from person_search.nodes.common import RELIABLE_QOS, SERVICE_QOS, StageStats, sensor_qos
 from person_search.nodes.convert import ns_to_time, time_to_ns
+from person_search.nodes.diagnostics import StageStats
+from person_search.nodes.qos import RELIABLE_QOS, SERVICE_QOS, sensor_qos
 from person_search.web.config import WebConfig
 from person_search.web.params import SearchParams
 from person_search.web.store import HealthBoard, ImageStore, TimelinePoint, Timelines, match_row

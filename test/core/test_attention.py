@@ -122,7 +122,7 @@ def test_lam_starts_as_the_base_model_and_trains_per_layer():
 
 
 def open_clip_tokens(texts):
-    from person_search.core.models.registry import open_clip_registered
+    from person_search.core.models.archs import open_clip_registered
     return open_clip_registered().get_tokenizer(ARCH)(texts)
 
 
@@ -162,7 +162,7 @@ VARIANTS = [AttentionConfig(kind="window", window_size=3), AttentionConfig(kind=
 def test_variant_survives_checkpoint_round_trip_and_onnx_export(att, tmp_path):
     import onnxruntime as ort
 
-    from person_search.core.backends.onnx import export_image_tower
+    from person_search.core.backends.export import export_image_tower
 
     # square 64x64 (grid 4x4): a checkpoint saved at a tall size is resized through the native grid on load
     trained = build_clip(cfg(attention=att, image_height=64), for_training=True).model
@@ -235,7 +235,7 @@ def test_model_id_changes_with_function_changing_variants_and_their_settings():
 @pytest.mark.parametrize("backend", ["torch-int8", "onnx-int8"])
 @pytest.mark.parametrize("kind", ["lam", "prune"])
 def test_parameterised_and_token_reducing_variants_run_on_the_int8_backends(kind, backend):
-    from person_search.core.encoder import ClipEncoder
+    from person_search.core.clip_encoder import ClipEncoder
 
     crops = [np.random.default_rng(i).integers(0, 256, (90, 40, 3), dtype=np.uint8) for i in range(3)]
     att = AttentionConfig(kind=kind, prune_keep=0.25)

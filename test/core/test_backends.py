@@ -9,7 +9,7 @@ import torch
 from person_search.core.backends.registry import BACKENDS
 from person_search.core.backends.torch import TorchBackend
 from person_search.core.config import ConfigError, load_config
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 
 
 from tinykit import cfg
@@ -100,7 +100,7 @@ def test_a_registered_backend_is_accepted_by_the_config_and_used():
 
 
 def test_orin_config_runs_the_image_tower_as_a_tensorrt_engine_on_tall_crops():
-    from person_search.launcher import CONFIG_DIR
+    from person_search.graph import CONFIG_DIR
 
     cfg = load_config(CONFIG_DIR / "orin.yaml")
     enc = cfg.encoder

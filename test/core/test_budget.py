@@ -9,7 +9,7 @@ import pytest
 
 from person_search.core.budget import CropBudget, parse_crop_budget
 from person_search.core.config import EncoderConfig
-from person_search.core.embed import Embedder
+from person_search.core.embed_stage import Embedder
 from person_search.core.types import FrameDetections, PersonDetection
 
 S = 1_000_000_000  # ns per second

@@ -8,8 +8,7 @@ import pytest
 
 from person_search.core.config import (AttentionConfig, ConfigError, DetectorConfig, EncoderConfig, PipelineConfig,
                                        load_config)
-from person_search.graph import CameraSpec, node_set, parse_cameras
-from person_search.launcher import CONFIG_DIR
+from person_search.graph import CONFIG_DIR, CameraSpec, node_set, parse_cameras
 
 
 @pytest.mark.parametrize("name", ["cpu", "orin", "test"])
@@ -136,3 +135,25 @@ def test_crop_budget_values_and_shipped_choices(tmp_path):
     assert load_config(None).encoder.crop_budget == "auto"
     assert load_config(CONFIG_DIR / "cpu.yaml").encoder.crop_budget == "auto"
     assert load_config(CONFIG_DIR / "test.yaml").encoder.crop_budget == "all"
+
+
+def test_attention_config_gathers_each_kernels_settings():
+    """AttentionConfig = kind + each kernel's settings (attention/settings.py), as the registry pairs them."""
+    from person_search.core.attention.registry import KERNEL_SETTINGS, KERNELS, settings_classes
+    from person_search.core.config import load_config
+    gathered = [f.name for cls in settings_classes() for f in dataclasses.fields(cls)]
+    assert [f.name for f in dataclasses.fields(AttentionConfig)] == ["kind"] + gathered
+    for kind in KERNELS.names():  # the kernel class names the same settings class as the registry
+        assert KERNELS.get(kind).settings is KERNEL_SETTINGS.get(kind), kind
+    # only the chosen kernel's own checks run: an even window is refused for window, ignored for sdpa
+    AttentionConfig(kind="sdpa", window_size=4).validate()
+    with pytest.raises(ConfigError, match="window_size must be odd"):
+        AttentionConfig(kind="window", window_size=4).validate()
+    cfg = load_config("config/test.yaml", {"encoder": {"attention.kind": "prune", "attention.prune_keep": 0.25}})
+    assert (cfg.encoder.attention.kind, cfg.encoder.attention.prune_keep) == ("prune", 0.25)
+    KERNEL_SETTINGS["copy"] = KERNEL_SETTINGS["window"]
+    try:
+        with pytest.raises(ValueError, match="window_size.*declared by window and copy"):
+            settings_classes()
+    finally:
+        del KERNEL_SETTINGS["copy"]

@@ -13,15 +13,15 @@ import pytest
 
 from person_search.core.config import DetectorConfig, VideoConfig
 from person_search.core.detect import (
-    DetectorWeightsError,
     PersonTracker,
     check_image,
     crop_box,
     crop_quality,
 )
-from person_search.core.sample import make_sample_video, sample_images
+from person_search.core.errors import WeightsError
 from person_search.core.types import Frame, FrameDetections
 from person_search.core.video import open_source
+from person_search.demo.sample import make_sample_video, sample_images
 
 BUS_PEOPLE = [(48, 398, 245, 902), (222, 408, 344, 857), (670, 380, 810, 876)]  # rough, full res 810x1080
 
@@ -141,10 +141,10 @@ def test_bad_frames_refused(bad):
 def test_yolo_missing_weights_fails_fast(tmp_path):
     missing = tmp_path / "no_such_yolo.pt"
     t0 = time.monotonic()
-    with pytest.raises(DetectorWeightsError, match="no_such_yolo.pt.*models/README.md"):
+    with pytest.raises(WeightsError, match="no_such_yolo.pt.*models/README.md"):
         PersonTracker(DetectorConfig(backend="yolo", model=str(missing)))
     assert time.monotonic() - t0 < 2.0
-    assert issubclass(DetectorWeightsError, RuntimeError)
+    assert issubclass(WeightsError, RuntimeError)
 
 
 def test_auto_falls_back_to_hog(tmp_path, caplog):

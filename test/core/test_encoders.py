@@ -11,11 +11,11 @@ import torch
 
 from person_search.core import paths
 from person_search.core.attention.module import ClipAttention
-from person_search.core.backends.onnx import expected_metadata
+from person_search.core.backends.export import expected_metadata
 from person_search.core.config import ConfigError, EncoderConfig
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 from person_search.core.models.pos_embed import resize_pos_embed_2d
-from person_search.core.models.registry import open_clip_registered, register_model_configs
+from person_search.core.models.archs import open_clip_registered, register_model_configs
 from person_search.core.models.weights import WeightsError, file_digest, resolve_weights
 from person_search.core.preprocess import preprocess_crops
 

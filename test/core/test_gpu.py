@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from person_search.core.config import DetectorConfig, EncoderConfig
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 
 pytestmark = pytest.mark.gpu
 

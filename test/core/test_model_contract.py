@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from person_search.core.config import AttentionConfig
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 from person_search.core.models.factory import build_clip
 from person_search.core.models.run import RunError, describe_checkpoint, read_model_json, servable, write_model_json
 from person_search.core.models.weights import WeightsError, file_digest

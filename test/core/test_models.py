@@ -14,9 +14,9 @@ from person_search.core.attention.module import ClipAttention
 from person_search.core.attention.patch import AttentionPatchError, apply_attention, find_sites, split_qkv
 from person_search.core.attention.registry import KERNELS
 from person_search.core.config import AttentionConfig, ConfigError
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 from person_search.core.models.factory import build_clip
-from person_search.core.models.registry import open_clip_registered
+from person_search.core.models.archs import open_clip_registered
 
 from tinykit import ARCH, cfg
 
@@ -114,6 +114,11 @@ def test_serving_build_is_frozen_and_image_only_drops_text():
 
 
 @dataclass
+class _ScaledSettings:  # the test kernel's settings, as core/attention/settings.py declares a kernel's
+    scale: float = 2.0
+
+
+@dataclass
 class _ScaledConfig(AttentionConfig):
     scale: float = 2.0
 
@@ -123,7 +128,7 @@ class _ScaledKernel(EagerKernel):
 
     name = "test-scaled"
     changes_function = True
-    settings = ("scale",)
+    settings = _ScaledSettings
     flag_value = None
 
     def __init__(self, cfg, ctx):

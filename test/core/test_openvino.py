@@ -12,9 +12,9 @@ from person_search.cli import main as cli_main
 from person_search.core.config import DetectorConfig, load_config
 from person_search.core.detect import PersonTracker
 from person_search.core.paths import shared_models_dir
-from person_search.core.sample import sample_images
 from person_search.core.types import Frame
-from person_search.launcher import config_path
+from person_search.demo.sample import sample_images
+from person_search.graph import config_path
 
 OV_NAME = "yolo11n_int8_openvino_model"
 pytest.importorskip("openvino", reason="the openvino runtime is not installed (pip install -r requirements.txt)")

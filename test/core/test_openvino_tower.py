@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinykit import cfg
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 
 pytest.importorskip("openvino")
 LOGGER = "person_search.core.backends.openvino"

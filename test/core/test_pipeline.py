@@ -10,12 +10,12 @@ import pytest
 from person_search.cli import main as cli_main
 from person_search.core.config import load_config
 from person_search.core.pipeline import OfflinePipeline
-from person_search.launcher import config_path
+from person_search.graph import config_path
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    from person_search.core.sample import make_sample_video
+    from person_search.demo.sample import make_sample_video
     return make_sample_video(tmp_path_factory.mktemp("v") / "sample.mp4", seconds=3.0)
 
 

@@ -16,7 +16,7 @@ from person_search.core.config import ReidConfig
 from person_search.core.paths import shared_models_dir
 from person_search.core.reid.encoder import ReidEncoder, ReidUnavailable, maybe_reid_encoder, preprocess_reid
 from person_search.core.reid.market import ReidDataError, evaluate_market, market_metrics, parse_name, read_market
-from person_search.core.sample import sample_images
+from person_search.demo.sample import sample_images
 
 OSNET = shared_models_dir() / "osnet_x0_25_msmt17"
 needs_osnet = pytest.mark.skipif(not (OSNET / "osnet_x0_25_msmt17.onnx").is_file(),

@@ -7,7 +7,7 @@ import torch
 
 from person_search.core.config import EncoderConfig
 from person_search.core.models.factory import build_clip
-from person_search.core.models.registry import model_config, shipped_archs
+from person_search.core.models.archs import model_config, shipped_archs
 
 SMALL = {"PS-MobileNetV3-L": "mobilenetv3_large_100", "PS-EfficientNet-B0": "efficientnet_b0",
          "PS-MobileNetV4-S": "mobilenetv4_conv_small"}

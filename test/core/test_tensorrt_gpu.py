@@ -14,7 +14,7 @@ import torch
 
 from person_search.core.backends.tensorrt import sidecar_path
 from person_search.core.config import EncoderConfig
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 from person_search.core.models.factory import build_clip
 from tinykit import cfg
 

@@ -11,7 +11,7 @@ import torch
 
 from person_search.cli import main
 from person_search.core.backends import tensorrt
-from person_search.core.backends.onnx import export_image_tower, expected_metadata
+from person_search.core.backends.export import export_image_tower, expected_metadata
 from person_search.core.models.factory import build_clip
 from tinykit import cfg
 

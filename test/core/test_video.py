@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from person_search.core.config import VideoConfig
-from person_search.core.sample import sample_images
 from person_search.core.video import SourceError, open_source, source_kind
+from person_search.demo.sample import sample_images
 
 W, H = 320, 240
 

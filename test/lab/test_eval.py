@@ -82,7 +82,7 @@ def test_cli_eval_writes_json_npz_and_pngs(data, tmp_path, capsys):
 def test_run_folder_contract(data, tmp_path, capsys):
     import torch
 
-    from person_search.core.models.registry import open_clip_registered
+    from person_search.core.models.archs import open_clip_registered
     from safetensors.torch import save_file
     run = tmp_path / "run"
     run.mkdir()

@@ -13,7 +13,7 @@ from person_search.core.attention.patch import split_qkv
 from person_search.lab.train.lora import apply_lora, fold_qkv, merge_lora
 from person_search.cli import main as cli_main
 from person_search.core.config import EncoderConfig
-from person_search.core.encoder import ClipEncoder
+from person_search.core.clip_encoder import ClipEncoder
 from person_search.core.models.weights import file_digest
 from person_search.lab.train import train
 from person_search.lab.train.checkpoint import load_weights, save_weights

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from person_search.core.types import EmbeddingBatch
-from person_search.graph import NodeSpec
-from person_search.launcher import Graph, config_path
+from person_search.graph import Graph, NodeSpec, config_path
 from procs import node_processes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +46,7 @@ def _digest(path: Path) -> str:
 
 @pytest.fixture
 def publisher(probe):
-    from person_search.nodes.common import RELIABLE_QOS
+    from person_search.nodes.qos import RELIABLE_QOS
     from person_search_interfaces.msg import PersonEmbeddings
     pub = probe.node.create_publisher(PersonEmbeddings, "/person_embeddings", RELIABLE_QOS)
     yield pub

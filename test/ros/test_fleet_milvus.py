@@ -16,8 +16,7 @@ import pytest
 pytest.importorskip("pymilvus", reason="pymilvus is not installed (requirements.txt)")
 pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (requirements.txt)")
 
-from person_search.graph import NodeSpec  # noqa: E402
-from person_search.launcher import Graph, config_path  # noqa: E402
+from person_search.graph import Graph, NodeSpec, config_path  # noqa: E402
 
 DIM = 64  # PS-Tiny-ViT, the test config's CLIP
 
@@ -69,8 +68,8 @@ def _look(seed: int, n: int) -> np.ndarray:
 def test_two_robots_write_one_milvus_and_one_query_node_sees_both(probe, tmp_path, milvus_server):
     from tinykit import cfg
     from person_search.nodes.convert import time_to_ns
-    from person_search.core.encoder import ClipEncoder
-    from person_search.nodes.common import RELIABLE_QOS
+    from person_search.core.clip_encoder import ClipEncoder
+    from person_search.nodes.qos import RELIABLE_QOS
     from person_search_interfaces.msg import PersonEmbeddings
 
     gallery = {"gallery.backend": "milvus", "gallery.milvus_uri": milvus_server, "gallery.snapshot_path": ""}

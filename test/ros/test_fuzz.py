@@ -19,8 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from person_search.graph import CameraSpec
-from person_search.launcher import make_graph
+from person_search.graph import CameraSpec, make_graph
 
 N_IMAGES, N_CROPS, N_EMBEDDINGS, N_QUERIES = 1200, 800, 1500, 200
 MIN_IMAGE_DROPS = 100  # best effort, keep last 1 (a camera's QoS): DDS may replace frames before the node reads them
@@ -106,7 +105,7 @@ def _embeddings(rng: random.Random, model_id: str, dim: int, *, bad: bool):
 def test_every_node_survives_thousands_of_malformed_messages(probe, tmp_path):
     from sensor_msgs.msg import Image
     from person_search_interfaces.msg import PersonCrops, PersonEmbeddings
-    from person_search.nodes.common import RELIABLE_QOS, sensor_qos
+    from person_search.nodes.qos import RELIABLE_QOS, sensor_qos
     from person_search.core.config import GalleryConfig
     from person_search.core.gallery import RollingGallery
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from person_search.core.paths import shared_models_dir
-from person_search.graph import CameraSpec
-from person_search.launcher import make_graph
+from person_search.graph import CameraSpec, make_graph
 from person_search.nodes.convert import compressed_to_bgr, image_to_bgr, time_to_ns
 
 pytestmark = pytest.mark.ros

@@ -14,9 +14,8 @@ import pytest
 import yaml
 from rclpy.qos import ReliabilityPolicy
 
-from person_search.core.sample import sample_images
-from person_search.graph import CameraSpec, node_set
-from person_search.launcher import Graph, config_path
+from person_search.demo.sample import sample_images
+from person_search.graph import CameraSpec, Graph, config_path, node_set
 from person_search.nodes import convert
 
 pytestmark = pytest.mark.ros
@@ -49,7 +48,7 @@ def test_bad_parameters_exit_with_a_clear_message(module, param, needle):
 
 def test_detector_survives_bad_frames_and_keeps_publishing(probe):
     from sensor_msgs.msg import Image
-    from person_search.nodes.common import sensor_qos
+    from person_search.nodes.qos import sensor_qos
     g = Graph([s for s in node_set([CameraSpec("camx", image_topic="image_raw")]) if s.name == "detector"],
               config_path("test"), extra_params={"ros.wait_for_subscribers_s": 0.0})
     with g:
@@ -88,7 +87,7 @@ def test_external_compressed_camera_feeds_the_detector(probe, tmp_path):
     """
     from sensor_msgs.msg import CameraInfo, CompressedImage
     from person_search.core.imaging import encode_jpeg
-    from person_search.nodes.common import sensor_qos
+    from person_search.nodes.qos import sensor_qos
     specs = node_set([CameraSpec("ext", image_topic="/vendor/front/image_raw")], image_transport="compressed")
     assert [s.fqn for s in specs if s.namespace == "/ext"] == ["/ext/detector"]  # no camera node
     params = yaml.safe_load(Path(config_path("test")).read_text())
@@ -186,7 +185,7 @@ def test_camera_stamps_follow_the_node_clock_under_sim_time(probe, sample_video)
     """use_sim_time: frames are stamped from /clock, not from the wall clock."""
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
-    from person_search.nodes.common import sensor_qos
+    from person_search.nodes.qos import sensor_qos
     sim_ns = 1_000_000_000_000  # 1000 s after the epoch: far from the wall clock
     clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
     state = {"t": sim_ns}

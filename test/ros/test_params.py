@@ -7,7 +7,7 @@ import rclpy
 from rclpy.parameter import Parameter
 
 from person_search.core.config import ConfigError, EncoderConfig
-from person_search.nodes.common import declare_section
+from person_search.nodes.params import declare_section
 
 
 @pytest.fixture

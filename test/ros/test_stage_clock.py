@@ -14,7 +14,8 @@ def test_stage_stats_age_wait_and_work_on_the_node_clock():
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import CompressedImage
 
-    from person_search.nodes.common import RELIABLE_QOS, StageStats, _message_info_supported, subscription
+    from person_search.nodes.diagnostics import StageStats, _message_info_supported
+    from person_search.nodes.qos import RELIABLE_QOS, subscription
     from person_search.nodes.convert import ns_to_time
 
     ctx = rclpy.Context()

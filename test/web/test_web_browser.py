@@ -32,9 +32,8 @@ def shots(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def graph(chrome, tmp_path_factory):  # chrome first: no browser, no graph started
-    from person_search.core.sample import make_sample_video
-    from person_search.graph import CameraSpec
-    from person_search.launcher import make_graph
+    from person_search.demo.sample import make_sample_video
+    from person_search.graph import CameraSpec, make_graph
     video = make_sample_video(tmp_path_factory.mktemp("video") / "sample.mp4", seconds=4.0)
     logs = tmp_path_factory.mktemp("logs")
     port = free_port()

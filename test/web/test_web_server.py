@@ -153,7 +153,7 @@ def slow_graph():
         time.sleep(5.0)
         resp.success, resp.message = True, "late"
         return resp
-    from person_search.nodes.common import SERVICE_QOS
+    from person_search.nodes.qos import SERVICE_QOS
     node.create_service(QueryPerson, "query_person", answer, qos_profile=SERVICE_QOS)
     ex = MultiThreadedExecutor(num_threads=4)
     ex.add_node(node)

@@ -8,7 +8,8 @@ of the package what it does:
 
 * ``changes_function``: True when the kernel computes a different function than full
   softmax attention (window, sparse, learned mask, token pruning): the model id then
-  carries the kind and its ``settings`` so embeddings of different variants are never mixed.
+  carries the kind and its ``settings`` (the kernel's settings dataclass, ``settings.py``)
+  so embeddings of different variants are never mixed.
 * ``flag_value``: for attention modules that keep their own fused/unfused switch (timm,
   open_clip ``Attention`` with extras) the value to set; None = the kernel needs
   :class:`~person_search.core.attention.module.ClipAttention`.
@@ -23,7 +24,7 @@ Kernels: ``sdpa``, ``eager`` (here), ``window`` and ``sparse`` (``local.py``), `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Optional, Tuple
 
 import torch
@@ -59,7 +60,7 @@ class AttentionKernel(nn.Module):
 
     name: ClassVar[str] = ""
     changes_function: ClassVar[bool] = False
-    settings: ClassVar[Tuple[str, ...]] = ()  # AttentionConfig fields that enter the model id
+    settings: ClassVar[Optional[type]] = None  # its settings dataclass (settings.py): its fields enter the model id
     flag_value: ClassVar[Optional[bool]] = None
     reduces_tokens: ClassVar[bool] = False
     needs_vit: ClassVar[bool] = False
@@ -85,7 +86,8 @@ class AttentionKernel(nn.Module):
     @classmethod
     def function_id(cls, cfg: Any) -> str:
         """Return the model-id suffix of this kernel with ``cfg``'s settings (e.g. ``window(size=7)``)."""
-        args = ",".join(f"{s}={getattr(cfg, s)}" for s in cls.settings)
+        names = [f.name for f in fields(cls.settings)] if cls.settings is not None else []
+        args = ",".join(f"{s}={getattr(cfg, s)}" for s in names)
         return f"{cls.name}({args})" if args else cls.name
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from person_search.core.attention.kernels import AttentionKernel, VariantKernel
+from person_search.core.attention.settings import LamSettings
 from person_search.core.errors import ConfigError
 
 
@@ -25,7 +26,7 @@ class LamKernel(VariantKernel):
 
     name = "lam"
     changes_function = True
-    settings = ("lam_hidden", "lam_layers")
+    settings = LamSettings
 
     def __init__(self, cfg, ctx, eager: bool = False):
         super().__init__(cfg, ctx, eager)

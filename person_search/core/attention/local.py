@@ -25,6 +25,7 @@ from typing import List, Tuple
 import torch
 
 from person_search.core.attention.kernels import VariantKernel
+from person_search.core.attention.settings import SparseSettings, WindowSettings
 
 NEG_INF = float("-inf")
 
@@ -85,7 +86,7 @@ class WindowKernel(_GridKernel):
     """2-D neighbourhood attention over the patch grid, computed in bands of rows (linear memory)."""
 
     name = "window"
-    settings = ("window_size", "window_dilation")
+    settings = WindowSettings
     band_rows = 4  # grid rows of queries per band
 
     def __init__(self, cfg, ctx, eager: bool = False):
@@ -124,7 +125,7 @@ class SparseKernel(_GridKernel):
     """Fixed block-sparse pattern (local blocks + strided global tokens) as a dense SDPA mask."""
 
     name = "sparse"
-    settings = ("sparse_block", "sparse_stride")
+    settings = SparseSettings
 
     def __init__(self, cfg, ctx, eager: bool = False):
         super().__init__(cfg, ctx, eager)

@@ -19,6 +19,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from person_search.core.attention.kernels import VariantKernel
+from person_search.core.attention.settings import PruneSettings
 from person_search.core.errors import ConfigError
 
 
@@ -60,7 +61,7 @@ class PruneKernel(VariantKernel):
 
     name = "prune"
     changes_function = True
-    settings = ("prune_keep", "prune_layers")
+    settings = PruneSettings
     reduces_tokens = True
 
     def __init__(self, cfg, ctx, eager: bool = False):

@@ -1,8 +1,8 @@
 """OpenVINO backend for the CLIP image tower on x86 CPUs (fp32).
 
-The tower goes through the same ONNX export as the ONNX Runtime backend
-(``onnx.export_image_tower``: opset 17, dynamic batch, attention kernels in their export
-form), is converted with ``openvino.convert_model`` and saved as OpenVINO IR
+The tower goes through the same ONNX export as the ONNX Runtime backend (``export.py``:
+opset 17, dynamic batch, attention kernels in their export form; the cache of
+``ExportedBackend``), is converted with ``openvino.convert_model`` and saved as OpenVINO IR
 (``.xml`` + ``.bin``, weights kept in fp32) under
 ``<cache_dir>/openvino/<model_id>_<H>x<W>_fp32_<fingerprint>.xml``. The ONNX metadata (arch,
 model_id, input size, mean/std, dim, weights fingerprint) is stored in the IR's ``rt_info``
@@ -20,9 +20,7 @@ from typing import Dict
 
 import numpy as np
 
-from person_search.core.backends.base import ImageBackend
-from person_search.core.backends.onnx import _safe, check_metadata, export_image_tower, metadata_for
-from person_search.core.models.weights import module_fingerprint
+from person_search.core.backends.export import ExportedBackend, check_metadata, export_image_tower
 
 logger = logging.getLogger(__name__)
 
@@ -54,36 +52,28 @@ def _read_checked(core, path: Path, expected: Dict[str, str]):
     return model
 
 
-class OpenVinoBackend(ImageBackend):
+class OpenVinoBackend(ExportedBackend):
     """OpenVINO fp32 on the CPU, from a cached IR of the torch tower."""
 
     name = "openvino"
     devices = ("cpu",)
+    folder, suffix = "openvino", "xml"
 
     def __init__(self, tower, facts, ctx):
+        import openvino  # noqa: F401 - a missing runtime fails here, before any export
         super().__init__(tower, facts, ctx)
+
+    def convert(self, tower, path: Path, image_size, metadata: Dict[str, str]) -> None:
+        convert_to_ir(tower, path, image_size, metadata)
+
+    def load(self, path: Path, expected: Dict[str, str]) -> None:
         import openvino as ov
 
-        fingerprint = module_fingerprint(tower)
-        meta = metadata_for(facts, False, fingerprint)
-        h, w = facts.image_size
-        self.path = Path(ctx.cache_dir) / "openvino" / f"{_safe(facts.model_id)}_{h}x{w}_fp32_{fingerprint[:8]}.xml"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         core = ov.Core()
-        model = None
-        if self.path.is_file():
-            try:
-                model = _read_checked(core, self.path, meta)
-                logger.info("OpenVINO image tower loaded from cache %s", self.path)
-            except Exception as e:  # noqa: BLE001 - stale / corrupt cache: convert again
-                logger.warning("OpenVINO cache %s unusable (%s); converting again", self.path, e)
-        if model is None:
-            logger.info("converting the %s image tower to OpenVINO IR at %s", facts.arch, self.path)
-            convert_to_ir(tower, self.path, facts.image_size, meta)
-            model = _read_checked(core, self.path, meta)
+        model = _read_checked(core, path, expected)
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-        if ctx.threads > 0:
-            config["INFERENCE_NUM_THREADS"] = int(ctx.threads)
+        if self.ctx.threads > 0:
+            config["INFERENCE_NUM_THREADS"] = int(self.ctx.threads)
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
 

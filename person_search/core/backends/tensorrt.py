@@ -323,7 +323,7 @@ def export_and_build(tower, facts, spec: EngineSpec, engine_path: Path, *, works
     kernels) and FP16 where TensorRT is strongly typed (11+: the types in the file are used).
     The timing cache lives in the engine's folder and is shared by all builds there.
     """
-    from person_search.core.backends.onnx import export_image_tower, metadata_for
+    from person_search.core.backends.export import export_image_tower, metadata_for
 
     trt = import_tensorrt()
     half = spec.precision == "fp16" and strongly_typed(trt)

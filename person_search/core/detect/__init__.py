@@ -15,8 +15,9 @@ or ``BOTSORT``, configured from their packaged yaml with ``track_buffer`` from t
 so ids persist across frames exactly as in ``model.track(persist=True)``.
 
 ``backend="auto"`` uses YOLO when the weights file exists locally and loads, else logs one
-warning and uses HOG. ``backend="yolo"`` with a missing file raises `DetectorWeightsError`
-at once (ultralytics is never asked to download anything, nor to pip-install).
+warning and uses HOG. ``backend="yolo"`` with a missing file raises ``WeightsError``
+(``core/errors.py``, the package's one weights error) at once (ultralytics is never asked
+to download anything, nor to pip-install).
 """
 
 import os
@@ -28,8 +29,8 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 from person_search.core.detect.crops import crop_box, crop_quality, PERSON_CLASS, sharpness  # noqa: E402
 from person_search.core.detect.hog import HogDetector, nms  # noqa: E402
 from person_search.core.detect.tracker import PersonTracker  # noqa: E402
-from person_search.core.detect.yolo import DetectorWeightsError, resolve_weights, YoloDetector  # noqa: E402
+from person_search.core.detect.yolo import find_detector_weights, YoloDetector  # noqa: E402
 from person_search.core.imaging import check_image  # noqa: E402
 
-__all__ = ["DetectorWeightsError", "HogDetector", "PERSON_CLASS", "PersonTracker", "YoloDetector", "check_image",
-           "crop_box", "crop_quality", "nms", "resolve_weights", "sharpness"]
+__all__ = ["HogDetector", "PERSON_CLASS", "PersonTracker", "YoloDetector", "check_image",
+           "crop_box", "crop_quality", "find_detector_weights", "nms", "sharpness"]

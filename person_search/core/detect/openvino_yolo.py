@@ -23,7 +23,7 @@ import numpy as np
 
 from person_search.core.config import DetectorConfig
 from person_search.core.detect.crops import PERSON_CLASS
-from person_search.core.models.weights import WeightsError
+from person_search.core.errors import WeightsError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import numpy as np
 from person_search.core.config import DetectorConfig
 from person_search.core.detect.crops import crop_box, crop_quality
 from person_search.core.detect.hog import HogDetector
-from person_search.core.detect.yolo import DetectorWeightsError, resolve_weights, weights_missing_message, YoloDetector
+from person_search.core.detect.yolo import YoloDetector, find_detector_weights, weights_missing_message
+from person_search.core.errors import WeightsError
 from person_search.core.imaging import check_image
 from person_search.core.types import Frame, FrameDetections, PersonDetection
 
@@ -52,7 +53,7 @@ class PersonTracker:
         tracker_args: extra ultralytics tracker settings overriding its yaml (tuning, tests).
 
     Raises:
-        DetectorWeightsError: backend "yolo" and the weights are missing or do not load.
+        WeightsError: backend "yolo" and the weights are missing or do not load.
     """
 
     def __init__(self, cfg: DetectorConfig, tracker_args: Optional[Dict[str, Any]] = None):
@@ -85,10 +86,10 @@ class PersonTracker:
     def _make_detector(cfg: DetectorConfig):
         if cfg.backend == "hog":
             return HogDetector(cfg)
-        weights = resolve_weights(cfg.model)
+        weights = find_detector_weights(cfg.model)
         if cfg.backend == "yolo":
             if weights is None:
-                raise DetectorWeightsError(weights_missing_message(cfg.model))
+                raise WeightsError(weights_missing_message(cfg.model))
             return make_yolo(cfg, weights)
         # auto
         if weights is None:
@@ -97,7 +98,7 @@ class PersonTracker:
             return HogDetector(cfg)
         try:
             return make_yolo(cfg, weights)
-        except DetectorWeightsError as e:
+        except WeightsError as e:
             log.warning("%s; using the OpenCV HOG people detector instead", e)
             return HogDetector(cfg)
 

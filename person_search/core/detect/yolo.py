@@ -10,15 +10,12 @@ import numpy as np
 
 from person_search.core.config import DetectorConfig
 from person_search.core.detect.crops import PERSON_CLASS
-from person_search.core.models.weights import WeightsError
+from person_search.core.errors import WeightsError
 
 log = logging.getLogger(__name__)
 
-# the package's one weights error; the detector's name for it is kept for its callers
-DetectorWeightsError = WeightsError
 
-
-def resolve_weights(model: str) -> Optional[Path]:
+def find_detector_weights(model: str) -> Optional[Path]:
     """Return the local weights for ``model`` (a file, or an exported model folder), or None.
 
     Looks at the path as given (absolute or relative to the CWD), then in
@@ -67,8 +64,8 @@ class YoloDetector:
         try:
             self.model = YOLO(str(weights), task="detect")
         except Exception as e:  # noqa: BLE001 - corrupt file, wrong format, missing runtime
-            raise DetectorWeightsError(f"cannot load detector weights {str(weights)!r}: {type(e).__name__}: {e} "
-                                       f"(see models/README.md)") from e
+            raise WeightsError(f"cannot load detector weights {str(weights)!r}: {type(e).__name__}: {e} "
+                               f"(see models/README.md)") from e
         names = getattr(self.model, "names", None) or {}
         if names and str(names.get(PERSON_CLASS, "person")).lower() != "person":
             log.warning("detector model %s: class 0 is %r, not 'person' (COCO order expected)", weights,
@@ -116,8 +113,8 @@ def _require_openvino(weights: Path) -> None:
     try:
         import openvino  # noqa: F401
     except ImportError as e:
-        raise DetectorWeightsError(f"{weights.name} is an OpenVINO model but the openvino runtime is not "
-                                   f"installed (pip install -r requirements.txt, or pip install openvino)") from e
+        raise WeightsError(f"{weights.name} is an OpenVINO model but the openvino runtime is not "
+                           f"installed (pip install -r requirements.txt, or pip install openvino)") from e
 
 
 def _quiet_ultralytics() -> None:

@@ -1,8 +1,8 @@
-"""Thumbnails: the one JPEG encoder of the package, and the gallery's thumbnail budget.
+"""Thumbnails: the sizes and quality of stored crops and frames, and the gallery's thumbnail budget.
 
-Every JPEG the pipeline makes goes through :func:`encode_jpeg`; person crops and frame
-thumbnails through :func:`crop_thumbnail` / :func:`frame_thumbnail`, so the detector node
-and the offline embedder send the gallery the same sizes and quality.
+Person crops and frame thumbnails go through :func:`crop_thumbnail` / :func:`frame_thumbnail`
+(JPEG by :func:`person_search.core.imaging.encode_jpeg`, the one encoder), so the detector
+node and the offline embedder send the gallery the same sizes and quality.
 """
 
 from __future__ import annotations
@@ -13,23 +13,13 @@ from typing import Iterable, Iterator, Tuple
 import cv2
 import numpy as np
 
+from person_search.core.imaging import encode_jpeg
+
 CROP_MAX_SIDE = 256  # px, longer side of a stored person crop
 CROP_QUALITY = 85
 FRAME_MAX_SIDE = 480  # px, longer side of a frame thumbnail
 FRAME_QUALITY = 75
 LRU_ENTRY_BYTES = 110  # one OrderedDict entry, measured with tracemalloc
-
-
-def encode_jpeg(img: np.ndarray, *, quality: int = 85, max_side: int = 0) -> bytes:
-    """Encode a BGR image as JPEG, downscaled so that its longer side is at most max_side."""
-    if max_side and max(img.shape[:2]) > max_side:
-        s = max_side / max(img.shape[:2])
-        img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
-                         interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
 
 
 def crop_thumbnail(crop: np.ndarray) -> bytes:

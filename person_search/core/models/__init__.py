@@ -2,7 +2,7 @@
 
 Which folder owns what (all under ``person_search/core/``):
 
-* ``models/registry.py``: explicit registration of the shipped architectures
+* ``models/archs.py``: explicit registration of the shipped architectures
   (``person_search/model_configs/*.json``) with open_clip; the list of known archs.
   A new architecture is a JSON config there (open_clip's format).
 * ``models/weights.py``: ``WeightsError``; weights resolution (random, local file,

@@ -15,7 +15,7 @@ from person_search.core.attention.registry import KERNELS
 from person_search.core.config import EncoderConfig
 from person_search.core.errors import ConfigError
 from person_search.core.models.pos_embed import patch_grid, set_image_size
-from person_search.core.models.registry import model_config, open_clip_registered
+from person_search.core.models.archs import model_config, open_clip_registered
 from person_search.core.models.weights import (RANDOM_SEED, check_trained, load_checkpoint, load_kernel_state,
                                                preprocess_of, resolve_weights)
 

@@ -9,8 +9,8 @@
   caches first; downloaded only when downloads are on (not ``HF_HUB_OFFLINE=1``).
 
 Every failure is a :class:`WeightsError` with one line saying what is missing and where to
-put it. It is the one weights error of the package (the detector raises it too). This
-module imports no torch at import time, so that the detector can share the error type.
+put it (:class:`~person_search.core.errors.WeightsError`, the one weights error of the
+package; the detector raises it too). This module imports no torch at import time.
 """
 
 from __future__ import annotations
@@ -21,17 +21,14 @@ import os
 from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
-from person_search.core.models.registry import open_clip_registered
+from person_search.core.errors import WeightsError
+from person_search.core.models.archs import open_clip_registered
 from person_search.core.paths import MODELS_DIR, model_dirs, resolve_model_path
 
 RANDOM_SEED = 0
 MODELS_README = "models/README.md"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-class WeightsError(RuntimeError):
-    """Model weights are missing, unreadable or cannot be fetched (offline)."""
 
 
 class ResolvedWeights(NamedTuple):

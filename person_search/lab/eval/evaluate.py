@@ -34,7 +34,7 @@ def build_encoder(cfg):
     Raises:
         CheckpointError: the weights cannot be found, read or loaded into ``cfg.arch``.
     """
-    from person_search.core.encoder import ClipEncoder
+    from person_search.core.clip_encoder import ClipEncoder
     from person_search.core.models.weights import WeightsError
     try:
         return ClipEncoder(cfg, towers=("image", "text"))

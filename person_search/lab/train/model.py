@@ -52,7 +52,7 @@ def skeleton(arch: str, attention: str = "sdpa") -> nn.Module:
     """
     from person_search.core.attention.patch import apply_attention
     from person_search.core.config import AttentionConfig
-    from person_search.core.models.registry import open_clip_registered
+    from person_search.core.models.archs import open_clip_registered
 
     model = open_clip_registered().create_model(arch, device="meta")
     apply_attention(model, AttentionConfig(kind=attention))
@@ -78,7 +78,7 @@ class Trainable:
 
         ``step`` names the embedding space ``<arch>@training-step<step>``; None keeps the facts' model id.
         """
-        from person_search.core.encoder import ClipEncoder
+        from person_search.core.clip_encoder import ClipEncoder
         from person_search.core.models.factory import TOWERS, BuiltModel
 
         built = BuiltModel(model=self.clip, facts=self.facts, towers=TOWERS, device=torch.device(device),

@@ -8,8 +8,8 @@ import pytest
 
 from person_search.cli import main as cli_main
 from person_search.core.config import DetectorConfig
-from person_search.core.crowd import make_crowd_video
 from person_search.core.paths import shared_models_dir
+from person_search.demo.crowd import make_crowd_video
 
 
 def _frames(path):

@@ -1,7 +1,9 @@
-"""The one declaration of the node graph.
+"""The one declaration of the node graph: which nodes run, under which names and remappings.
 
-The launch files, ``person-search up`` and the graph tests all build their processes from
-:func:`node_set`, so what is tested is what is launched.
+The launch files (:mod:`person_search.graph.launch`), ``person-search up``
+(:mod:`person_search.graph.supervisor`) and the graph tests all build their processes from
+:func:`node_set`, so what is tested is what is launched; ``setup.py`` installs the
+executables of :data:`EXECUTABLES` (:func:`console_scripts`).
 
 Naming scheme: node code uses only relative names (and ``~/`` for a node's internals).
 With a graph namespace ``NS`` ("" by default), the shared nodes run in ``NS`` and each
@@ -37,6 +39,16 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 PACKAGE = "person_search"
+# node name -> executable: the console script ``<executable>`` runs ``person_search.nodes.<executable>:main``.
+# setup.py derives its entry points from this table (see :func:`console_scripts`); a new node is one line here.
+EXECUTABLES: Dict[str, str] = {
+    "camera": "camera_node",
+    "detector": "detector_node",
+    "embedder": "embedder_node",
+    "index": "index_node",
+    "query": "query_node",
+    "web": "web_node",
+}
 GLOBAL_REMAPS: Tuple[Tuple[str, str], ...] = (("diagnostics", "/diagnostics"),)
 DETECTOR_SHARED = ("person_crops", "query_matches")  # names a detector shares with the graph namespace
 
@@ -140,14 +152,19 @@ def node_set(cameras: Sequence[CameraSpec] = (CameraSpec("cam0"),), *, loop: Opt
                 cam_params["video.source"] = cam.source
             if loop is not None:
                 cam_params["video.loop"] = bool(loop)
-            specs.append(NodeSpec("camera", "camera_node", cam_ns, parameters=cam_params))
-        specs.append(NodeSpec("detector", "detector_node", cam_ns, det_remaps, det_params))
-    specs.append(NodeSpec("embedder", "embedder_node", ns, parameters=dict(life)))
-    specs.append(NodeSpec("index", "index_node", ns))
-    specs.append(NodeSpec("query", "query_node", ns, parameters=dict(life)))
+            specs.append(NodeSpec("camera", EXECUTABLES["camera"], cam_ns, parameters=cam_params))
+        specs.append(NodeSpec("detector", EXECUTABLES["detector"], cam_ns, det_remaps, det_params))
+    specs.append(NodeSpec("embedder", EXECUTABLES["embedder"], ns, parameters=dict(life)))
+    specs.append(NodeSpec("index", EXECUTABLES["index"], ns))
+    specs.append(NodeSpec("query", EXECUTABLES["query"], ns, parameters=dict(life)))
     if web:
-        specs.append(NodeSpec("web", "web_node", ns, parameters=dict(web_params or {})))
+        specs.append(NodeSpec("web", EXECUTABLES["web"], ns, parameters=dict(web_params or {})))
     return specs
+
+
+def console_scripts() -> List[str]:
+    """Return the console-script entry points of the nodes (``setup.py`` installs them for ``ros2 run``)."""
+    return [f"{exe} = {PACKAGE}.nodes.{exe}:main" for exe in EXECUTABLES.values()]
 
 
 def parse_cameras(items: Sequence[str]) -> List[CameraSpec]:

@@ -1,4 +1,6 @@
-"""The runtime CLIP encoder: person crops -> image embeddings, text -> text embeddings.
+"""The CLIP model at runtime (:class:`ClipEncoder`): person crops -> image embeddings, text -> text embeddings.
+
+Which crops it sees, and when, is the embed stage's business (:mod:`person_search.core.embed_stage`).
 
 ``ClipEncoder(cfg)`` gets its model from :func:`~person_search.core.models.factory.build_clip`
 (weights, input size, attention kernel); ``ClipEncoder.over(built)`` wraps a model built

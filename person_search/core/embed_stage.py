@@ -1,4 +1,8 @@
-"""The embedding stage: the global crop budget, batching through the CLIP image tower, JPEG crops."""
+"""The embed stage (what the embedder node runs): the crop budget, batching through the CLIP image tower, JPEG crops.
+
+The model itself is :class:`~person_search.core.clip_encoder.ClipEncoder`; this module decides
+which crops it sees and packs what comes out.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ class Embedder:
     def __init__(self, cfg: EncoderConfig, encoder=None, *, reid=None, frame_jpeg_max_side: int = 480,
                  clock: Callable[[], float] = time.perf_counter):
         if encoder is None:
-            from person_search.core.encoder import ClipEncoder
+            from person_search.core.clip_encoder import ClipEncoder
             encoder = ClipEncoder(cfg, towers=("image",))
         self.encoder = encoder
         self.budget = CropBudget(parse_crop_budget(cfg.crop_budget), per_track_s=cfg.max_crops_per_track_s)

@@ -1,4 +1,4 @@
-"""The architectures person_search ships (open_clip JSON configs) and their registration."""
+"""The architectures person_search ships (open_clip JSON configs under model_configs/), registered with open_clip."""
 
 from __future__ import annotations
 

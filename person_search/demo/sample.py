@@ -121,7 +121,7 @@ def make_sample_video(path, *, seconds: float = 6.0, fps: int = 15, size: Tuple[
     return out
 
 
-if __name__ == "__main__":  # python -m person_search.core.sample out.mp4
+if __name__ == "__main__":  # python -m person_search.demo.sample out.mp4
     import sys
 
     print(make_sample_video(sys.argv[1] if len(sys.argv) > 1 else "sample.mp4"))

@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 
-from person_search.core.sample import sample_images
+from person_search.demo.sample import sample_images
 
 # (photo, x1, y1, x2, y2, height relative to a full-body walker) of each person cut out
 CUTOUTS = (

@@ -16,7 +16,7 @@ pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (require
 from person_search.core.config import GalleryConfig, ReidConfig  # noqa: E402
 from person_search.core.gallery import MilvusGallery  # noqa: E402
 from person_search.core.gallery.persons import PersonLinker, search_persons  # noqa: E402
-from test_gallery import MODEL, make_batch, unit  # noqa: E402
+from gallerykit import MODEL, make_batch, unit  # noqa: E402
 from test_persons import LOOKS, S, crops  # noqa: E402
 
 REID = "osnet@test"

@@ -1,7 +1,7 @@
 """Start the node set as one process per node, without the ``ros2 launch`` tool.
 
 Used by ``person-search up``, ``person-search demo`` and the graph tests. The processes
-come from :func:`person_search.graph.node_set`, as do the launch files'.
+come from :func:`person_search.graph.spec.node_set`, as do the launch files'.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from person_search.core.paths import package_share
-from person_search.graph import CameraSpec, NodeSpec, node_set
+from person_search.graph.spec import CameraSpec, NodeSpec, node_set
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "config"
 
 

@@ -20,7 +20,7 @@ pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (require
 from person_search.core.config import ConfigError, GalleryConfig  # noqa: E402
 from person_search.core.gallery import (GalleryBackendError, GalleryMismatchError, MilvusGallery,  # noqa: E402
                                         RollingGallery, make_gallery)
-from test_gallery import MODEL, S, clustered, make_batch, unit  # noqa: E402
+from gallerykit import MODEL, S, clustered, make_batch, unit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = dict(window_s=1000.0, capacity=100_000, max_per_track=4, diversity=0.95, thumb_budget_bytes=1 << 20)

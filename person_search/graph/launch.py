@@ -1,4 +1,4 @@
-"""Launch descriptions built from the one node-set declaration (person_search.graph).
+"""Launch descriptions built from the one node-set declaration (:mod:`person_search.graph.spec`).
 
 Only imported by the launch files: it needs the ``launch`` and ``launch_ros`` packages of a
 ROS 2 distribution (Humble or newer; ``make setup`` installs them where there is none).
@@ -36,10 +36,10 @@ from launch_ros.actions import Node
 
 from person_search.core.paths import package_share
 from person_search.core.video import source_kind
-from person_search.graph import CameraSpec, node_set, parse_cameras, rviz_config
+from person_search.graph.spec import EXECUTABLES, CameraSpec, node_set, parse_cameras, rviz_config
 
 _BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-EXIT_CONFIG = 2  # a node's "cannot start" exit code (person_search.nodes.common.run_node)
+EXIT_CONFIG = 2  # a node's "cannot start" exit code (person_search.nodes.runner.run_node)
 MAX_RESTARTS = 10  # crashes in a row before the launch gives up (person-search up --max-restarts)
 STABLE_S = 60.0  # a node that ran this long has its crash count reset
 RESPAWN_DELAY_S = 2.0
@@ -47,12 +47,13 @@ RESPAWN_DELAY_S = 2.0
 
 def _share() -> str:
     share = package_share()  # None when running from a source checkout: the checkout's root
-    return str(share) if share is not None else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.abspath(__file__)  # <root>/person_search/graph/launch.py
+    return str(share) if share is not None else os.path.dirname(os.path.dirname(os.path.dirname(here)))
 
 
 def _respawn(spec) -> bool:
     """Respawn a crashed node; not a camera playing a file, whose end is a normal exit."""
-    if spec.executable != "camera_node":
+    if spec.executable != EXECUTABLES["camera"]:
         return True
     source = str(spec.parameters.get("video.source", ""))
     return bool(source) and source_kind(source) not in ("file", "folder")

@@ -1,4 +1,4 @@
-"""launch_pytest on this pytest: a compatibility attribute for launch_pytest 3.7.1 (the vendored Kilted-era one).
+"""Fixtures of the launch tests; launch_pytest on this pytest: a compatibility attribute for launch_pytest 3.7.1.
 
 pytest 8.4 made fixture functions FixtureFunctionDefinition objects; launch_pytest 3.7.1
 still reads their old ``_pytestfixturefunction`` attribute (the fixture marker) while it
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from launch_helpers import RosLaunch
+from rosgraph import probe, sample_video  # noqa: F401 - fixtures shared with test/ros
 
 try:
     from _pytest.fixtures import FixtureFunctionDefinition
