@@ -19,45 +19,15 @@ import re
 import shlex
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
+from benchmarks.readme_runs import blocks, cli_argv, commands
 from person_search.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-PREFIXES = (("tools/env.sh", "person-search"), ("ros2", "run", "person_search", "person-search"),
-            ("tools/env.sh", "python", "-m", "person_search"), ("python", "-m", "person_search"),
-            ("person-search",))
-RUN_MARK = re.compile(r"<!--\s*run:(.*?)-->", re.S)
-
-
-def blocks(text: str) -> List[Tuple[str, Optional[str]]]:
-    """Return (body, run mark or None) of every fenced bash / sh / shell block."""
-    out = []
-    for m in re.finditer(r"(?P<pre>[^\n]*)\n```(?:bash|sh|shell)\n(?P<body>.*?)\n```", text, re.S):
-        mark = RUN_MARK.search(m.group("pre"))
-        out.append((m.group("body"), mark.group(1) if mark else None))
-    return out
-
-
-def commands(body: str) -> List[str]:
-    """Return the command lines of a block (continuations joined, comments kept for shlex)."""
-    return [c.strip() for c in re.sub(r"\\\n\s*", " ", body).split("\n") if c.strip() and not c.startswith("#")]
-
-
-def cli_argv(line: str) -> Optional[List[str]]:
-    """Return the person-search arguments of a command line, or None when it runs something else."""
-    try:
-        tokens = shlex.split(line, comments=True)
-    except ValueError:
-        return None
-    for prefix in PREFIXES:
-        if tuple(tokens[:len(prefix)]) == prefix:
-            argv = tokens[len(prefix):]
-            return argv[:argv.index(">")] if ">" in argv else argv
-    return None
 
 
 def split_optional(argv: List[str]) -> Tuple[List[str], List[List[List[str]]]]:
