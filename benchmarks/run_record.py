@@ -13,7 +13,10 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-from machine import cpu_model
+try:  # run as a module of the benchmarks package (python -m benchmarks.X)
+    from benchmarks.machine import cpu_model
+except ImportError:  # run as a script (its folder on sys.path)
+    from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
