@@ -50,6 +50,7 @@ VARIANTS = {
 GT_MIN_VISIBLE = 0.7  # ground-truth crops: at least this share of the box not covered by nearer walkers
 GT_CROPS_PER_ID = 12
 MAX_TOP_K = 100  # the query service's limit: every person of a short crowd fits
+PART_OF = 0.2  # a shown crop "holds part of" a walker when it covers this share of the walker's drawn box
 
 
 def model_settings(run: Path) -> Dict[str, object]:
@@ -277,14 +278,35 @@ def run_live(video: Path, truth: dict, settings: dict, variant: str, config: str
     t0_ns, align_iou = align_stamps(ct, sample)
     tracks = assign_tracks(ct, rec.tracks, t0_ns, scale)
 
-    def shown_walker(keys, best_track, box):
-        """The walker of the crop the answer shows (its best crop), else the person's majority walker."""
+    def shown_crop(best_track, box):
+        """(frame, box in truth pixels) of the crop an answer shows (its best crop), None if not recorded."""
         for s, b in rec.tracks.get(best_track, []):
             if max(abs(u - v) for u, v in zip(b, box)) < 0.5:
-                w, _ = ct.match(int(round((s - t0_ns) * ct.fps / 1e9)), [v * scale for v in b])
-                if w >= 0:
-                    return w
+                return int(round((s - t0_ns) * ct.fps / 1e9)), [v * scale for v in b]
+        return None
+
+    def shown_walker(keys, best_track, box):
+        """The walker of the crop the answer shows (its best crop), else the person's majority walker."""
+        at = shown_crop(best_track, box)
+        if at is not None:
+            w, _ = ct.match(*at)
+            if w >= 0:
+                return w
         return person_label(keys, tracks)
+
+    def holds_part_of(target, best_track, box) -> bool:
+        """True when the shown crop holds >= PART_OF of the asked walker's drawn box (an occluder or neighbour)."""
+        at = shown_crop(best_track, box)
+        if at is None:
+            return False
+        ids, boxes = ct.at(at[0])
+        for i, b in zip(ids, boxes):
+            if i == target:
+                x1, y1, x2, y2 = at[1]
+                iw = max(0.0, min(x2, b[2]) - max(x1, b[0]))
+                ih = max(0.0, min(y2, b[3]) - max(y1, b[1]))
+                return iw * ih >= PART_OF * max(1e-9, (b[2] - b[0]) * (b[3] - b[1]))
+        return False
 
     rows, crops_for_png = [], {}
     for n, (target, cap) in enumerate(queries):
@@ -293,6 +315,8 @@ def run_live(video: Path, truth: dict, settings: dict, variant: str, config: str
         r = {"id": target, "caption": cap, **rank_scores(labels, target), "top": labels[:5],
              "cause": loss_cause(target, tracks, rec.embedded, in_gallery, persons,
                                  first_label=labels[0] if labels else None)}
+        if r["cause"] == CAUSES[4] and answers[n]:
+            r["first_holds_part_of_target"] = holds_part_of(target, answers[n][0][3], answers[n][0][4])
         rows.append(r)
         crops_for_png[n] = [(lab, a[2]) for lab, a in zip(labels[:5], answers[n][:5])]
     per_walker = {}
@@ -311,6 +335,8 @@ def run_live(video: Path, truth: dict, settings: dict, variant: str, config: str
     return {"variant": variant, "what": VARIANTS[variant][1], "sets": {k: v for k, v in sets.items()},
             "detector": det, "per_query": rows, **summary(rows),
             "causes": {c: sum(1 for r in rows if r["cause"] == c) for c in CAUSES},
+            "ranked_below_by_a_crop_holding_part_of_the_target": sum(
+                1 for r in rows if r.get("first_holds_part_of_target")),
             "tracks": len(tracks), "tracks_unmatched": unmatched, "tracks_impure": impure,
             "embedded_tracks": len(rec.embedded), "gallery_tracks": len(in_gallery),
             "persons_answered": len(answers[0]) if answers else 0, "align_mean_iou": round(align_iou, 3),
@@ -410,6 +436,10 @@ def render_md(doc: dict) -> str:
                      + f" | {v['tracks']} | {v['tracks_unmatched']} | {v['tracks_impure']} | {v['embedded_tracks']}"
                      f" | {v['gallery_tracks']} | {v['persons_answered']} | "
                      f"{np.mean([w['persons'] for w in v['per_walker'].values()]):.1f} | {v['align_mean_iou']} |")
+    lines += ["", "Of the 'ranked below another' misses, those whose first answer shows a crop that covers >= "
+              f"{int(100 * PART_OF)} % of the asked walker's drawn box (a neighbour or occluder in the same crop): "
+              + ", ".join(f"{v['variant']} {v.get('ranked_below_by_a_crop_holding_part_of_the_target', '?')}"
+                          for v in doc["variants"]) + "."]
     lines += ["", "Per walker (tracks it was split over / of them embedded / persons they made):", "",
               "| walker | outfit | " + " | ".join(v["variant"] for v in doc["variants"]) + " |",
               "|---|---|" + "---|" * len(doc["variants"])]

@@ -149,3 +149,9 @@ def test_sample_video_captions_command(tmp_path, capsys):
     assert "--crowd" in capsys.readouterr().err
     assert cli_main(["sample-video", str(out), "--crowd", "40", "--captions", "test", "--size", "640x360"]) == 2
     assert "colour pairs" in capsys.readouterr().err
+
+
+def test_data_crowd_command_refuses_to_overwrite(tmp_path, capsys):
+    (tmp_path / "reid_raw.json").write_text("[]")
+    assert cli_main(["data", "crowd", str(tmp_path)]) == 2
+    assert "--force" in capsys.readouterr().err and (tmp_path / "reid_raw.json").read_text() == "[]"
