@@ -6,7 +6,8 @@ persons made of tracks. This module
 
 * finds the video time of the stamps (``align_stamps``: a live camera stamps frames at
   capture on the wall clock, so the offset of frame 0 is searched for: the one that makes the
-  reported boxes overlap the drawn ones best),
+  reported boxes overlap the drawn ones best; ``align_clock`` does it piece by piece, since a
+  camera that fell a second behind moves its video clock on),
 * gives every track its walker (``assign_tracks``: each crop goes to the walker whose box it
   overlaps most, IoU >= ``MIN_IOU`` as in the re-id benchmark; the track to its majority),
 * scores a ranked answer list against the identity asked for (``rank_scores``: Rank-k and
@@ -73,8 +74,74 @@ class CrowdTruth:
         return (int(ids[k]), float(iou[k])) if iou[k] >= MIN_IOU else (-1, float(iou[k]))
 
 
-def _frame_of(stamp_ns: int, t0_ns: int, fps: float) -> int:
-    return int(round((stamp_ns - t0_ns) * fps / 1e9))
+class StampClock:
+    """Capture stamp -> video frame, piecewise: a live camera that falls a second behind moves its video clock on.
+
+    ``pieces`` are (first stamp ns, t0 ns): from that stamp on, frame = (stamp - t0) x fps.
+    """
+
+    def __init__(self, pieces: Sequence[Tuple[int, int]]):
+        """Keep the pieces sorted by their first stamp."""
+        self.pieces = sorted((int(a), int(b)) for a, b in pieces)
+
+    def t0(self, stamp_ns: int) -> int:
+        """Return the t0 of the piece a stamp falls in (the first piece's before it)."""
+        t0 = self.pieces[0][1]
+        for start, t in self.pieces:
+            if stamp_ns < start:
+                break
+            t0 = t
+        return t0
+
+
+def _frame_of(stamp_ns: int, t0_ns, fps: float) -> int:
+    t0 = t0_ns.t0(stamp_ns) if isinstance(t0_ns, StampClock) else t0_ns
+    return int(round((stamp_ns - t0) * fps / 1e9))
+
+
+def align_clock(truth: "CrowdTruth", crops: Sequence[Tuple[int, Sequence[float]]], *, chunk_s: float = 2.0,
+                search_s: float = 3.0, step_s: float = 0.01) -> Tuple[StampClock, float]:
+    """Align stamps piece by piece (``chunk_s`` of stamps each): a live camera's video clock jumps forward.
+
+    The first piece is searched as ``align_stamps`` does; each later one from the previous
+    piece's t0 back by up to ``search_s`` (the camera skipped video) to a frame forward (jitter).
+    A piece with fewer than 5 crops keeps the previous t0. Returns the clock and the mean best
+    IoU of all crops under it.
+    """
+    if not crops:
+        raise ValueError("no crops to align")
+    crops = sorted(crops, key=lambda c: c[0])
+    chunks: List[list] = []
+    for c in crops:
+        if not chunks or c[0] - chunks[-1][0][0] > chunk_s * 1e9:
+            chunks.append([])
+        chunks[-1].append(c)
+    t0, _ = align_stamps(truth, chunks[0], search_s=search_s, step_s=step_s)
+    pieces = [(chunks[0][0][0], t0)]
+    for ch in chunks[1:]:
+        if len(ch) >= 5:
+            t0 = _best_t0(truth, ch, np.arange(t0 - search_s * 1e9, t0 + 1e9 / truth.fps + 1, step_s * 1e9))[0]
+        pieces.append((ch[0][0], t0))
+    clock = StampClock(pieces)
+    return clock, _mean_best_iou(truth, crops, clock)
+
+
+def _mean_best_iou(truth: "CrowdTruth", crops, t0) -> float:
+    total = 0.0
+    for s, box in crops:
+        ids, boxes = truth.at(_frame_of(s, t0, truth.fps))
+        if len(ids):
+            total += float(iou_matrix(np.asarray(box, np.float64)[None], boxes).max())
+    return total / max(1, len(crops))
+
+
+def _best_t0(truth: "CrowdTruth", crops, candidates) -> Tuple[int, float]:
+    best = (int(candidates[0]), -1.0)
+    for t0 in candidates:
+        mean = _mean_best_iou(truth, crops, int(t0))
+        if mean > best[1]:
+            best = (int(t0), mean)
+    return best
 
 
 def align_stamps(truth: CrowdTruth, crops: Sequence[Tuple[int, Sequence[float]]], *,
@@ -93,18 +160,8 @@ def align_stamps(truth: CrowdTruth, crops: Sequence[Tuple[int, Sequence[float]]]
     if not crops:
         raise ValueError("no crops to align")
     first = min(s for s, _ in crops)
-    best = (first, -1.0)
-    for off in np.arange(-search_s, step_s / 2 + 1.0 / truth.fps, step_s):
-        t0 = int(first + off * 1e9)
-        total = 0.0
-        for s, box in crops:
-            ids, boxes = truth.at(_frame_of(s, t0, truth.fps))
-            if len(ids):
-                total += float(iou_matrix(np.asarray(box, np.float64)[None], boxes).max())
-        mean = total / len(crops)
-        if mean > best[1]:
-            best = (t0, mean)
-    return best
+    offsets = np.arange(-search_s, step_s / 2 + 1.0 / truth.fps, step_s)
+    return _best_t0(truth, crops, [first + off * 1e9 for off in offsets])
 
 
 @dataclass
@@ -118,8 +175,11 @@ class TrackTruth:
 
 
 def assign_tracks(truth: CrowdTruth, tracks: Dict[Hashable, Sequence[Tuple[int, Sequence[float]]]],
-                  t0_ns: int, scale: float = 1.0) -> Dict[Hashable, TrackTruth]:
-    """Give each track its walker (``scale`` = truth pixels per reported pixel, when the source was downscaled)."""
+                  t0_ns, scale: float = 1.0) -> Dict[Hashable, TrackTruth]:
+    """Give each track its walker (``scale`` = truth pixels per reported pixel, when the source was downscaled).
+
+    ``t0_ns``: the capture stamp of frame 0 (``align_stamps``) or a ``StampClock`` (``align_clock``).
+    """
     out = {}
     for key, crops in tracks.items():
         votes: Counter = Counter()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from person_search.core.groundtruth import (CAUSES, CrowdTruth, TrackTruth, align_stamps, assign_tracks, iou_matrix,
-                                            loss_cause, person_label, rank_scores)
+from person_search.core.groundtruth import (CAUSES, CrowdTruth, StampClock, TrackTruth, align_clock, align_stamps,
+                                            assign_tracks, iou_matrix, loss_cause, person_label, rank_scores)
 
 FPS = 10
 
@@ -37,6 +37,27 @@ def test_align_recovers_the_capture_stamp_of_frame_0(t0):
             crops.append((t0 + int(f * 1e8 + rng.uniform(0, 2e7)), [x1 + 2, y1, x2 + 2, y2]))
     got, iou = align_stamps(ct, crops)
     assert abs(got - t0) < 0.5e8 and iou > 0.8  # within half a frame
+
+
+def test_clock_follows_a_camera_that_skipped_video():
+    """Frames 0-19 stamped from t0; then the camera fell 1 s behind and moved on: frames 20-29 never came."""
+    ct = CrowdTruth(_doc(60))
+    t0 = 7_000_000_000
+    crops, walker0 = [], []
+    for f in [*range(20), *range(30, 60)]:
+        stamp = t0 + int(f * 1e8) if f < 20 else t0 + int((f - 10) * 1e8) + 1  # frame 30 comes at 2.0 s
+        for ident in ct.doc["identities"]:
+            _, x1, y1, x2, y2, _ = ident["boxes"][f]
+            crops.append((stamp, [x1, y1, x2, y2]))
+            if ident["id"] == 0:
+                walker0.append(crops[-1])
+    _, one = align_stamps(ct, crops)
+    clock, iou = align_clock(ct, crops)
+    assert iou > 0.9 > one  # one offset cannot fit both parts
+    assert abs(clock.t0(t0 + int(5e8)) - t0) < 0.5e8 and abs(clock.t0(t0 + int(4.5e9)) - (t0 - int(1e9))) < 0.5e8
+    got = assign_tracks(ct, {"a": walker0}, clock)["a"]
+    assert got.walker == 0 and got.purity > 0.95
+    assert StampClock([(5, 1), (2, 0)]).t0(3) == 0
 
 
 def test_tracks_get_their_majority_walker_and_purity():
