@@ -161,6 +161,7 @@ class Recorder:
         self.tracks: Dict[tuple, list] = {}
         self.embedded: set = set()
         self.frame_size = None
+        self.thumbs: Dict[int, bytes] = {}  # stamp -> the detector's frame thumbnail (JPEG)
         self.gallery = 0
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
@@ -188,6 +189,8 @@ class Recorder:
         s = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self.lock:
             self.frame_size = (int(msg.frame_width), int(msg.frame_height))
+            if msg.frame_thumbnail.data:
+                self.thumbs[s] = bytes(msg.frame_thumbnail.data)
             for p in msg.people:
                 self.tracks.setdefault((msg.header.frame_id, int(p.track_id)), []).append((s, list(p.box)))
 
@@ -204,6 +207,30 @@ class Recorder:
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         rclpy.try_shutdown()
+
+
+SMALL = (96, 54)  # frames are matched to thumbnails at this size (grey)
+
+
+def small_picture(jpeg: bytes) -> np.ndarray:
+    """Decode a JPEG to a small grey picture (SMALL) for frame matching."""
+    import cv2
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return cv2.resize(img, SMALL, interpolation=cv2.INTER_AREA)
+
+
+def small_frames(video: Path) -> np.ndarray:
+    """Every frame of the video as a small grey picture (SMALL)."""
+    import cv2
+    cap = cv2.VideoCapture(str(video))
+    out = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        out.append(cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), SMALL, interpolation=cv2.INTER_AREA))
+    cap.release()
+    return np.stack(out)
 
 
 def _keys(m) -> List[tuple]:
@@ -225,8 +252,8 @@ def run_live(video: Path, truth: dict, settings: dict, variant: str, config: str
              timeout: float) -> dict:
     """Run the graph on the video, ask every caption, score the answers against the ground truth."""
     from person_search.cli.ros import query_service
-    from person_search.core.groundtruth import (CAUSES, CrowdTruth, align_clock, assign_tracks, loss_cause,
-                                                person_label, rank_scores)
+    from person_search.core.groundtruth import (CAUSES, CrowdTruth, align_clock, assign_tracks, frames_by_content,
+                                                loss_cause, mean_best_iou, person_label, rank_scores)
     from person_search.graph import CameraSpec
     from person_search.launcher import make_graph
     sets = dict(settings)
@@ -275,14 +302,20 @@ def run_live(video: Path, truth: dict, settings: dict, variant: str, config: str
     scale = truth["args"]["size"][0] / rec.frame_size[0] if rec.frame_size else 1.0
     sample = [(s, [v * scale for v in b]) for crops in rec.tracks.values() for s, b in crops]
     sample = sample[:: max(1, len(sample) // 1500)]
-    t0_ns, align_iou = align_clock(ct, sample)
+    clock, clock_iou = align_clock(ct, sample)
+    # each crops message's frame, found by its picture (the detector's thumbnail) among the video's frames:
+    # exact whatever the live camera's clock did; the piecewise clock for stamps without a thumbnail
+    by_content = frames_by_content(small_frames(video), {s: small_picture(j) for s, j in rec.thumbs.items()})
+    t0_ns = {s: by_content.get(s, -1) if s in by_content else int(round((s - clock.t0(s)) * ct.fps / 1e9))
+             for crops in rec.tracks.values() for s, _ in crops}
+    align_iou = mean_best_iou(ct, sample, t0_ns)
     tracks = assign_tracks(ct, rec.tracks, t0_ns, scale)
 
     def shown_crop(best_track, box):
         """(frame, box in truth pixels) of the crop an answer shows (its best crop), None if not recorded."""
         for s, b in rec.tracks.get(best_track, []):
             if max(abs(u - v) for u, v in zip(b, box)) < 0.5:
-                return int(round((s - t0_ns.t0(s)) * ct.fps / 1e9)), [v * scale for v in b]
+                return t0_ns.get(s, -1), [v * scale for v in b]
         return None
 
     def shown_walker(keys, best_track, box):
@@ -340,7 +373,8 @@ def run_live(video: Path, truth: dict, settings: dict, variant: str, config: str
             "tracks": len(tracks), "tracks_unmatched": unmatched, "tracks_impure": impure,
             "embedded_tracks": len(rec.embedded), "gallery_tracks": len(in_gallery),
             "persons_answered": len(answers[0]) if answers else 0, "align_mean_iou": round(align_iou, 3),
-            "clock_pieces_s": [round((t - t0_ns.pieces[0][1]) / 1e9, 2) for _, t in t0_ns.pieces],
+            "clock_pieces_s": [round((t - clock.pieces[0][1]) / 1e9, 2) for _, t in clock.pieces],
+            "clock_mean_iou": round(clock_iou, 3), "thumbnails": len(rec.thumbs),
             "track_purity": sorted(round(t.purity, 2) for t in tracks.values()),
             "per_walker": per_walker, "_png": crops_for_png}
 

@@ -95,8 +95,29 @@ class StampClock:
 
 
 def _frame_of(stamp_ns: int, t0_ns, fps: float) -> int:
+    if isinstance(t0_ns, dict):  # stamp -> frame, found from the frames themselves (``frames_by_content``)
+        return int(t0_ns.get(stamp_ns, -1))
     t0 = t0_ns.t0(stamp_ns) if isinstance(t0_ns, StampClock) else t0_ns
     return int(round((stamp_ns - t0) * fps / 1e9))
+
+
+def frames_by_content(video_frames: np.ndarray, thumbs: Dict[int, np.ndarray]) -> Dict[int, int]:
+    """Find the video frame of each stamp by its picture: the frame nearest (mean absolute difference) to it.
+
+    Args:
+        video_frames: (N, h, w) grey frames of the video, all at one small size.
+        thumbs: stamp -> (h, w) grey picture of what the graph saw at that stamp (e.g. the
+            frame thumbnail the detector sends with its crops, resized to (h, w)).
+
+    Returns:
+        stamp -> frame index. Exact whatever the camera's clock did (late frames, skips).
+    """
+    vf = video_frames.reshape(len(video_frames), -1).astype(np.float32)
+    out = {}
+    for stamp, img in thumbs.items():
+        d = np.abs(vf - img.reshape(1, -1).astype(np.float32)).mean(axis=1)
+        out[int(stamp)] = int(np.argmin(d))
+    return out
 
 
 def align_clock(truth: "CrowdTruth", crops: Sequence[Tuple[int, Sequence[float]]], *, chunk_s: float = 2.0,
@@ -124,6 +145,11 @@ def align_clock(truth: "CrowdTruth", crops: Sequence[Tuple[int, Sequence[float]]
         pieces.append((ch[0][0], t0))
     clock = StampClock(pieces)
     return clock, _mean_best_iou(truth, crops, clock)
+
+
+def mean_best_iou(truth: "CrowdTruth", crops, t0) -> float:
+    """Return the mean over crops of the best IoU with a drawn box of the frame ``t0`` maps its stamp to."""
+    return _mean_best_iou(truth, crops, t0)
 
 
 def _mean_best_iou(truth: "CrowdTruth", crops, t0) -> float:
@@ -178,7 +204,8 @@ def assign_tracks(truth: CrowdTruth, tracks: Dict[Hashable, Sequence[Tuple[int, 
                   t0_ns, scale: float = 1.0) -> Dict[Hashable, TrackTruth]:
     """Give each track its walker (``scale`` = truth pixels per reported pixel, when the source was downscaled).
 
-    ``t0_ns``: the capture stamp of frame 0 (``align_stamps``) or a ``StampClock`` (``align_clock``).
+    ``t0_ns``: the capture stamp of frame 0 (``align_stamps``), a ``StampClock`` (``align_clock``) or a
+    dict stamp -> frame (``frames_by_content``; stamps not in it match nothing).
     """
     out = {}
     for key, crops in tracks.items():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from person_search.core.groundtruth import (CAUSES, CrowdTruth, StampClock, TrackTruth, align_clock, align_stamps,
-                                            assign_tracks, iou_matrix, loss_cause, person_label, rank_scores)
+                                            assign_tracks, frames_by_content, iou_matrix, loss_cause, person_label,
+                                            rank_scores)
 
 FPS = 10
 
@@ -58,6 +59,19 @@ def test_clock_follows_a_camera_that_skipped_video():
     got = assign_tracks(ct, {"a": walker0}, clock)["a"]
     assert got.walker == 0 and got.purity > 0.95
     assert StampClock([(5, 1), (2, 0)]).t0(3) == 0
+
+
+def test_frames_found_by_their_picture():
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 255, (30, 18, 32)).astype(np.uint8)
+    noisy = {1000 + k: np.clip(video[f].astype(int) + rng.integers(-20, 20, video[f].shape), 0, 255)
+             for k, f in enumerate((0, 3, 4, 29, 17))}
+    got = frames_by_content(video, noisy)
+    assert [got[1000 + k] for k in range(5)] == [0, 3, 4, 29, 17]
+    ct = CrowdTruth(_doc())
+    _, x1, y1, x2, y2, _ = ct.doc["identities"][1]["boxes"][17]
+    assert assign_tracks(ct, {"t": [(1004, [x1, y1, x2, y2])], "u": [(5, [x1, y1, x2, y2])]}, got) == {
+        "t": TrackTruth(1, 1.0, 1, 1), "u": TrackTruth(-1, 0.0, 1, 0)}
 
 
 def test_tracks_get_their_majority_walker_and_purity():
