@@ -162,6 +162,7 @@ class Recorder:
         self.embedded: set = set()
         self.frame_size = None
         self.thumbs: Dict[int, bytes] = {}  # stamp -> the detector's frame thumbnail (JPEG)
+        self.jpegs: Dict[int, tuple] = {}  # hash of a crop's JPEG -> (stamp, box): which moment a shown crop is
         self.gallery = 0
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
@@ -193,6 +194,8 @@ class Recorder:
                 self.thumbs[s] = bytes(msg.frame_thumbnail.data)
             for p in msg.people:
                 self.tracks.setdefault((msg.header.frame_id, int(p.track_id)), []).append((s, list(p.box)))
+                if p.crop.data:
+                    self.jpegs[hash(bytes(p.crop.data))] = (s, list(p.box))
 
     def on_emb(self, msg):
         with self.lock:
@@ -341,17 +344,27 @@ def run_live(video: Path, truth: dict, settings: dict, variant: str, config: str
                 return iw * ih >= PART_OF * max(1e-9, (b[2] - b[0]) * (b[3] - b[1]))
         return False
 
+    def crop_walker(jpeg: bytes) -> int:
+        """The walker the answer's JPEG crop shows (the track's best-quality crop), -1 if not found."""
+        hit = rec.jpegs.get(hash(jpeg)) if jpeg else None
+        if hit is None or hit[0] not in t0_ns:
+            return -1
+        return ct.match(t0_ns[hit[0]], [v * scale for v in hit[1]])[0]
+
     rows, crops_for_png = [], {}
+    shown_differs = 0
     for n, (target, cap) in enumerate(queries):
         persons = [a[0] for a in answers[n]]
         labels = [shown_walker(a[0], a[3], a[4]) for a in answers[n]]
+        pictured = [crop_walker(a[2]) for a in answers[n][:5]]
+        shown_differs += int(bool(labels) and pictured[0] >= 0 and pictured[0] != labels[0])
         r = {"id": target, "caption": cap, **rank_scores(labels, target), "top": labels[:5],
              "cause": loss_cause(target, tracks, rec.embedded, in_gallery, persons,
                                  first_label=labels[0] if labels else None)}
         if r["cause"] == CAUSES[4] and answers[n]:
             r["first_holds_part_of_target"] = holds_part_of(target, answers[n][0][3], answers[n][0][4])
         rows.append(r)
-        crops_for_png[n] = [(lab, a[2]) for lab, a in zip(labels[:5], answers[n][:5])]
+        crops_for_png[n] = [(lab, a[2], pic) for lab, a, pic in zip(labels[:5], answers[n][:5], pictured)]
     per_walker = {}
     for w in ct.ids:
         mine = [k for k, t in tracks.items() if t.walker == w]
@@ -375,6 +388,7 @@ def run_live(video: Path, truth: dict, settings: dict, variant: str, config: str
             "persons_answered": len(answers[0]) if answers else 0, "align_mean_iou": round(align_iou, 3),
             "clock_pieces_s": [round((t - clock.pieces[0][1]) / 1e9, 2) for _, t in clock.pieces],
             "clock_mean_iou": round(clock_iou, 3), "thumbnails": len(rec.thumbs),
+            "first_answer_crop_shows_another_walker": shown_differs,
             "track_purity": sorted(round(t.purity, 2) for t in tracks.values()),
             "per_walker": per_walker, "_png": crops_for_png}
 
@@ -411,12 +425,15 @@ def picture(path: Path, truth: dict, gt: Dict[int, List[np.ndarray]], live: dict
         ref = gt[q["id"]][0] if gt.get(q["id"]) else np.zeros((H, W, 3), np.uint8)
         cells = [text, cv2.copyMakeBorder(cv2.resize(ref, (W - 8, H - 8)), 4, 4, 4, 4, cv2.BORDER_CONSTANT,
                                           value=(200, 200, 200)), np.full((H, 12, 3), 255, np.uint8)]
-        for lab, jpg in live["_png"][n]:
+        for lab, jpg, pic in live["_png"][n]:
             img = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR) if jpg else None
             img = np.zeros((H, W, 3), np.uint8) if img is None else img
-            colour = (40, 170, 40) if lab == q["id"] else (40, 40, 220)
-            cells.append(cv2.copyMakeBorder(cv2.resize(img, (W - 8, H - 8)), 4, 4, 4, 4, cv2.BORDER_CONSTANT,
-                                            value=colour))
+            shows = pic if pic >= 0 else lab
+            colour = (40, 170, 40) if shows == q["id"] else (40, 40, 220)
+            cell = cv2.copyMakeBorder(cv2.resize(img, (W - 8, H - 8)), 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=colour)
+            if pic >= 0 and pic != lab:  # the crop shown is not of the walker whose embedding matched
+                cv2.rectangle(cell, (W - 16, 0), (W - 1, 15), (0, 215, 255), -1)
+            cells.append(cell)
         while len(cells) < 8:
             cells.append(np.full((H, W, 3), 255, np.uint8))
         rows.append(np.hstack(cells))
@@ -504,8 +521,13 @@ def render_md(doc: dict) -> str:
     lines += ["", f"Training: `{doc['model']['train_command']}`", "",
               "![query -> live answers](e2e.png)", "",
               "Picture: each row a query (caption), the ground-truth crop of the identity asked for (grey), then "
-              "the live graph's first five answered persons (their best crop): green = the identity asked for, "
-              "red = another.", ""]
+              "the live graph's first five answered persons as the service returns them (the track's best-quality "
+              "crop): green = it shows the identity asked for, red = another; a yellow corner = the crop shows "
+              "another walker than the embedding that matched (the answer's `box`): the track switched people "
+              "between its best-quality crop and its best-scoring one. Rank-k above counts the matched "
+              "embedding's walker. First answers whose crop shows another walker than the one that matched: "
+              + ", ".join(f"{v['variant']} {v.get('first_answer_crop_shows_another_walker', '?')}"
+                          for v in doc["variants"]) + f" of {off['queries']}.", ""]
     return "\n".join(lines)
 
 
