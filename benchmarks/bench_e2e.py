@@ -474,10 +474,11 @@ def render_md(doc: dict) -> str:
         lost = ", ".join(f"{k}: {n}" for k, n in v["loss"]["lost"].items()) or "none"
         lines.append(f"| {v['what']} | {v['R1']:.1f} | {v['R5']:.1f} | {v['mAP']:.1f} | {off['R1']:.1f} | "
                      f"{off['R5']:.1f} | {off['mAP']:.1f} | {lost} | {v['loss']['gained']} |")
-    lines += ["", "Detector (from its log): " + "; ".join(sorted({v["detector"] for v in doc["variants"]})), "",
+    lines += ["", "Detector (from its log): " + "; ".join(sorted({v["detector"].split("] ")[-1]
+                                                                  for v in doc["variants"]})), "",
               "## Where the difference went", "",
               "Every live miss, by its first cause in pipeline order (`core/groundtruth.py`: never detected -> "
-              "never embedded -> evicted -> merged into another person -> ranked below another), and the track "
+              "never embedded -> evicted -> merged with another walker -> ranked below another), and the track "
               "bookkeeping of each run.", "",
               "| variant | misses | " + " | ".join(doc["causes"]) + " | tracks | tracks with no walker | impure "
               "tracks | embedded tracks | tracks in gallery | persons answered | persons per walker | stamp "
@@ -492,10 +493,13 @@ def render_md(doc: dict) -> str:
     lines += ["", "Track purity (share of a track's matched crops on its majority walker; 'impure' = below 0.9), "
               "median per variant: " + ", ".join(
                   f"{v['variant']} {np.median(v['track_purity']):.2f}" for v in doc["variants"]
-                  if v.get("track_purity")) + ". The stamps are aligned with the video piece by piece (2 s of "
-              "stamps each): the camera's video clock moved on by " + ", ".join(
+                  if v.get("track_purity")) + ". Each crop's video frame is found by its picture (the detector's "
+              "frame thumbnail against the video's frames, `groundtruth.frames_by_content`), exact whatever the "
+              "live camera's clock did; the capture clock alone (piecewise, `align_clock`) fits as well here "
+              "(mean IoU " + ", ".join(f"{v['variant']} {v.get('clock_mean_iou', '?')}" for v in doc["variants"])
+              + "): the camera's video clock moved on by " + ", ".join(
                   f"{v['variant']} {-min(v.get('clock_pieces_s') or [0]):.1f} s" for v in doc["variants"])
-              + " during the run (late frames under load)."]
+              + " during the run."]
     lines += ["", "Of the 'ranked below another' misses, those whose first answer shows a crop that covers >= "
               f"{int(100 * PART_OF)} % of the asked walker's drawn box (a neighbour or occluder in the same crop): "
               + ", ".join(f"{v['variant']} {v.get('ranked_below_by_a_crop_holding_part_of_the_target', '?')}"

@@ -52,26 +52,36 @@ class CrowdTruth:
         self.size = tuple(doc["args"]["size"])  # (width, height)
         self.frames = int(doc["frames"])
         self.ids = [int(i["id"]) for i in doc["identities"]]
-        per: Dict[int, Tuple[List[int], List[List[float]]]] = {}
+        per: Dict[int, Tuple[List[int], List[List[float]], List[float]]] = {}
         for ident in doc["identities"]:
-            for f, x1, y1, x2, y2, _vis in ident["boxes"]:
-                ids, boxes = per.setdefault(int(f), ([], []))
+            for f, x1, y1, x2, y2, vis in ident["boxes"]:
+                ids, boxes, shares = per.setdefault(int(f), ([], [], []))
                 ids.append(int(ident["id"]))
                 boxes.append([x1, y1, x2, y2])
-        self._per = {f: (np.array(i), np.array(b, np.float64)) for f, (i, b) in per.items()}
+                shares.append(float(vis))
+        self._per = {f: (np.array(i), np.array(b, np.float64)) for f, (i, b, _) in per.items()}
+        self._vis = {f: np.array(v, np.float64) for f, (_, _, v) in per.items()}
 
     def at(self, frame: int) -> Tuple[np.ndarray, np.ndarray]:
         """Return (walker ids, boxes) drawn in a frame (empty arrays outside the video)."""
         return self._per.get(int(frame), (np.zeros(0, int), np.zeros((0, 4))))
 
     def match(self, frame: int, box: Sequence[float]) -> Tuple[int, float]:
-        """Return (walker, IoU) of the walker whose drawn box overlaps ``box`` most in ``frame`` (-1 below MIN_IOU)."""
+        """Return (walker, IoU) of the walker a reported box is of in ``frame`` (-1: no IoU reaches MIN_IOU).
+
+        Among the walkers whose drawn box overlaps it by IoU >= MIN_IOU, the one with the
+        largest IoU x visible share: two walkers of one cut-out on neighbouring lanes have
+        near-equal boxes when one passes in front of the other, and the detector sees the one in
+        front.
+        """
         ids, boxes = self.at(frame)
         if len(ids) == 0:
             return -1, 0.0
         iou = iou_matrix(np.asarray(box, np.float64)[None], boxes)[0]
-        k = int(np.argmax(iou))
-        return (int(ids[k]), float(iou[k])) if iou[k] >= MIN_IOU else (-1, float(iou[k]))
+        if iou.max() < MIN_IOU:
+            return -1, float(iou.max())
+        k = int(np.argmax(np.where(iou >= MIN_IOU, iou * self._vis[int(frame)], -1.0)))
+        return int(ids[k]), float(iou[k])
 
 
 class StampClock:

@@ -96,6 +96,15 @@ def test_tracks_get_their_majority_walker_and_purity():
     assert person_label([("cam0", 3)], got) == -1
 
 
+def test_a_box_goes_to_the_walker_in_front():
+    doc = {"args": {"fps": FPS, "size": [640, 360]}, "frames": 1,
+           "identities": [{"id": 0, "boxes": [[0, 100, 100, 160, 260, 0.1]]},  # behind, nearly hidden
+                          {"id": 1, "boxes": [[0, 104, 98, 166, 262, 1.0]]}]}
+    ct = CrowdTruth(doc)
+    assert ct.match(0, [100, 100, 160, 260])[0] == 1  # IoU with walker 0 is higher, but walker 1 is in front
+    assert ct.match(0, [400, 100, 460, 260]) == (-1, 0.0)
+
+
 def test_rank_scores():
     assert rank_scores([3, 1, 2], 3) == {"r1": 1.0, "r5": 1.0, "ap": 1.0, "rank": 1}
     r = rank_scores([1, 3, 2, 3], 3)
