@@ -522,16 +522,23 @@ def render_md(doc: dict) -> str:
                          f"{t['mAP']:.2f} |")
         else:
             lines.append(f"| {name} | `{e['command']}` | {e.get('error', 'not run')} | | | |")
-    lines += ["", f"Training: `{doc['model']['train_command']}`", "",
+    train = doc["model"]["train_command"]
+    note = ""
+    if " (" in train and train.endswith(")"):
+        train, note = train[:train.index(" (")], " (" + train[train.index(" (") + 2:]
+    lines += ["", "Training: " + " then ".join(f"`{c.strip()}`" for c in train.split("&&") if c.strip()) + note, "",
               "![query -> live answers](e2e.png)", "",
               "Picture: each row a query (caption), the ground-truth crop of the identity asked for (grey), then "
-              "the live graph's first five answered persons as the service returns them (the track's best-quality "
-              "crop): green = it shows the identity asked for, red = another; a yellow corner = the crop shows "
-              "another walker than the embedding that matched (the answer's `box`): the track switched people "
-              "between its best-quality crop and its best-scoring one. Rank-k above counts the matched "
-              "embedding's walker. First answers whose crop shows another walker than the one that matched: "
+              "the live graph's first five answered persons as the service returns them. The border is the "
+              "walker of the embedding that matched (the answer's `box`; what Rank-k counts): green = the "
+              "identity asked for, red = another. The crop shown is the track's best-quality crop, which the "
+              "gallery keeps apart from the matching embedding: when the track switched people between the two "
+              "(a tracker id switch on crossing walkers; see 'impure tracks' above) the crop shows another "
+              "walker than the border says (several rows here). A yellow corner would mark it where the crop's JPEG "
+              "is found byte for byte among the detector's crops; the embedder re-encodes the crop it keeps "
+              "(`crop_thumbnail`), so it is never found and no corner shows (first answers marked: "
               + ", ".join(f"{v['variant']} {v.get('first_answer_crop_shows_another_walker', '?')}"
-                          for v in doc["variants"]) + f" of {off['queries']}.", ""]
+                          for v in doc["variants"]) + ").", ""]
     return "\n".join(lines)
 
 
