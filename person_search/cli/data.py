@@ -1,4 +1,4 @@
-"""``person-search data``: generate a dataset (``synth``) or check one (``check``).
+"""``person-search data``: generate a dataset (``synth``, ``crowd``) or check one (``check``).
 
 Exit codes: 0 done; 2 bad arguments or an unusable dataset (one line on stderr).
 """
@@ -29,6 +29,22 @@ def cmd_synth(a) -> int:
     return 0
 
 
+def cmd_crowd(a) -> int:
+    """Write crops of captioned-crowd outfits (held-out colour pairs in val / test) in the CUHK-PEDES layout."""
+    from person_search.demo.crowd import write_crowd_pedes
+    out = Path(a.out)
+    if (out / "reid_raw.json").exists() and not a.force:
+        print(f"error: {out / 'reid_raw.json'} exists (--force replaces it)", file=sys.stderr)
+        return 2
+    try:
+        ann = write_crowd_pedes(out, images_per_id=a.images_per_id, seed=a.seed, pair_seed=a.pair_seed)
+    except OSError as exc:
+        print(f"error: cannot write {out}: {exc}", file=sys.stderr)
+        return 2
+    print(ann)
+    return 0
+
+
 def cmd_check(a) -> int:
     """Load a dataset, check every image exists, print its splits."""
     from person_search.lab.data.datasets import DatasetError, load_dataset
@@ -52,7 +68,7 @@ def add_dataset_args(sp) -> None:
 
 
 def register(sub) -> None:
-    """Add ``data synth`` and ``data check``."""
+    """Add ``data synth``, ``data crowd`` and ``data check``."""
     p = sub.add_parser("data", help="generate or check a text-based person search dataset")
     dsub = p.add_subparsers(dest="data_cmd", required=True, help="synth: generate a dataset; check: validate one")
 
@@ -69,6 +85,15 @@ def register(sub) -> None:
     sp.add_argument("--test-ids", type=int, default=-1, help="test identities (default 10 %%)")
     sp.add_argument("--force", action="store_true", help="replace a dataset already in OUT")
     sp.set_defaults(func=cmd_synth)
+
+    sp = dsub.add_parser("crowd", help="crops of captioned-crowd people (CUHK-PEDES layout; held-out colour pairs "
+                                       "in val / test, the ones `sample-video --captions` crowds wear)")
+    sp.add_argument("out", help="output folder (reid_raw.json, imgs/)")
+    sp.add_argument("--images-per-id", type=int, default=8, help="images per identity (default 8)")
+    sp.add_argument("--seed", type=int, default=0, help="renders and captions")
+    sp.add_argument("--pair-seed", type=int, default=0, help="the colour-pair split (must match the crowd's)")
+    sp.add_argument("--force", action="store_true", help="replace a dataset already in OUT")
+    sp.set_defaults(func=cmd_crowd)
 
     sp = dsub.add_parser("check", help="load a dataset, check its images, print ids / images / captions per split")
     add_dataset_args(sp)

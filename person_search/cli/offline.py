@@ -236,9 +236,21 @@ def cmd_sample(a) -> int:
     """Write the generated sample video, or with ``--crowd N`` a street with N walkers."""
     h, w = parse_wxh(a.size, "--size")
     _check_output(a.path, "sample-video")
+    if a.captions and not a.crowd:
+        raise UsageError("--captions needs --crowd N")
+    if a.crowd and a.captions:
+        from person_search.demo.crowd import make_captioned_crowd
+        try:
+            video, truth = make_captioned_crowd(Path(a.path), people=a.crowd, seconds=a.seconds, size=(w, h),
+                                                fps=a.fps, seed=a.seed, split=a.captions)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(video)
+        print(truth)
+        return 0
     if a.crowd:
         from person_search.demo.crowd import make_crowd_video
-        print(make_crowd_video(Path(a.path), people=a.crowd, seconds=a.seconds, size=(w, h), fps=a.fps))
+        print(make_crowd_video(Path(a.path), people=a.crowd, seconds=a.seconds, size=(w, h), fps=a.fps, seed=a.seed))
         return 0
     from person_search.demo.sample import make_sample_video
     print(make_sample_video(Path(a.path), seconds=a.seconds))
@@ -286,4 +298,8 @@ def register(sub) -> None:
     sp.add_argument("--size", default="1920x1080", metavar="WxH",
                     help="crowd video size WIDTHxHEIGHT (default 1920x1080)")
     sp.add_argument("--fps", type=int_at_least(1), default=15, help="crowd video frame rate")
+    sp.add_argument("--captions", choices=("train", "val", "test"),
+                    help="captioned crowd: walkers wear colour pairs of this split (`data crowd` trains on "
+                         "'train'); writes the ground truth and captions to VIDEO.truth.json")
+    sp.add_argument("--seed", type=int, default=0, help="crowd scene seed (default 0)")
     sp.set_defaults(func=cmd_sample)
