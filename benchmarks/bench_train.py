@@ -13,7 +13,7 @@ With ``--json FILE`` the figures are written with the run record (commit, argume
 and end, and the load when each mode started); ``--doc docs/lab.md`` rewrites the document's
 ``<!-- results:bench_train -->`` block from them, ``--from-json FILE --doc docs/lab.md`` redraws it without measuring.
 
-Example (ViT-B/16 at 384x128, batch 8, 2 threads; ~7 min on 2 CPU cores under a load average of ~6):
+Example (ViT-B/16 at 384x128, batch 8, 2 threads; 7.2 min on 2 CPU cores under a load average of 5-10):
     python -m benchmarks.bench_train --arch ViT-B-16 --image-size 384x128 --batch 8 --steps 2 --threads 2 \
         --json docs/bench_train.json --doc docs/lab.md
 """
@@ -99,13 +99,14 @@ def table(result: dict) -> list:
     """Return the rows of the results as a Markdown table, ratios to the full fine-tune of the same run."""
     rows = result["rows"]
     ref = next((r for r in rows if r["mode"] == "full"), None)
-    out = ["| mode | trainable | share | step s | x full | peak MB | x full | load at start |",
+    out = ["| mode | trainable | share | step s (min-max) | x full | peak MB | x full | load at start |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         st = f"{r['step_s'] / ref['step_s']:.2f}" if ref else "-"
         mem = f"{r['peak_mb'] / ref['peak_mb']:.2f}" if ref and ref["peak_mb"] > 0 else "-"
         out.append(f"| {r['mode']} | {r['trainable']:,} | {100 * r['trainable'] / r['total']:.2f} % | "
-                   f"{r['step_s']:.2f} | {st} | {r['peak_mb']:.0f} | {mem} | "
+                   f"{r['step_s']:.2f} ({min(r['steps']):.2f}-{max(r['steps']):.2f}) | {st} | "
+                   f"{r['peak_mb']:.0f} | {mem} | "
                    f"{r.get('load1_start', float('nan')):.1f} |")
     return out
 
