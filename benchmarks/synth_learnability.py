@@ -5,9 +5,10 @@ trains a tiny CLIP (PS-Tiny-ViT, random init drawn with ``--seed``, both towers)
 symmetric InfoNCE loss on its train split, evaluates it, the untrained model and the caption-shuffled
 control (every image paired with the caption of a random other training image: must stay at chance)
 on the test split with the project's evaluation, prints the table and writes it with the run's record
-(commit, arguments, machine, load) to ``--json`` (default ``docs/synth_learnability.json``, which the
-README's learnability line quotes). Figures are on generated data: never compare them with CUHK-PEDES
-numbers. Not the project's trainer (no LoRA, no schedule, no checkpoint selection): a data sanity check.
+(commit, arguments, machine, load) to ``--json`` (default ``docs/synth_learnability.json``, which
+docs/lab.md's learnability paragraph names; not committed until a run with the current code). Figures are
+on generated data: never compare them with CUHK-PEDES numbers. Not the project's trainer (no LoRA, no schedule,
+no checkpoint selection): a data sanity check.
 
     tools/env.sh python -m benchmarks.synth_learnability [--ids 400] [--epochs 15] [--seed 0]
 """
