@@ -452,7 +452,7 @@ def render_md(doc: dict) -> str:
              "come from",
              f"`{doc['command']}`", "",
              "**Generated data and self-trained weights**: the crowd is real photo people re-coloured on a drawn "
-             "street (`person_search/core/crowd.py`); the text model is a "
+             "street (`person_search/demo/crowd.py`); the text model is a "
              f"`{doc['model']['arch']}` trained here from random init by the lab on crops of the same generator "
              "(`person-search data crowd`, other identities; the crowd's walkers wear colour pairs held out of "
              "training). No pretrained CLIP exists on this machine. These figures are not comparable with any "
