@@ -398,7 +398,7 @@ def make_captioned_crowd(path, *, people: int = 8, seconds: float = 20.0, fps: i
         ids.append({"id": i, "outfit": o.key, "cut": o.cut, "photo": CUTOUTS[o.cut][0],
                     "gender": CUT_FACTS[o.cut]["gender"], "upper_colour": o.upper, "lower_colour": o.lower,
                     "captions": [caption_outfit(o, rng) for _ in range(captions_per_id)], "boxes": boxes[i]})
-    doc = {"generator": "person_search.core.crowd.make_captioned_crowd",
+    doc = {"generator": "person_search.demo.crowd.make_captioned_crowd",
            "note": "generated data: real photo people re-coloured on a drawn street",
            "args": {"people": people, "seconds": seconds, "fps": fps, "size": list(size), "seed": seed,
                     "split": split, "pair_seed": pair_seed, "captions_per_id": captions_per_id},
