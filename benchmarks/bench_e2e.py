@@ -53,15 +53,26 @@ MAX_TOP_K = 100  # the query service's limit: every person of a short crowd fits
 PART_OF = 0.2  # a shown crop "holds part of" a walker when it covers this share of the walker's drawn box
 
 
+# The lab trains on the captions as written (no prompt template), so a lab model is served with the
+# description as is. The query service's default template ("a photo of {}.", CLIP's class-name prompt)
+# is text the model never saw: measured with the small test's PS-Tiny-ViT (120 steps), it halves the
+# offline Rank-1 of the same ground-truth crops (100 % -> 50 %), which the live graph showed as a loss.
+LAB_TEMPLATES = ["{}"]
+
+
 def model_settings(run: Path) -> Dict[str, object]:
-    """Return the encoder settings of a lab run folder (model.json + best/last.safetensors)."""
+    """Return the graph settings of a lab run folder (model.json + best/last.safetensors).
+
+    The encoder (arch, weights, input size) and the query templates it was trained with
+    (``LAB_TEMPLATES``: the captions as written).
+    """
     meta = json.loads((run / "model.json").read_text())
     ckpt = next((run / n for n in ("best.safetensors", "last.safetensors") if (run / n).is_file()), None)
     if ckpt is None:
         raise SystemExit(f"error: {run}: no best.safetensors or last.safetensors")
     h, w = meta["image_size"]
     return {"encoder.arch": meta["arch"], "encoder.weights": str(ckpt.resolve()), "encoder.image_height": int(h),
-            "encoder.image_width": int(w)}
+            "encoder.image_width": int(w), "query.templates": list(LAB_TEMPLATES)}
 
 
 def _pad(box, w, h, pad=0.05):
@@ -106,24 +117,32 @@ def queries_of(truth: dict) -> List[Tuple[int, str]]:
 
 
 def offline_upper_bound(settings: dict, crops: Dict[int, List[np.ndarray]], queries) -> dict:
-    """Rank the identities by their best ground-truth crop's cosine with each caption; person-level metrics."""
-    from person_search.core.config import EncoderConfig
+    """Rank the identities by their best ground-truth crop's cosine with each caption; person-level metrics.
+
+    Each caption is encoded the way the live query service encodes it (``QueryEngine`` with the
+    graph's ``query.templates``, from ``settings`` or the config default), so that offline and
+    live differ only by what the graph does to the crops, not by the text sent to the model.
+    """
+    from person_search.core.config import EncoderConfig, QueryConfig
     from person_search.core.clip_encoder import ClipEncoder
+    from person_search.core.query import QueryEngine
     from person_search.lab.eval.groundtruth import rank_scores
     cfg = EncoderConfig(arch=settings["encoder.arch"], weights=settings["encoder.weights"],
                         image_height=settings["encoder.image_height"], image_width=settings["encoder.image_width"],
                         threads=1, backend="torch")
     enc = ClipEncoder(cfg)
+    qcfg = QueryConfig(templates=list(settings["query.templates"])) if "query.templates" in settings else QueryConfig()
+    engine = QueryEngine(enc, qcfg)
     ids = [i for i in crops if crops[i]]
     feats = {i: enc.encode_images(crops[i]) for i in ids}
-    text = enc.encode_text([c for _, c in queries])
+    text = np.stack([engine.encode(c) for _, c in queries])
     rows = []
     for (target, cap), t in zip(queries, text):
         score = {i: float((feats[i] @ t).max()) for i in ids}
         order = sorted(ids, key=lambda i: -score[i])
         rows.append({"id": target, "caption": cap, **rank_scores(order, target), "top": order[:5]})
     return {"per_query": rows, **summary(rows), "identities": len(ids), "model_id": enc.model_id,
-            "crops": {str(i): len(crops[i]) for i in crops}}
+            "crops": {str(i): len(crops[i]) for i in crops}, "templates": list(qcfg.templates)}
 
 
 def summary(rows: List[dict]) -> dict:
@@ -469,6 +488,12 @@ def render_md(doc: dict) -> str:
              "scores its best crop). Live: the answers of `/query_person`, each answered person labelled with "
              "the walker most of its tracks' crops overlap (IoU >= 0.3); Rank-k = the identity among the first "
              "k persons, AP over the answer list. Mean over queries, %.", "",
+             "Text sent to the model: live, the query service's templates "
+             + ", ".join(f"{v['variant']} {v['sets'].get('query.templates', 'config default [a photo of {}.]')}"
+                         for v in doc["variants"])
+             + "; offline, " + (f"the same through `QueryEngine` ({off['templates']})" if off.get("templates")
+                                else "the bare caption (this run predates the fix: offline and live sent the model "
+                                     "different text, see test/ros/test_e2e_small.py)") + ".", "",
              "| variant | live R1 | live R5 | live mAP | offline R1 | offline R5 | offline mAP | lost (offline "
              "R1 hit, live miss) | gained |", "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for v in doc["variants"]:
