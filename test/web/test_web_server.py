@@ -173,9 +173,15 @@ def loopback(slow_graph):
 
 
 def test_slow_graph_gives_a_timeout_error(loopback, slow_graph):
-    t0 = time.monotonic()
-    status, body = get_json(loopback.url + "/api/search?q=someone")
-    took = time.monotonic() - t0
+    deadline = time.monotonic() + 30.0
+    while True:  # DDS discovery of /slow/query_person by the console's process can take seconds on a loaded machine
+        t0 = time.monotonic()
+        status, body = get_json(loopback.url + "/api/search?q=someone")
+        took = time.monotonic() - t0
+        if status != 503 or time.monotonic() > deadline:
+            break
+        assert "not available" in body["error"] and not slow_graph, body  # a 503 never reached the graph
+        time.sleep(0.5)
     assert status == 504 and "did not answer" in body["error"], body
     assert 1.5 < took < 7.0, took
     assert slow_graph and slow_graph[0] == "someone"  # the request did reach the graph
