@@ -93,6 +93,11 @@ def test_index_restart_restores_snapshot(graph, probe):
     time.sleep(2.5)  # > gallery.snapshot_interval_s: the last snapshot holds what `before` saw
     graph.stop("/index", sig=signal.SIGKILL)
     killed_at = time.monotonic()
+    saved = {}  # the persons the killed node last saved: what a restore must give back
+    if REID:
+        with np.load(f"{graph.snapshot}.persons.npz", allow_pickle=False) as z:
+            saved = {(str(src), int(tid)): int(pid) for src, tid, pid, (decided, _) in
+                     zip(z["sources"], z["track_ids"], z["person"], z["flags"]) if decided}
     graph.start(only=["/index"])
     probe.wait_for(lambda: any(t > killed_at and s > 0 for t, s in list(probe.sizes)), 60,
                    "the restarted index to report its size", graph=graph)
@@ -103,10 +108,12 @@ def test_index_restart_restores_snapshot(graph, probe):
     assert len(old & restored) >= max(1, len(old) // 2), (old, restored)
     if REID:  # with their person ids (persons.npz beside the snapshot)
         pid_after = {(m.camera_frame_id, m.track_id): m.person_id for m in after.matches}
-        kept = [k for k in old & restored if pid_before[k] >= 0]
-        same = [k for k in kept if pid_after[k] == pid_before[k]]
-        # a track still short of reid.min_link_crops at `before` may have been decided since
-        assert kept and len(same) >= 0.75 * len(kept), (pid_before, pid_after)
+        assert any(pid >= 0 for pid in pid_before.values()), pid_before
+        # the decided tracks of the last saved persons file come back with the same person ids (compared
+        # with the file, not with `before`: a track can join a person between that query and the snapshot)
+        kept = [k for k in restored if k in saved]
+        same = [k for k in kept if pid_after[k] == saved[k]]
+        assert kept and len(same) >= 0.9 * len(kept), (saved, pid_after)
 
 
 def test_diagnostics_report_every_stage(graph, probe):
