@@ -287,7 +287,7 @@ def test_two_graphs_share_the_domain_under_namespaces(graph, probe, sample_video
                     log_dir=tmp_path)
     with g2:
         def robot2_answers() -> bool:
-            resp = probe.query("a person", top_k=50, service="/robot2/query_person", timeout=60)
+            resp = probe.query("a person", top_k=50, service="/robot2/query_person", timeout=120)
             return resp.success and len(resp.matches) > 0
         try:
             probe.wait_for(robot2_answers, 180, "the /robot2 graph to answer", graph=g2)
