@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     check_results_args(ap, args)
     if args.from_json:
-        return 0 if write_doc(args.doc, json.loads(Path(args.from_json).read_text())) else 2
+        result = json.loads(Path(args.from_json).read_text())
+        return 0 if not args.doc or replace_block(args.doc, "bench_embedder", doc_table(result)) else 2
     record = new_record(vars(args), "bench_embedder")
     results = []
 
@@ -167,7 +168,7 @@ def main(argv=None) -> int:
     print(f"CPU at the end: {cpu_line()}")
     if args.json:
         result = json.loads(write_results(args.json, record, rows=results, cpu_model=cpu_model()).read_text())
-        if args.doc and not write_doc(args.doc, result):
+        if args.doc and not replace_block(args.doc, "bench_embedder", doc_table(result)):
             return 2
     return 0
 
@@ -197,16 +198,6 @@ def doc_table(result: dict) -> str:
             out.append(f"{r['crops_s']:.2f} ({r['ratio']:.2f}){cos}")
         lines.append("| " + " | ".join(out) + " |")
     return "\n".join(lines)
-
-
-def write_doc(doc: str, result: dict) -> bool:
-    """Rewrite the document's embedder table from ``result`` (True when there is nothing to do or it was done)."""
-    if not doc:
-        return True
-    if replace_block(doc, "bench_embedder", doc_table(result)):
-        return True
-    print(f"{doc} has no '<!-- results:bench_embedder -->' block", file=sys.stderr)
-    return False
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ def write_results(path: Union[str, Path], record: dict, **payload) -> Path:
 def replace_block(doc: Union[str, Path], name: str, text: str) -> bool:
     """Replace what stands between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in ``doc``.
 
-    Returns False (and leaves the file alone) when the document has no such block.
+    Returns False (and leaves the file alone, saying why on stderr) when the document or the block is missing.
     """
     doc = Path(doc)
     if not doc.is_file():
@@ -231,6 +231,7 @@ def replace_block(doc: Union[str, Path], name: str, text: str) -> bool:
     src = doc.read_text()
     pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
     if not pattern.search(src):
+        print(f"{doc} has no '<!-- results:{name} -->' block", file=sys.stderr)
         return False
     doc.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(2), src, count=1))
     print(f"updated the '{name}' block of {doc}")
