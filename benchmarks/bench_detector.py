@@ -25,24 +25,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import itertools
 from pathlib import Path
 
 from benchmarks.common import (ROOT, add_results_args, check_results_args, cpu_line, describe_run, new_record,
-                               replace_block, write_results)
+                               replace_block, video_frames, write_results)
 
 
 def frames_of(video: Path, n: int):
     """Return the first ``n`` frames of ``video`` (BGR)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(video))
-    out = []
-    while len(out) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        out.append(frame)
-    cap.release()
+    out = list(itertools.islice(video_frames(video), n))
     if not out:
         raise SystemExit(f"no frames in {video}")
     return out

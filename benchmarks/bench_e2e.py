@@ -40,6 +40,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from benchmarks.common import new_record, video_frames
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "reid": ({}, "CPU config, re-id linking on (answers by person)"),
@@ -84,7 +86,6 @@ def _pad(box, w, h, pad=0.05):
 
 def ground_truth_crops(video: Path, truth: dict) -> Dict[int, List[np.ndarray]]:
     """Cut up to GT_CROPS_PER_ID crops per identity at the drawn boxes (mostly visible, not cut by the border)."""
-    import cv2
     want: Dict[int, List[Tuple[int, tuple]]] = {}
     for ident in truth["identities"]:
         rows = [r for r in ident["boxes"] if r[5] >= GT_MIN_VISIBLE]
@@ -97,17 +98,10 @@ def ground_truth_crops(video: Path, truth: dict) -> Dict[int, List[np.ndarray]]:
         for f, box in items:
             by_frame.setdefault(f, []).append((i, box))
     out: Dict[int, List[np.ndarray]] = {i: [] for i in want}
-    cap = cv2.VideoCapture(str(video))
-    f = 0
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
+    for f, img in enumerate(video_frames(video)):
         for i, box in by_frame.get(f, []):
             x1, y1, x2, y2 = _pad(box, img.shape[1], img.shape[0])
             out[i].append(img[y1:y2, x1:x2].copy())
-        f += 1
-    cap.release()
     return out
 
 
@@ -244,15 +238,8 @@ def small_picture(jpeg: bytes) -> np.ndarray:
 def small_frames(video: Path) -> np.ndarray:
     """Every frame of the video as a small grey picture (SMALL)."""
     import cv2
-    cap = cv2.VideoCapture(str(video))
-    out = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        out.append(cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), SMALL, interpolation=cv2.INTER_AREA))
-    cap.release()
-    return np.stack(out)
+    return np.stack([cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), SMALL, interpolation=cv2.INTER_AREA)
+                     for img in video_frames(video)])
 
 
 def _keys(m) -> List[tuple]:
@@ -615,7 +602,7 @@ def main(argv=None) -> int:
         print(f"error: unknown variant(s) {bad}; choose from {sorted(VARIANTS)}", file=sys.stderr)
         return 2
     from benchmarks.graph_probe import private_domain
-    from benchmarks.common import new_record
+
     from person_search.demo.crowd import make_captioned_crowd
     from person_search.lab.eval.groundtruth import CAUSES
     run = Path(a.model).resolve()

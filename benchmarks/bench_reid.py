@@ -49,7 +49,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.common import ROOT, cpu_line, git_commit, time_interleaved
+from benchmarks.common import ROOT, cpu_line, git_commit, time_interleaved, video_frames
 from person_search.core.config import DetectorConfig, ReidConfig
 from person_search.demo.crowd import make_crowd_video
 from person_search.core.gallery.persons import PersonLinker
@@ -69,14 +69,7 @@ def iou(a, b) -> float:
 
 def second_camera(src: Path, dst: Path, truth, fps: int):
     """Camera B: the same people, mirrored, darker, starting half the video later (wraps)."""
-    cap = cv2.VideoCapture(str(src))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    frames = list(video_frames(src))
     n, (h, w) = len(frames), frames[0].shape[:2]
     shift = n // 2
     lut = np.clip(((np.arange(256) / 255.0) ** 1.3) * 255 * 0.95, 0, 255).astype(np.uint8)
@@ -94,12 +87,8 @@ def track_video(path: Path, source: str, det_cfg: DetectorConfig, truth, fps: in
     """Return observations: dicts with stamp, source, track, gt (or -1), crop."""
     from person_search.core.detect import PersonTracker
     tracker = PersonTracker(det_cfg)
-    cap = cv2.VideoCapture(str(path))
     obs, k = [], 0
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
+    for img in video_frames(path):
         stamp = int(k * S / fps)
         det = tracker.update(Frame(image=img, stamp_ns=stamp, source_id=source, index=k))
         for p in det.people:
@@ -108,7 +97,6 @@ def track_video(path: Path, source: str, det_cfg: DetectorConfig, truth, fps: in
             obs.append(dict(stamp=stamp, source=source, track=int(p.track_id),
                             gt=best[1] if best[0] >= min_iou else -1, crop=p.crop))
         k += 1
-    cap.release()
     return obs, k
 
 

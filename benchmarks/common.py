@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"  # results files live here, next to the document they feed
@@ -206,6 +206,22 @@ def time_interleaved(calls: Dict[str, Callable[[int], object]], *, seconds: floa
             times[name].append(dt)
             spent[name] += dt
         k += 1
+
+
+# -- videos ----------------------------------------------------------------------------------------------------------
+
+def video_frames(path: Union[str, Path]) -> Iterator:
+    """Yield every frame of a video file (BGR uint8), in order; the capture is released at the end or on close."""
+    import cv2
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                return
+            yield img
+    finally:
+        cap.release()
 
 
 # -- results files ---------------------------------------------------------------------------------------------------
