@@ -165,11 +165,7 @@ class Recorder:
     """Record every crop (stamp, box) per track and every embedded track, on a background executor."""
 
     def __init__(self):
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-        if not rclpy.ok():
-            rclpy.init()
-        self.node = rclpy.create_node(f"bench_e2e_{os.getpid()}")
+        from benchmarks.graph_probe import background_node
         self.lock = threading.Lock()
         self.tracks: Dict[tuple, list] = {}
         self.embedded: set = set()
@@ -177,10 +173,7 @@ class Recorder:
         self.thumbs: Dict[int, bytes] = {}  # stamp -> the detector's frame thumbnail (JPEG)
         self.jpegs: Dict[int, tuple] = {}  # hash of a crop's JPEG -> (stamp, box): which moment a shown crop is
         self.gallery = 0
-        self.executor = MultiThreadedExecutor(num_threads=2)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.node, self.executor = background_node("bench_e2e")
 
     def subscribe_when_graph_listens(self, graph, timeout: float) -> None:
         """Subscribe once the embedder and the index listen (the detector starts on its first subscriber)."""

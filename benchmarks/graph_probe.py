@@ -19,24 +19,30 @@ def private_domain(base: int = 110) -> str:
     return os.environ["ROS_DOMAIN_ID"]
 
 
+def background_node(name: str, threads: int = 2):
+    """Return (node, executor): a node of this process (rclpy initialised on demand) spun on a daemon thread."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    if not rclpy.ok():
+        rclpy.init()
+    node = rclpy.create_node(f"{name}_{os.getpid()}")
+    executor = MultiThreadedExecutor(num_threads=threads)
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    return node, executor
+
+
 class DiagnosticsProbe:
     """Subscribe to /diagnostics on a background executor; ``latest()`` returns a copy."""
 
     def __init__(self, name: str = "bench_probe"):
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import MultiThreadedExecutor
 
-        if not rclpy.ok():
-            rclpy.init()
-        self.node = rclpy.create_node(f"{name}_{os.getpid()}")
         self._lock = threading.Lock()
         self._last: Dict[str, Dict[str, str]] = {}
+        self.node, self.executor = background_node(name, threads=4)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
-        self.executor = MultiThreadedExecutor(num_threads=4)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
 
     def _on_diag(self, msg) -> None:
         with self._lock:
