@@ -8,29 +8,18 @@ and the person-level Rank-1 of the live answers is compared with the offline Ran
 model on ground-truth crops of the same identities (``benchmarks/bench_e2e.py``).
 
 Margin: the live Rank-1 may be at most ``MARGIN`` points below the offline one: 25 points =
-2 of the 8 queries = one identity's two captions. The full benchmark (docs/e2e.md: 12 walkers,
-much more occlusion; measured before the template fix below) lost about 25 points with every crop
-embedded, mostly identities ranked below a neighbour on occluded or partial live crops; 4 walkers
-occlude each other less, so one identity lost is the most the small crowd should see. A graph that loses two
+2 of the 8 queries = one identity's two captions. On 4 walkers that occlude each other little,
+one identity lost (to a neighbour on an occluded or partial crop) is the most the live path
+should cost; the full benchmark's per-cause breakdown is in docs/e2e.md. A graph that loses two
 of four identities (a detector that misses people, an embedder that encodes other crops or with
-other weights than the query side, answers mapped to the wrong tracks) fails.
-The offline Rank-1 must itself reach ``MIN_OFFLINE`` (the model learned the colours), so that
-the comparison can fail at all.
+other weights than the query side, answers mapped to the wrong tracks, a query side that sends
+the model other text than it was trained on) fails. The offline Rank-1 must itself reach
+``MIN_OFFLINE`` (the model learned the colours), so that the comparison can fail at all.
 
 Both sides encode a caption the same way: the graph is served with the query templates the lab
 trains with (the caption as written, ``bench_e2e.LAB_TEMPLATES``) and the offline bound encodes
-through the query service's ``QueryEngine`` with those templates. Before (2026-12-03) the live
-query service wrapped each caption in its default CLIP template "a photo of {}." while the offline
-bound encoded the bare caption: 3 runs measured live 50 % vs offline 100 %, all "ranked below
-another". Diagnosis (the same run's live embeddings, labelled by the ground truth, scored offline):
-every walker's best live embedding ranks first for all 8 bare captions (100 %), i.e. the model
-reads the detector's crops; the live vectors equal an offline re-encoding of their crops (cosine
-1.000); with "a photo of {caption}." the offline bound on ground-truth crops itself falls to 50 %.
-The loss was the text sent to the model, not the crops, the index or the answer mapping.
-After the fix (same seed, 2026-12-03, load 4-5 on 2 cores): live 87.5 % vs offline 100 % in 3 of 3 runs
-(one walker-0 caption ranks walker 1 first). That 12.5 points is the gallery's near-duplicate rule
-(``gallery.diversity`` 0.95 keeps 11 of the 142 embedded crops, mostly each track's first ones):
-replaying the run's embeddings through ``policy.choose`` gives 87.5 % at 0.95 and 100 % at 0.99.
+through the query service's ``QueryEngine`` with those templates. With the service's default
+CLIP template ("a photo of {}.") on the live side only, this test failed by more than the margin.
 """
 
 from __future__ import annotations
