@@ -127,3 +127,73 @@ def pytest_pycollect_makemodule(module_path, parent):
     if missing_for(module_path):
         return _Absent.from_parent(parent, path=module_path)
     return None
+
+
+# --- Fast DDS shared memory ---------------------------------------------------------------
+# A DDS process that is killed (the fault tests do it on purpose; a timed-out `ros2` command
+# is killed by subprocess.run) leaves its 32 MiB segment in /dev/shm, which is RAM: a whole
+# run would leave gigabytes. The product cleans up before it starts or respawns nodes
+# (person_search.graph.shm, test/ros/test_process_lifecycle.py); here the suite starts from
+# a clean /dev/shm, removes what each test left once it is over, and says in the summary
+# which tests left segments behind.
+SHM_LEFT = {}  # test id -> (segments, bytes)
+
+
+def pytest_sessionstart(session):
+    from person_search.graph.shm import clean_stale_segments
+    r = clean_stale_segments()
+    if r.removed:
+        print(f"\n(before the tests: {r.line()}, left by DDS processes that died earlier)")
+
+
+@pytest.fixture(autouse=True)
+def _shm_left_by_test(request):
+    yield
+    from person_search.graph.shm import clean_stale_segments
+    r = clean_stale_segments(min_age_s=2.0)
+    if r.removed:
+        SHM_LEFT[request.node.nodeid] = (r.removed, r.freed_bytes)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not SHM_LEFT:
+        return
+    n = sum(v[0] for v in SHM_LEFT.values())
+    mib = sum(v[1] for v in SHM_LEFT.values()) / 2**20
+    terminalreporter.write_sep("-", f"Fast DDS segments of killed processes, removed after the test: {n}, "
+                                    f"{mib:.0f} MiB")
+    for nodeid, (k, b) in sorted(SHM_LEFT.items(), key=lambda kv: -kv[1][1]):
+        terminalreporter.write_line(f"{k:3d} segment(s) {b / 2**20:6.0f} MiB  {nodeid}")
+
+
+# --- a failure is printed when it happens ---------------------------------------------------
+# pytest prints failures at the end of the run; a run that is killed before it ends (the
+# machine out of memory, a CI time limit) then shows "F" and nothing else. Each failure's
+# short traceback is written at once, with the machine's free memory and shared memory.
+def _memory_line() -> str:
+    info = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            k, v = line.split(":", 1)
+            info[k] = int(v.split()[0]) // 1024
+    except OSError:
+        return ""
+    shm = ""
+    try:
+        st = os.statvfs("/dev/shm")
+        shm = f", /dev/shm {(st.f_blocks - st.f_bfree) * st.f_frsize / 2**20:.0f} MiB used"
+    except OSError:
+        pass
+    return f"memory: {info.get('MemAvailable', '?')} MiB available of {info.get('MemTotal', '?')} MiB{shm}"
+
+
+def pytest_runtest_logreport(report):
+    if not report.failed or os.environ.get("PERSON_SEARCH_NO_EARLY_FAILURES"):
+        return
+    import sys
+    text = report.longreprtext or ""
+    if len(text) > 4000:
+        text = "...\n" + text[-4000:]
+    sys.stderr.write(f"\n\n=== FAILED {report.nodeid} ({report.when}, {report.duration:.0f} s); "
+                     f"{_memory_line()}\n{text}\n=== (the run goes on)\n")
+    sys.stderr.flush()

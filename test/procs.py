@@ -50,3 +50,20 @@ def node_processes(parent: int, executables: Sequence[str] = ()) -> Dict[int, st
         ns = next((a.split(":=", 1)[1] for a in argv if a.startswith("__ns:=")), "")
         out[pid] = f"{ns}/{name}"
     return out
+
+
+def shm_segments(pid: int) -> Set[str]:
+    """Return the names of the Fast DDS segment files in /dev/shm whose lock ``pid`` holds (/proc/locks)."""
+    inodes: Set[int] = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        f = line.split()
+        if len(f) >= 6 and f[1] == "FLOCK" and f[4] == str(pid):
+            inodes.add(int(f[5].rsplit(":", 1)[1]))
+    out: Set[str] = set()
+    for p in Path("/dev/shm").glob("fastdds_*_el"):
+        try:
+            if p.stat().st_ino in inodes and "port" not in p.name:
+                out.add(p.name[:-3])
+        except OSError:
+            pass
+    return out

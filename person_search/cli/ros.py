@@ -298,6 +298,9 @@ def cmd_up(a) -> int:
         print(f"web console: {url_of(str(web.parameters['web.host']), int(web.parameters['web.port']))}", flush=True)
     try:
         with graph:  # leaving it stops every node: SIGINT, SIGKILL after 10 s
+            if graph.shm_freed.removed:
+                print(f"({graph.shm_freed.line()}: left by DDS processes that were killed)", file=sys.stderr,
+                      flush=True)
             respawner = Respawner(graph, max_restarts=a.max_restarts,
                                   log=lambda line: print(line, file=sys.stderr, flush=True))
             probe = None

@@ -36,6 +36,7 @@ from launch_ros.actions import Node
 
 from person_search.core.paths import package_share
 from person_search.core.video import source_kind
+from person_search.graph.shm import clean_stale_segments
 from person_search.graph.spec import EXECUTABLES, CameraSpec, node_set, parse_cameras, rviz_config
 
 _BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -114,6 +115,7 @@ def _nodes(context, *args, **kwargs):
     sets = _overrides(context, config)
     specs = node_set(cams, loop=_flag(context, "loop"), namespace=namespace, image_transport=transport,
                      autostart=_flag(context, "autostart"), web=bool(_flag(context, "web")))
+    _clean_shm("before the nodes start")
     guard = _Guard()
     actions = []
     for spec in specs:
@@ -128,6 +130,14 @@ def _nodes(context, *args, **kwargs):
     if _flag(context, "rviz"):
         actions += _rviz(specs, cams)
     return actions
+
+
+def _clean_shm(when: str) -> None:
+    """Remove Fast DDS segments of dead processes (32 MiB of RAM each); one info line if any."""
+    r = clean_stale_segments(min_age_s=2.0 if when.startswith("after") else 10.0)
+    if r.removed:
+        import launch.logging
+        launch.logging.get_logger("person_search").info(f"{r.line()} ({when})")
 
 
 class _Guard:
@@ -154,6 +164,8 @@ class _Guard:
 
     def on_exit(self, event, context):
         code, name = event.returncode, self.names.get(event.action, event.process_name)
+        if code < 0:  # killed by a signal: its shared-memory segment is left behind
+            _clean_shm(f"after {name} was killed")
         if code == 0 or context.is_shutdown:
             return None
         if code == EXIT_CONFIG:

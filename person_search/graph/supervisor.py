@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from person_search.core.paths import package_share
+from person_search.graph.shm import CleanReport, clean_stale_segments
 from person_search.graph.spec import CameraSpec, NodeSpec, node_set
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +78,17 @@ class Graph:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.procs: Dict[str, subprocess.Popen] = {}
         self.started: Dict[str, float] = {}
+        self.shm_freed = CleanReport(errors=[])  # stale Fast DDS segments removed so far
+
+    def clean_shm(self) -> CleanReport:
+        """Remove the shared-memory segments of dead DDS processes; called at each start and stop.
+
+        A node killed with SIGKILL leaves its 32 MiB segment in /dev/shm, which is RAM.
+        """
+        r = clean_stale_segments(min_age_s=2.0)
+        self.shm_freed.removed += r.removed
+        self.shm_freed.freed_bytes += r.freed_bytes
+        return r
 
     def command(self, spec: NodeSpec) -> List[str]:
         params = dict(spec.parameters)
@@ -85,6 +97,7 @@ class Graph:
         return [sys.executable, "-m", spec.module] + spec.ros_args(str(self.params_file))
 
     def start(self, only: Optional[Sequence[str]] = None) -> "Graph":
+        self.clean_shm()
         for spec in self.specs:
             if only is not None and spec.fqn not in only:
                 continue
@@ -121,6 +134,7 @@ class Graph:
                 codes[n] = p.wait()
             if fqn:
                 del self.procs[n]
+        self.clean_shm()  # a process that had to be killed leaves its segments behind
         return codes
 
     def dead(self) -> Dict[str, int]:

@@ -74,6 +74,18 @@ class ManagedNode(LifecycleNode):
         self.unload()
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        """Also let go of the lifecycle state machine (rclpy's LifecycleNode does not).
+
+        It holds the node's handle, which holds the context: the DDS participant and its
+        32 MiB shared-memory segment in /dev/shm then outlived ``destroy_node`` and the
+        context's destruction, and stayed on the machine after the process exited.
+        """
+        super().destroy_node()
+        machine = getattr(self, "_state_machine", None)
+        if machine is not None:
+            machine.destroy_when_not_in_use()
+
 
 def when_downstream_ready(node: Node, publisher, wait_s: float, start: Callable[[], None]) -> None:
     """Call ``start`` (which subscribes to the stage's input) once ``publisher`` has a subscriber.

@@ -66,7 +66,7 @@ def _run_node(factory: Callable[[], Node], *, multithreaded: bool, threads: int,
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     _stop_on_signals()
-    node = None
+    node = executor = None
     code = 0
     try:
         try:
@@ -101,5 +101,11 @@ def _run_node(factory: Callable[[], Node], *, multithreaded: bool, threads: int,
                 except Exception as exc:  # noqa: BLE001 - shutdown must go on
                     print(f"[person_search] error while closing: {exc}", file=sys.stderr)
             node.destroy_node()
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
         rclpy.try_shutdown()
+        # Shutting down is not finalising: the DDS participant and its 32 MiB shared-memory
+        # segment go only when the context is destroyed, which the garbage collector would do
+        # at interpreter teardown, and _exit_now skips that teardown.
+        rclpy.get_default_context().destroy()
     return code

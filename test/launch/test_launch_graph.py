@@ -99,9 +99,10 @@ def test_ros2_node_lifecycle_and_param(probe):
     param = ("param", "set", "--no-daemon", "--spin-time", "3", "/cam0/detector", "detector.conf")
     ok = ros2_until(lambda r: "Set parameter successful" in r.stdout, *param, "0.4")
     assert "Set parameter successful" in ok.stdout, ok.stdout + ok.stderr
-    got = ros2("param", "get", "--no-daemon", "--spin-time", "3", "/cam0/detector", "detector.conf")
+    found = lambda r: "Node not found" not in r.stdout + r.stderr  # noqa: E731 - a fresh CLI node may discover late
+    got = ros2_until(found, "param", "get", "--no-daemon", "--spin-time", "3", "/cam0/detector", "detector.conf")
     assert "Double value is: 0.4" in got.stdout, got.stdout + got.stderr
-    bad = ros2(*param, "1.5")
+    bad = ros2_until(found, *param, "1.5")
     assert "Setting parameter failed" in bad.stdout + bad.stderr and "out of range" in bad.stderr, bad.stdout
 
 

@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 from launch_helpers import alive, ros2, wait_until
+from procs import shm_segments
 
 pytestmark = pytest.mark.slow  # each test starts a whole graph
 
@@ -39,9 +40,14 @@ def test_sigint_from_a_script_and_respawn_after_kill_9(ros2_launch, sample_video
     nodes = wait_until(lambda: len(run.nodes()) == 5 and run.nodes(), 60, "the 5 node processes")
     _wait_for_answer()
     detector = next(pid for pid, name in nodes.items() if name == "/cam0/detector")
+    segments = shm_segments(detector)
+    assert segments, "the detector has no Fast DDS shared-memory segment"
     os.kill(detector, signal.SIGKILL)
     wait_until(lambda: any(n == "/cam0/detector" and p != detector for p, n in run.nodes().items()), 30,
                "the killed detector to be respawned")
+    # the killed process could not remove its 32 MiB segment: the launch did
+    wait_until(lambda: not any(os.path.exists(f"/dev/shm/{s}") for s in segments), 10,
+               f"the killed detector's shared-memory segments {sorted(segments)} to be removed")
     assert run.proc.poll() is None, run.text()[-3000:]
     took = run.stop(signal.SIGINT)
     assert took < STOP_S, f"{took:.1f} s to stop after SIGINT"

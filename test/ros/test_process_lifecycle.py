@@ -97,3 +97,54 @@ def test_up_stops_every_node_on_a_signal(sample_video, tmp_path, sig):
         assert "restarting" not in out and "Traceback" not in out, out[-2000:]
     finally:
         _kill_all(up)
+
+
+@pytest.mark.parametrize("name", ["/query", "/index"])  # a lifecycle node and a plain one
+def test_a_node_stopped_by_sigint_removes_its_shared_memory(sample_video, tmp_path, name):
+    # started without the supervisor, whose clean-up would hide a node that leaves its segment
+    from person_search.graph import CameraSpec, make_graph
+    from procs import shm_segments
+    graph = make_graph("test", [CameraSpec("cam0", str(sample_video))])
+    spec = next(s for s in graph.specs if s.fqn == name)
+    proc = subprocess.Popen(graph.command(spec), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert _wait(lambda: len(shm_segments(proc.pid)) >= 2, 60), "the node never mapped its segments"
+        time.sleep(3.0)  # past start-up: spinning
+        segs = shm_segments(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=15)[0]
+        assert proc.returncode == 0, out[-2000:]
+        left = [s for s in segs if os.path.exists(f"/dev/shm/{s}")]
+        assert not left, f"{name} exited and left {len(left)} segment(s) in /dev/shm: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_killed_nodes_shared_memory_is_given_back(sample_video, tmp_path):
+    # Fast DDS maps a 32 MiB segment per process (config/fastdds_local.xml) that a SIGKILLed
+    # process cannot remove; /dev/shm is RAM, so a crash-looping node would fill the machine
+    from person_search.graph import CameraSpec, make_graph
+    from procs import shm_segments
+    graph = make_graph("test", [CameraSpec("cam0", str(sample_video))], log_dir=tmp_path / "logs")
+    graph.start(only=["/index"])
+    try:
+        pid = graph.procs["/index"].pid
+        assert _wait(lambda: shm_segments(pid), 60), "the index node never mapped a shared-memory segment"
+        segs = shm_segments(pid)
+        sizes = {s: os.path.getsize(f"/dev/shm/{s}") for s in segs}
+        assert any(v >= 32 * 2**20 for v in sizes.values()), f"not the profile's big segment: {sizes}"
+        time.sleep(3.0)  # older than the supervisor's 2 s guard against half-created files
+        os.kill(pid, signal.SIGKILL)
+        # reaped, as the respawner sees it (a multithreaded process's main thread shows as a
+        # zombie while its other threads, which share the locked file, are still exiting)
+        assert _wait(lambda: "/index" in graph.dead(), 10)
+        assert all(os.path.exists(f"/dev/shm/{s}") for s in segs), "a killed process removed its segment?"
+        ages = {s: time.time() - os.stat(f"/dev/shm/{s}_el").st_mtime for s in segs}
+        graph.start(only=["/index"])  # a respawn cleans up after the dead one
+        left = [s for s in segs if os.path.exists(f"/dev/shm/{s}")]
+        assert not left, f"segments left after a respawn: {left} (ages {ages}, cleaned {graph.shm_freed})"
+        assert graph.shm_freed.removed >= len(segs)
+    finally:
+        graph.stop()
