@@ -55,26 +55,26 @@ MAX_TOP_K = 100  # the query service's limit: every person of a short crowd fits
 PART_OF = 0.2  # a shown crop "holds part of" a walker when it covers this share of the walker's drawn box
 
 
-# The lab trains on the captions as written (no prompt template), so a lab model is served with the
-# description as is. The query service's default template ("a photo of {}.", CLIP's class-name prompt)
-# is text the model never saw: measured with the small test's PS-Tiny-ViT (120 steps), it halves the
-# offline Rank-1 of the same ground-truth crops (100 % -> 50 %), which the live graph showed as a loss.
-LAB_TEMPLATES = ["{}"]
+OWN_TEMPLATES = "the model's own (its run folder's text_templates)"
 
 
 def model_settings(run: Path) -> Dict[str, object]:
     """Return the graph settings of a lab run folder (model.json + best/last.safetensors).
 
-    The encoder (arch, weights, input size) and the query templates it was trained with
-    (``LAB_TEMPLATES``: the captions as written).
+    ``encoder.weights`` is the run folder itself: the model contract serves it with what it was
+    trained with, its input size and attention and the text templates of its captions (the lab
+    trains on captions as written: a description goes to the model as it is, not in CLIP's
+    "a photo of {}." prompt). The input size is repeated here because the config must match it.
     """
-    meta = json.loads((run / "model.json").read_text())
-    ckpt = next((run / n for n in ("best.safetensors", "last.safetensors") if (run / n).is_file()), None)
-    if ckpt is None:
-        raise SystemExit(f"error: {run}: no best.safetensors or last.safetensors")
+    from person_search.core.models.run import read_model_json, servable
+    try:
+        meta = read_model_json(run)
+        servable(run)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     h, w = meta["image_size"]
-    return {"encoder.arch": meta["arch"], "encoder.weights": str(ckpt.resolve()), "encoder.image_height": int(h),
-            "encoder.image_width": int(w), "query.templates": list(LAB_TEMPLATES)}
+    return {"encoder.arch": meta["arch"], "encoder.weights": str(Path(run).resolve()), "encoder.image_height": int(h),
+            "encoder.image_width": int(w)}
 
 
 def _pad(box, w, h, pad=0.05):
@@ -114,8 +114,8 @@ def offline_upper_bound(settings: dict, crops: Dict[int, List[np.ndarray]], quer
     """Rank the identities by their best ground-truth crop's cosine with each caption; person-level metrics.
 
     Each caption is encoded the way the live query service encodes it (``QueryEngine`` with the
-    graph's ``query.templates``, from ``settings`` or the config default), so that offline and
-    live differ only by what the graph does to the crops, not by the text sent to the model.
+    graph's ``query.templates`` where ``settings`` set them, else the model's own), so that offline
+    and live differ only by what the graph does to the crops, not by the text sent to the model.
     """
     from person_search.core.config import EncoderConfig, QueryConfig
     from person_search.core.clip_encoder import ClipEncoder
@@ -136,7 +136,7 @@ def offline_upper_bound(settings: dict, crops: Dict[int, List[np.ndarray]], quer
         order = sorted(ids, key=lambda i: -score[i])
         rows.append({"id": target, "caption": cap, **rank_scores(order, target), "top": order[:5]})
     return {"per_query": rows, **summary(rows), "identities": len(ids), "model_id": enc.model_id,
-            "crops": {str(i): len(crops[i]) for i in crops}, "templates": list(qcfg.templates)}
+            "crops": {str(i): len(crops[i]) for i in crops}, "templates": list(engine.templates)}
 
 
 def summary(rows: List[dict]) -> dict:
@@ -469,8 +469,7 @@ def render_md(doc: dict) -> str:
              "the walker most of its tracks' crops overlap (IoU >= 0.3); Rank-k = the identity among the first "
              "k persons, AP over the answer list. Mean over queries, %.", "",
              "Text sent to the model: live, the query service's templates "
-             + ", ".join(f"{v['variant']} {v['sets'].get('query.templates', 'config default [a photo of {}.]')}"
-                         for v in doc["variants"])
+             + ", ".join(f"{v['variant']} {v['sets'].get('query.templates', OWN_TEMPLATES)}" for v in doc["variants"])
              + "; offline, " + (f"the same through `QueryEngine` ({off['templates']})" if off.get("templates")
                                 else "the bare caption (this run predates the fix: offline and live sent the model "
                                      "different text, see test/ros/test_e2e_small.py)") + ".", "",

@@ -126,6 +126,7 @@ class ClipEncoder:
         self.image_size = facts.image_size
         self.mean = facts.mean
         self.std = facts.std
+        self.text_templates = facts.text_templates  # how its weights expect a description
         self.backend = backend_cls(built.image_tower, facts, ctx) if built.image_tower is not None else None
         self._text_model = built.text_model
         self._tokenizer = built.tokenizer

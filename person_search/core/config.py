@@ -211,16 +211,16 @@ class GalleryConfig:
 class QueryConfig:
     """Text queries."""
 
-    templates: List[str] = param(["a photo of {}."], "prompt templates; embeddings averaged")
+    templates: List[str] = param([], "prompt templates, embeddings averaged; [] = the model's own "
+                                     "(a lab run's model.json: captions as written; CLIP: 'a photo of {}.')")
     max_chars: int = param(1000, "longer descriptions are refused", range=(1, 100_000), runtime=True)
     default_top_k: int = param(10, "matches returned when a request asks for top_k 0", range=(1, 10_000), runtime=True)
     max_top_k: int = param(100, "largest top_k a request may ask for", range=(1, 10_000), runtime=True)
 
     def validate(self) -> None:
         _check_ranges(self)
-        _check(
-            len(self.templates) >= 1 and all("{}" in t for t in self.templates), "query.templates must each contain {}"
-        )
+        _check(isinstance(self.templates, list) and all(isinstance(t, str) and "{}" in t for t in self.templates),
+               "query.templates must each contain {}")
         _check(self.max_chars >= 1, "query.max_chars must be >= 1")
         _check(1 <= self.default_top_k <= self.max_top_k, "query.default_top_k must be in [1, max_top_k]")
 

@@ -12,6 +12,7 @@ from typing import List, Optional, Protocol
 import numpy as np
 
 from person_search.core.config import QueryConfig
+from person_search.core.models.run import CLIP_TEMPLATES
 from person_search.core.types import TrackMatch
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,11 @@ class QueryError(ValueError):
 
 
 class TextEncoder(Protocol):
-    """What the engine needs of a text encoder (e.g. encoder.ClipEncoder)."""
+    """What the engine needs of a text encoder (e.g. encoder.ClipEncoder).
+
+    It may also carry ``text_templates``, the prompt templates its weights expect (used
+    when ``query.templates`` is empty, the default).
+    """
 
     model_id: str
     dim: int
@@ -86,6 +91,9 @@ class QueryEngine:
         self.cfg = cfg if cfg is not None else QueryConfig()
         self.cfg.validate()
         self.encoder = text_encoder
+        # query.templates when set; else the weights' own (a lab run: captions as written; CLIP: its prompt)
+        self.templates: List[str] = list(self.cfg.templates or getattr(text_encoder, "text_templates", None)
+                                         or CLIP_TEMPLATES)
         self.model_id = str(getattr(text_encoder, "model_id", ""))
         self.dim = int(getattr(text_encoder, "dim"))
         self._cache: "OrderedDict[str, np.ndarray]" = OrderedDict()
@@ -96,7 +104,7 @@ class QueryEngine:
 
     def prompts(self, description: str) -> List[str]:
         """Return the prompt texts of a (validated) description, one per template."""
-        return [t.replace("{}", description) for t in self.cfg.templates]
+        return [t.replace("{}", description) for t in self.templates]
 
     def encode(self, description: object) -> np.ndarray:
         """Encode a validated description -> (D,) float32 unit vector (templates averaged)."""
@@ -108,7 +116,7 @@ class QueryEngine:
                 self.cache_hits += 1
                 return hit.copy()
         emb = np.asarray(self.encoder.encode_text(self.prompts(text)), dtype=np.float32)
-        n = len(self.cfg.templates)
+        n = len(self.templates)
         if emb.ndim != 2 or emb.shape != (n, self.dim):
             raise RuntimeError(f"text encoder returned shape {emb.shape}, expected ({n}, {self.dim})")
         if not np.isfinite(emb).all():

@@ -79,7 +79,7 @@ class QueryNode(ManagedNode):
     def load(self) -> None:
         from person_search.core.clip_encoder import ClipEncoder
         self.engine = QueryEngine(ClipEncoder(self.enc_cfg, towers=("text",)), self.cfg)
-        self.get_logger().info(f"query: model_id={self.engine.model_id}; "
+        self.get_logger().info(f"query: model_id={self.engine.model_id}; templates={self.engine.templates}; "
                                f"serving {self.resolve_service_name('query_person')}")
 
     def unload(self) -> None:

@@ -87,3 +87,29 @@ def test_file_digest_is_the_sha256_of_the_contents(tmp_path):
     assert file_digest(a) == hashlib.sha256(b"abc").hexdigest()
     assert file_digest(a, b) == hashlib.sha256(b"abcdef").hexdigest()
     assert torch.__version__  # torch imported: the tiny model above builds in this process
+
+
+def test_a_run_is_asked_in_the_words_it_was_trained_with(tmp_path):
+    from person_search.core.config import QueryConfig
+    from person_search.core.query import QueryEngine
+    run = _run(tmp_path)
+    info = read_model_json(run)
+    assert "text_templates" not in info  # a run written before the key: captions as written
+    assert servable(run)[1].text_templates == ("{}",)
+    enc = ClipEncoder(cfg(weights=str(run), image_height=64, image_width=32), towers=("text",))
+    assert enc.text_templates == ("{}",)
+    assert QueryEngine(enc).prompts("a man in red") == ["a man in red"]
+    # an explicit query.templates wins; random (or CLIP) weights get CLIP's prompt
+    assert QueryEngine(enc, QueryConfig(templates=["a photo of {}."])).prompts("x") == ["a photo of x."]
+    rnd = ClipEncoder(cfg(image_height=64, image_width=32), towers=("text",))
+    assert QueryEngine(rnd).prompts("a man in red") == ["a photo of a man in red."]
+    # what a run says is carried by its model.json and by the sidecar of a merged checkpoint
+    write_model_json(run, {**info, "text_templates": ["a pedestrian: {}", "{}"]})
+    assert servable(run)[1].text_templates == ("a pedestrian: {}", "{}")
+    out = tmp_path / "m.safetensors"
+    out.write_bytes((run / "best.safetensors").read_bytes())
+    (tmp_path / "m.safetensors.json").write_text(json.dumps(describe_checkpoint(read_model_json(run), source="x")))
+    assert servable(out)[1].text_templates == ("a pedestrian: {}", "{}")
+    write_model_json(run, {**info, "text_templates": ["no placeholder"]})
+    with pytest.raises(RunError, match="text_templates"):
+        servable(run)

@@ -125,6 +125,7 @@ def test_run_folder_contract_and_best_by_validation(tmp_path):
     assert info["final_eval"] == {"R1": 20.0, "mAP": 1.0}
     assert info["arch"] == "PS-Tiny-ViT" and info["image_size"] == [64, 32] and info["mode"] == "frozen-text"
     assert info["trainable_params"] == result.trainable_params and info["checkpoint"]["adapters"] is None
+    assert info["text_templates"] == ["{}"]  # captions went to the text tower as written
     assert (run / "best.safetensors").read_bytes() != (run / "last.safetensors").read_bytes()
     with pytest.raises(TrainError, match="already holds a run"):
         train(config(mode="frozen-text", max_steps=6), Outfits(), run, progress=False)

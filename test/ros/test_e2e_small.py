@@ -16,10 +16,11 @@ other weights than the query side, answers mapped to the wrong tracks, a query s
 the model other text than it was trained on) fails. The offline Rank-1 must itself reach
 ``MIN_OFFLINE`` (the model learned the colours), so that the comparison can fail at all.
 
-Both sides encode a caption the same way: the graph is served with the query templates the lab
-trains with (the caption as written, ``bench_e2e.LAB_TEMPLATES``) and the offline bound encodes
-through the query service's ``QueryEngine`` with those templates. With the service's default
-CLIP template ("a photo of {}.") on the live side only, this test failed by more than the margin.
+Both sides encode a caption the same way, and nobody sets it by hand: the graph serves the run
+folder, whose model.json says its captions were written as is (``text_templates: ["{}"]``), and
+the offline bound encodes through the query service's ``QueryEngine`` over the same run folder.
+When the graph sent the CLIP prompt ("a photo of {}.") instead, this test failed by more than
+the margin.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def test_live_answers_lose_at_most_the_margin_to_the_offline_ranking(tiny_model,
                                         size=(640, 360), seed=5)
     truth = json.loads(tpath.read_text())
     settings = model_settings(tiny_model)
+    assert "query.templates" not in settings  # the run folder carries how it is asked
     gt = ground_truth_crops(video, truth)
     offline = offline_upper_bound(settings, gt, queries_of(truth))
+    assert offline["templates"] == ["{}"], offline["templates"]
     if offline["R1"] < MIN_OFFLINE:  # pytest.fail, not assert: the xfail below covers only the margin
         pytest.fail(f"the tiny model did not learn the colours: {offline['per_query']}")
     live = run_live(video, truth, settings, VARIANT, "cpu", tmp_path, timeout=240.0)

@@ -14,6 +14,7 @@ from person_search.core.attention.patch import apply_attention
 from person_search.core.attention.registry import KERNELS
 from person_search.core.config import EncoderConfig
 from person_search.core.errors import ConfigError
+from person_search.core.models.run import CLIP_TEMPLATES
 from person_search.core.models.pos_embed import patch_grid, set_image_size
 from person_search.core.models.archs import model_config, open_clip_registered
 from person_search.core.models.weights import (RANDOM_SEED, check_trained, load_checkpoint, load_kernel_state,
@@ -38,6 +39,7 @@ class ModelFacts:
     std: Tuple[float, float, float]
     attention: str  # the attention kernel in use
     attention_modules: int  # how many attention modules got it
+    text_templates: Tuple[str, ...] = CLIP_TEMPLATES  # how a description is put to these weights
 
 
 @dataclass
@@ -230,7 +232,8 @@ def build_clip(cfg: EncoderConfig, *, towers: Sequence[str] = TOWERS, for_traini
     facts = ModelFacts(arch=cfg.arch, model_id=model_id_for(cfg.arch, resolved.weights_id, cfg.attention),
                        weights_id=resolved.weights_id, pretrained=resolved.path is not None, dim=dim,
                        image_size=size, mean=mean, std=std, attention=cfg.attention.kind,
-                       attention_modules=count)
+                       attention_modules=count,
+                       text_templates=resolved.trained.text_templates if resolved.trained else CLIP_TEMPLATES)
     tokenizer = open_clip.get_tokenizer(cfg.arch) if "text" in towers else None
     logger.debug("%s: %d attention modules set to %s", cfg.arch, count, cfg.attention.kind)
     return BuiltModel(model=model, facts=facts, towers=towers, device=device, dtype=dtype, tokenizer=tokenizer)

@@ -9,11 +9,13 @@ A training run folder ``RUN/`` (written by ``person_search.lab.train``) holds:
 * ``state.pt``, ``metrics.jsonl``, ``curves.png``: resumable state, metrics log, curves.
 * ``model.json`` (format :data:`FORMAT`): arch, image_size [H, W], attention (the kernel),
   mean, std, embed_dim, mode, lora, the training config (its ``attention_settings`` are the
-  kernel's settings), data provenance, best / final figures, versions.
+  kernel's settings), ``text_templates`` (how a description is put to the model: ``["{}"]``,
+  captions as written, which is how the lab trains; a run without the key means the same),
+  data provenance, best / final figures, versions.
 
 A plain checkpoint written out of a run (``person-search lora merge``) carries a sidecar
 ``FILE.json`` (format "open_clip") whose ``encoder`` block says how to serve it: arch, image
-height / width, attention kind and settings.
+height / width, attention kind and settings, text templates.
 
 :func:`read_model_json` and :func:`read_sidecar` are the one strict reader of each;
 :func:`servable` turns a weights path (a checkpoint file, or a run folder) into the file to load
@@ -32,6 +34,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 MODEL_JSON = "model.json"
 LAST, BEST, STATE, METRICS, CURVES = "last.safetensors", "best.safetensors", "state.pt", "metrics.jsonl", "curves.png"
 FORMAT = "person_search.train/1"  # model.json's format name
+# The lab trains on captions as written: a description is sent to such a model as it is.
+# (CLIP's own weights expect its prompt style instead: query.CLIP_TEMPLATES.)
+TRAINED_TEMPLATES: Tuple[str, ...] = ("{}",)
+CLIP_TEMPLATES: Tuple[str, ...] = ("a photo of {}.",)  # open_clip's weights (and random ones)
 SIDECAR_FORMAT = "open_clip"  # FILE.json beside a plain checkpoint
 CHECKPOINTS = ("best", "last")
 
@@ -112,7 +118,8 @@ def describe_checkpoint(info: Dict[str, Any], *, source: str) -> Dict[str, Any]:
         "lora": info.get("lora"), "data": info.get("data", {}), "evaluation": evaluation,
         "trained_steps": info.get("steps"), "source": source,
         "encoder": {"arch": info["arch"], "image_height": h, "image_width": w, "attention": info["attention"],
-                    "attention_settings": dict(info["train_config"].get("attention_settings") or {})},
+                    "attention_settings": dict(info["train_config"].get("attention_settings") or {}),
+                    "text_templates": list(text_templates_of(info, "model.json"))},
     }
 
 
@@ -151,17 +158,27 @@ class ServingFacts:
     mean: Tuple[float, ...] = ()  # RGB normalisation it was trained with (0..1 scale)
     std: Tuple[float, ...] = ()
     source: str = ""  # the model.json or sidecar these facts come from
+    text_templates: Tuple[str, ...] = TRAINED_TEMPLATES  # how its captions were written in training
 
     def attention_dict(self) -> Dict[str, Any]:
         """Return the ``encoder.attention`` section (kind + settings)."""
         return {"kind": self.attention, **self.attention_settings}
 
 
+def text_templates_of(info: Dict[str, Any], where: str) -> Tuple[str, ...]:
+    """Return the ``text_templates`` of a model.json / encoder block (runs before the key: as written)."""
+    t = info.get("text_templates", list(TRAINED_TEMPLATES))
+    if not isinstance(t, list) or not t or not all(isinstance(x, str) and "{}" in x for x in t):
+        raise RunError(f"{where}: text_templates must be a non-empty list of strings with {{}}, not {t!r}")
+    return tuple(t)
+
+
 def _facts_of_run(run_dir: Path, info: Dict[str, Any]) -> ServingFacts:
     settings = dict(info["train_config"].get("attention_settings") or {})
     return ServingFacts(arch=info["arch"], image_size=tuple(info["image_size"]), attention=info["attention"],
                         attention_settings=settings, mean=tuple(info["mean"]), std=tuple(info["std"]),
-                        source=str(run_dir / MODEL_JSON))
+                        source=str(run_dir / MODEL_JSON),
+                        text_templates=text_templates_of(info, str(run_dir / MODEL_JSON)))
 
 
 def servable(path: str | Path, checkpoint: str = "best") -> Tuple[Path, Optional[ServingFacts]]:
@@ -193,4 +210,4 @@ def servable(path: str | Path, checkpoint: str = "best") -> Tuple[Path, Optional
     return p, ServingFacts(arch=enc["arch"], image_size=(int(enc["image_height"]), int(enc["image_width"])),
                            attention=enc["attention"], attention_settings=dict(enc.get("attention_settings") or {}),
                            mean=tuple(info.get("mean") or ()), std=tuple(info.get("std") or ()),
-                           source=str(sidecar_of(p)))
+                           source=str(sidecar_of(p)), text_templates=text_templates_of(enc, str(sidecar_of(p))))

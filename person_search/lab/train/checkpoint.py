@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
-from person_search.core.models.run import BEST, FORMAT, LAST, atomic_write, checkpoint_file
+from person_search.core.models.run import BEST, FORMAT, LAST, TRAINED_TEMPLATES, atomic_write, checkpoint_file
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
@@ -61,7 +61,8 @@ def model_info(cfg, facts, *, counts, step: int, best: Optional[Dict[str, Any]],
     or null), start_weights (as given) and start_weights_id, checkpoint (best / last: plain
     open_clip files; adapters: the LoRA-layout files or null), trainable_params, total_params, trainable_share,
     loss, data (path, format, digest), steps, best ({step, metrics} or null), final_eval
-    (the hook's figures at the end, or null), train_config (every TrainConfig field), versions.
+    (the hook's figures at the end, or null), train_config (every TrainConfig field),
+    text_templates (``["{}"]``: the loop tokenizes each caption as written), versions.
     """
     import open_clip
 
@@ -81,7 +82,7 @@ def model_info(cfg, facts, *, counts, step: int, best: Optional[Dict[str, Any]],
         "trainable_params": int(trainable), "total_params": int(total),
         "trainable_share": round(trainable / max(total, 1), 6),
         "loss": cfg.loss, "data": dict(cfg.data), "steps": int(step), "best": best, "final_eval": final_eval,
-        "train_config": cfg.to_dict(),
+        "train_config": cfg.to_dict(), "text_templates": list(TRAINED_TEMPLATES),
         "versions": {"torch": torch.__version__, "open_clip": open_clip.__version__, "peft": peft_version},
     }
 
