@@ -160,9 +160,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows["untrained"] = _figures(res.t2i)
     shown = data.resolve().relative_to(ROOT) if data.resolve().is_relative_to(ROOT) else data
     out = {"data": {"path": str(shown), "ids": stats["ids"], "size": stats["size"],
-                                      "chance_rank1_test": stats["chance_rank1"]["test"],
-                                      "test_queries": len(test.captions),
-                                      "test_ids_with_a_held_out_pair": len(held)},
+                    "chance_rank1_test": stats["chance_rank1"]["test"], "test_queries": len(test.captions),
+                    "test_ids_with_a_held_out_pair": len(held)},
            "model": {"arch": ARCH, "input": list(SIZE), "epochs": a.epochs, "lr": a.lr, "batch": 64,
                      "seed": a.seed}, "train_s": secs, "rows": rows}
     print(f"generated data ({stats['ids']['train']} / {stats['ids']['val']} / {stats['ids']['test']} train / val / "

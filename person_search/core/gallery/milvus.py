@@ -365,7 +365,7 @@ class MilvusGallery:
         return f"MilvusGallery(uri={self.uri!r}, collection={self.rows_name!r})"
 
 
-_PERSON_FIELDS = ["key", "writer", "person", "source_id", "track_id", "first_seen", "last_seen", "n", "vec"]
+_PERSON_FIELDS = ["key", "writer", "person", "source_id", "track_id", "first_seen", "last_seen", "n", "updated", "vec"]
 
 
 class MilvusPersons:
@@ -381,7 +381,8 @@ class MilvusPersons:
         self.writer = gallery._writer
         self.id_base = self.writer << 24
         slug = re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_")[:40] or "reid"
-        self.name = f"ps_persons_{slug}_{hashlib.sha1(model_id.encode('utf-8')).hexdigest()[:12]}_d{self.dim}"
+        # v2: rows carry ``updated`` (the writer's clock at upsert) for incremental reads
+        self.name = f"ps_persons_{slug}_{hashlib.sha1(model_id.encode('utf-8')).hexdigest()[:12]}_d{self.dim}_v2"
         self._g._call(self._ensure)
 
     def _ensure(self) -> None:
@@ -392,7 +393,7 @@ class MilvusPersons:
             return
         schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=600)
-        for f in ("writer", "person", "track_id", "first_seen", "last_seen", "n"):
+        for f in ("writer", "person", "track_id", "first_seen", "last_seen", "n", "updated"):
             schema.add_field(f, DataType.INT64)
         schema.add_field("source_id", DataType.VARCHAR, max_length=512)
         schema.add_field("vec", DataType.FLOAT_VECTOR, dim=self.dim)
@@ -407,10 +408,11 @@ class MilvusPersons:
             c.load_collection(self.name)
 
     def put(self, tracks) -> None:
-        """Upsert this writer's decided tracks."""
+        """Upsert this writer's decided tracks, stamped with this writer's clock (``updated``)."""
+        now = time.time_ns()
         rows = [dict(key=f"{t.source_id}#{t.track_id}", writer=self.writer, person=int(t.person),
                      source_id=t.source_id, track_id=int(t.track_id), first_seen=int(t.first_ns),
-                     last_seen=int(t.last_ns), n=int(t.n), vec=np.asarray(t.mean, np.float32).tolist())
+                     last_seen=int(t.last_ns), n=int(t.n), updated=now, vec=np.asarray(t.mean, np.float32).tolist())
                 for t in tracks]
         if rows:
             self._g._call(self._client.upsert, self.name, rows)
@@ -420,9 +422,20 @@ class MilvusPersons:
         if keys:
             self._g._call(self._client.delete, self.name, ids=[f"{s}#{t}" for s, t in keys])
 
-    def others(self) -> List[SharedTrack]:
-        """Return every other writer's decided tracks (at most 16384)."""
-        rows = self._g._call(self._client.query, self.name, filter=f"writer != {self.writer}",
-                             output_fields=_PERSON_FIELDS, limit=MAX_LIMIT)
+    def others(self, since: Optional[Dict[int, int]] = None) -> List[SharedTrack]:
+        """Return the other writers' decided tracks (at most 16384).
+
+        With ``since`` ({writer: updated_ns}): of the writers named there only the rows updated
+        at or after their stamp (each writer's own clock, so clocks need not agree), of the
+        others every row.
+        """
+        expr = f"writer != {self.writer}"
+        if since:
+            named = ", ".join(str(int(w)) for w in since)
+            parts = [f"(writer == {int(w)} and updated >= {int(ns)})" for w, ns in since.items()]
+            expr += f" and ({' or '.join(parts)} or writer not in [{named}])"
+        rows = self._g._call(self._client.query, self.name, filter=expr, output_fields=_PERSON_FIELDS,
+                             limit=MAX_LIMIT)
         return [SharedTrack(r["source_id"], int(r["track_id"]), int(r["person"]), int(r["first_seen"]),
-                            int(r["last_seen"]), int(r["n"]), np.asarray(r["vec"], np.float32)) for r in rows]
+                            int(r["last_seen"]), int(r["n"]), np.asarray(r["vec"], np.float32),
+                            writer=int(r["writer"]), updated_ns=int(r["updated"])) for r in rows]

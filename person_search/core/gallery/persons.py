@@ -25,7 +25,9 @@ Several linkers (index nodes of several robots) share their persons through a
 :class:`SharedPersons` store (:meth:`PersonLinker.attach`; the Milvus gallery gives one,
 ``MilvusGallery.person_store``): every *decided* track is written there (its mean feature,
 person id, camera, time span), and the other writers' decided tracks are read back
-(:meth:`PersonLinker.sync`) before a decision and before an answer. A new track of robot B
+(:meth:`PersonLinker.sync`) before a decision and before an answer: only the rows written since
+the last read of each writer (its own clock's ``updated`` stamp), with a full re-read every
+``FULL_SYNC_S`` that also drops what the others forgot. A new track of robot B
 is then decided against robot A's persons too, with the same rules (person mean, threshold,
 margin, no two tracks of one person at once in one camera); remote tracks are never
 changed here, only joined. Person ids are then drawn from a range of this writer's own
@@ -47,6 +49,7 @@ from person_search.core.types import TrackMatch
 
 Key = Tuple[str, int]  # (camera / source id, track id)
 FORMAT = 1
+FULL_SYNC_S = 30.0  # seconds between full re-reads of the shared persons (between them: only what changed)
 
 
 @dataclass
@@ -72,6 +75,8 @@ class SharedTrack:
     last_ns: int
     n: int
     mean: np.ndarray  # unit re-id feature
+    writer: int = 0  # who wrote it (a store's writer id)
+    updated_ns: int = 0  # when, on the writer's clock (incremental reads follow it per writer)
 
 
 class SharedPersons(Protocol):
@@ -86,8 +91,12 @@ class SharedPersons(Protocol):
     def remove(self, keys: Sequence[Key]) -> None:
         """Delete this writer's tracks."""
 
-    def others(self) -> List[SharedTrack]:
-        """Return the decided tracks of every other writer."""
+    def others(self, since: Optional[Dict[int, int]] = None) -> List[SharedTrack]:
+        """Return the decided tracks of every other writer.
+
+        With ``since`` ({writer: updated_ns}): of the writers named there only the rows updated at
+        or after their stamp, of the others every row.
+        """
 
 
 @dataclass
@@ -125,6 +134,9 @@ class PersonLinker:
         self.links = 0  # tracks joined to an earlier person, since start
         self.splits = 0
         self.shared: Optional[SharedPersons] = None
+        self._marks: Dict[int, int] = {}  # per other writer: the newest ``updated_ns`` read
+        self._full_at = float("-inf")  # monotonic time of the last full re-read
+        self.synced_rows = 0  # shared rows read since start (full and incremental)
 
     def attach(self, store: SharedPersons) -> None:
         """Share persons through ``store`` from now on: publish this linker's decided tracks, read the others'."""
@@ -137,22 +149,42 @@ class PersonLinker:
         self._publish([k for k, t in self.tracks.items() if t.decided and not t.remote])
         self.sync()
 
-    def sync(self) -> int:
-        """Replace the other writers' tracks by the shared store's current ones; return how many."""
+    def sync(self, *, full: bool = False) -> int:
+        """Bring the other writers' tracks up to date from the shared store; return the rows read.
+
+        Incremental (rows each writer updated since the last read) except every
+        ``FULL_SYNC_S`` seconds, or with ``full``: then the remote tracks are replaced by the
+        store's current ones, which also drops the tracks other writers have forgotten.
+        """
         if self.shared is None:
             return 0
-        for key in [k for k, t in self.tracks.items() if t.remote]:
-            self._forget(key)
-        n = 0
-        for r in self.shared.others():
-            key = (str(r.source_id), int(r.track_id))
-            if key in self.tracks:
-                continue  # a camera name both robots use: this writer's own track wins
-            self.tracks[key] = _Track(int(r.first_ns), int(r.last_ns), _unit(np.asarray(r.mean, np.float32)),
-                                      int(r.n), int(r.person), decided=True, remote=True)
-            self.members.setdefault(int(r.person), []).append(key)
-            n += 1
-        return n
+        import time
+        now = time.monotonic()
+        if full or now - self._full_at >= FULL_SYNC_S:
+            for key in [k for k, t in self.tracks.items() if t.remote]:
+                self._forget(key)
+            self._marks = {}
+            rows = self.shared.others()
+            self._full_at = now
+        else:
+            rows = self.shared.others(since=self._marks)
+        for r in rows:
+            self._apply_remote(r)
+        self.synced_rows += len(rows)
+        return len(rows)
+
+    def _apply_remote(self, r: SharedTrack) -> None:
+        key = (str(r.source_id), int(r.track_id))
+        if r.writer:
+            self._marks[int(r.writer)] = max(self._marks.get(int(r.writer), 0), int(r.updated_ns))
+        t = self.tracks.get(key)
+        if t is not None and not t.remote:
+            return  # a camera name both robots use: this writer's own track wins
+        if t is not None:
+            self._forget(key)  # an update of a remote track (its person, span, mean)
+        self.tracks[key] = _Track(int(r.first_ns), int(r.last_ns), _unit(np.asarray(r.mean, np.float32)),
+                                  int(r.n), int(r.person), decided=True, remote=True)
+        self.members.setdefault(int(r.person), []).append(key)
 
     def _publish(self, keys: Iterable[Key]) -> None:
         if self.shared is None:
@@ -369,7 +401,8 @@ class PersonLinker:
     def stats(self) -> Dict[str, int]:
         """Counters for diagnostics."""
         return {"persons": len(self.members), "person_tracks": len(self.tracks), "person_links": self.links,
-                "person_splits": self.splits, "person_tracks_shared": sum(t.remote for t in self.tracks.values())}
+                "person_splits": self.splits, "person_tracks_shared": sum(t.remote for t in self.tracks.values()),
+                "person_rows_synced": self.synced_rows}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:

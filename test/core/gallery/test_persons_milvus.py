@@ -103,3 +103,29 @@ def test_eviction_reaches_the_shared_store(tmp_path):
     see(ga, la, "front1", 2, "B", 100.0, v)
     assert la.evict(100 * S) == 1
     assert [(t.source_id, t.track_id) for t in lb.shared.others()] == [("front1", 2)]
+
+
+def test_sync_reads_only_what_changed_and_a_full_read_drops_the_forgotten(tmp_path, monkeypatch):
+    import person_search.core.gallery.persons as persons
+    uri = str(tmp_path / "fleet.db")
+    cfg = ReidConfig(link_threshold=0.6, link_margin=0.05, min_link_crops=3)
+    ga, la = robot(uri, cfg)
+    gb, lb = robot(uri, cfg)
+    rng = np.random.default_rng(2)
+    vec = unit(rng.normal(size=CLIP_DIM))
+    for tid, look in enumerate("ABC", start=1):  # robot A decides three tracks
+        see(ga, la, "front1", tid, look, 0.0, vec)
+    assert lb.sync(full=True) == 3 and lb.stats()["person_tracks_shared"] == 3
+    assert lb.sync() <= 1  # nothing new: at most the newest row again (read at or after its stamp)
+    # robot A's track 1 is seen again: its row (span, mean) changes, and only it is read again
+    see(ga, la, "front1", 1, "A", 5.0, vec, n=1)
+    assert lb.sync() <= 2
+    assert lb.tracks[("front1", 1)].last_ns == int(5.0 * S)
+    # robot A forgets track 2 (its window): an incremental read cannot see a deletion, a full one does
+    la._forget(("front1", 2))
+    la.shared.remove([("front1", 2)])
+    lb.sync()
+    assert ("front1", 2) in lb.tracks
+    monkeypatch.setattr(persons, "FULL_SYNC_S", 0.0)  # the periodic full re-read is due
+    assert lb.sync() == 2 and ("front1", 2) not in lb.tracks and ("front1", 1) in lb.tracks
+    assert lb.synced_rows <= 3 + 1 + 2 + 1 + 2
