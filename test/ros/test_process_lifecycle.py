@@ -131,10 +131,20 @@ def test_a_killed_nodes_shared_memory_is_given_back(sample_video, tmp_path):
     graph.start(only=["/index"])
     try:
         pid = graph.procs["/index"].pid
-        assert _wait(lambda: shm_segments(pid), 60), "the index node never mapped a shared-memory segment"
-        segs = shm_segments(pid)
-        sizes = {s: os.path.getsize(f"/dev/shm/{s}") for s in segs}
-        assert any(v >= 32 * 2**20 for v in sizes.values()), f"not the profile's big segment: {sizes}"
+
+        def sizes():
+            out = {}
+            for seg in shm_segments(pid):
+                try:
+                    out[seg] = os.path.getsize(f"/dev/shm/{seg}")
+                except OSError:
+                    pass
+            return out
+        # a segment file is created empty and then sized: wait for the profile's 32 MiB one
+        assert _wait(lambda: any(v >= 32 * 2**20 for v in sizes().values()), 60), \
+            f"the index node never mapped the profile's big segment: {sizes()}"
+        time.sleep(1.0)
+        segs = set(sizes())
         time.sleep(3.0)  # older than the supervisor's 2 s guard against half-created files
         os.kill(pid, signal.SIGKILL)
         # reaped, as the respawner sees it (a multithreaded process's main thread shows as a
