@@ -150,7 +150,7 @@ def pytest_sessionstart(session):
 def _shm_left_by_test(request):
     yield
     from person_search.graph.shm import clean_stale_segments
-    r = clean_stale_segments(min_age_s=2.0)
+    r = clean_stale_segments()
     if r.removed:
         SHM_LEFT[request.node.nodeid] = (r.removed, r.freed_bytes)
 

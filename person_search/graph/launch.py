@@ -134,7 +134,7 @@ def _nodes(context, *args, **kwargs):
 
 def _clean_shm(when: str) -> None:
     """Remove Fast DDS segments of dead processes (32 MiB of RAM each); one info line if any."""
-    r = clean_stale_segments(min_age_s=2.0 if when.startswith("after") else 10.0)
+    r = clean_stale_segments()
     if r.removed:
         import launch.logging
         launch.logging.get_logger("person_search").info(f"{r.line()} ({when})")

@@ -18,13 +18,14 @@ import fcntl
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
 SHM_DIR = Path("/dev/shm")
 # segment files: fastdds_<16 hex>; port files: fastdds_port<N> (shared by all participants
 # of a domain on this machine; also guarded by an _el lock while anybody uses them)
+MIN_AGE_S = 2.0  # an owner locks its file microseconds after creating it
 _SEGMENT = re.compile(r"^(fastdds|fastrtps)_([0-9a-f]{16}|port\d+)_el$")
 
 
@@ -33,7 +34,7 @@ class CleanReport:
     removed: int = 0          # segments (or ports) removed
     freed_bytes: int = 0      # bytes of /dev/shm given back
     in_use: int = 0           # segments with a living owner, left alone
-    errors: List[str] = None  # files that could not be examined or removed
+    errors: List[str] = field(default_factory=list)  # files that could not be examined or removed
 
     def line(self) -> str:
         return (f"removed {self.removed} stale Fast DDS shared-memory segment(s), "
@@ -47,7 +48,7 @@ def _size(p: Path) -> int:
         return 0
 
 
-def clean_stale_segments(shm_dir: Optional[Path] = None, *, min_age_s: float = 10.0,
+def clean_stale_segments(shm_dir: Optional[Path] = None, *, min_age_s: float = MIN_AGE_S,
                          now: Optional[float] = None, dry_run: bool = False) -> CleanReport:
     """Remove the Fast DDS segment files whose owner is dead; return what was removed and freed.
 
@@ -56,7 +57,7 @@ def clean_stale_segments(shm_dir: Optional[Path] = None, *, min_age_s: float = 1
     what it would have removed.
     """
     shm_dir = Path(shm_dir) if shm_dir is not None else SHM_DIR
-    report = CleanReport(errors=[])
+    report = CleanReport()
     if not shm_dir.is_dir():
         return report
     now = time.time() if now is None else now
@@ -113,7 +114,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         prog="python -m person_search.graph.shm",
         description="Remove Fast DDS shared-memory segments left by dead processes.")
     ap.add_argument("--dir", type=Path, default=SHM_DIR)
-    ap.add_argument("--min-age", type=float, default=10.0, help="leave files younger than this (s)")
+    ap.add_argument("--min-age", type=float, default=MIN_AGE_S, help="leave files younger than this (s)")
     ap.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     a = ap.parse_args(argv)
     r = clean_stale_segments(a.dir, min_age_s=a.min_age, dry_run=a.dry_run)

@@ -78,14 +78,14 @@ class Graph:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.procs: Dict[str, subprocess.Popen] = {}
         self.started: Dict[str, float] = {}
-        self.shm_freed = CleanReport(errors=[])  # stale Fast DDS segments removed so far
+        self.shm_freed = CleanReport()  # stale Fast DDS segments removed so far
 
     def clean_shm(self) -> CleanReport:
         """Remove the shared-memory segments of dead DDS processes; called at each start and stop.
 
         A node killed with SIGKILL leaves its 32 MiB segment in /dev/shm, which is RAM.
         """
-        r = clean_stale_segments(min_age_s=2.0)
+        r = clean_stale_segments()
         self.shm_freed.removed += r.removed
         self.shm_freed.freed_bytes += r.freed_bytes
         return r

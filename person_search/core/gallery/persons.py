@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
@@ -158,7 +159,6 @@ class PersonLinker:
         """
         if self.shared is None:
             return 0
-        import time
         now = time.monotonic()
         if full or now - self._full_at >= FULL_SYNC_S:
             for key in [k for k, t in self.tracks.items() if t.remote]:
