@@ -20,7 +20,14 @@
 Variants (``--variants``): ``reid`` (the CPU config as is: crop budget auto, re-id linking),
 ``noreid`` (re-id off: one answer per track), ``all`` (re-id, every crop embedded).
 
-    python -m benchmarks.bench_e2e --model RUN [--people 10 --seconds 30 --seed 1] [--variants reid,noreid]
+``--train`` trains the text model first, in the working folder, by the lab's own commands
+(``person-search data crowd`` and ``person-search train`` with ``TRAIN_RECIPE``; about 20 min on
+one thread for 1,400 steps), so that one command makes the whole page; the commands and their wall
+times go into the results file. Rank-1 figures carry a 95 % bootstrap interval over the crowd's
+identities (one training seed, one crowd: the interval covers the queries, not the training).
+
+    python -m benchmarks.bench_e2e --train [--people 12 --seconds 30 --seed 1] [--variants reid,noreid,all]
+    python -m benchmarks.bench_e2e --model RUN [--test-data DATA] [--people 10 --seconds 30 --seed 1]
         [--json docs/e2e.json --md docs/e2e.md --png docs/e2e.png]
     python -m benchmarks.bench_e2e --report-only      # redraw docs/e2e.md from docs/e2e.json
 """
@@ -53,6 +60,78 @@ GT_MIN_VISIBLE = 0.7  # ground-truth crops: at least this share of the box not c
 GT_CROPS_PER_ID = 12
 MAX_TOP_K = 100  # the query service's limit: every person of a short crowd fits
 PART_OF = 0.2  # a shown crop "holds part of" a walker when it covers this share of the walker's drawn box
+TRAIN_RECIPE = {  # --train: the lab recipe of the text model (lab_proof's from-scratch recipe on `data crowd`)
+    "images_per_id": 8, "arch": "PS-Small-ViT", "size": "32x64", "steps": 1400, "batch": 64, "lr": 5e-4,
+    "warmup": 80, "loss": "infonce", "logit_scale": 14.3, "eval_every": 200,
+}
+
+
+def train_commands(work: Path, *, steps: int, seed: int, threads: int) -> Tuple[Path, Path, List[List[str]]]:
+    """Return (run folder, data folder, the two ``person-search`` commands) that train the text model."""
+    r = TRAIN_RECIPE
+    data, run = work / "crowd_pedes", work / "runs" / f"crowd-small-s{seed}"
+    return run, data, [
+        ["data", "crowd", str(data), "--images-per-id", str(r["images_per_id"]), "--force"],
+        ["train", "--data", str(data), "--format", "cuhk-pedes", "--arch", r["arch"], "--image-size", r["size"],
+         "--out", str(run), "--mode", "full", "--weights", "", "--max-steps", str(steps), "--batch-size",
+         str(r["batch"]), "--lr", str(r["lr"]), "--warmup-steps", str(r["warmup"]), "--loss", r["loss"],
+         "--logit-scale", str(r["logit_scale"]), "--threads", str(threads), "--seed", str(seed),
+         "--eval-every", str(r["eval_every"])]]
+
+
+def train_model(work: Path, *, steps: int, seed: int, threads: int) -> Tuple[Path, Path, List[dict]]:
+    """Train the text model by the lab's commands (skipped when the run folder is already complete).
+
+    Returns (run folder, data folder, [{command, wall_s}]); a failed command ends the benchmark with its last line.
+    """
+    import shlex
+
+    from person_search.core.models.run import read_model_json
+    run, data, cmds = train_commands(work, steps=steps, seed=seed, threads=threads)
+    done: List[dict] = []
+    try:
+        meta = read_model_json(run)
+    except (FileNotFoundError, ValueError):
+        meta = None
+    walls = work / "train_steps.json"  # what trained the folder's model, kept for a rerun that skips training
+    if meta is not None and (data / "reid_raw.json").is_file() and walls.is_file():
+        done = json.loads(walls.read_text())
+        if [d["command"] for d in done] == ["person-search " + shlex.join(c) for c in cmds]:
+            print(f"text model already trained in {run} by the same commands", flush=True)
+            return run, data, done
+    for c in cmds:
+        shown = "person-search " + shlex.join(c)
+        print(f"$ {shown}", flush=True)
+        t0 = time.monotonic()
+        p = subprocess.run([sys.executable, "-m", "person_search", *c], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"error: `{shown}` failed (exit {p.returncode}); see its output above")
+        done.append({"command": shown, "wall_s": round(time.monotonic() - t0, 1)})
+    walls.write_text(json.dumps(done, indent=1))
+    return run, data, done
+
+
+def bootstrap_interval(per_query: List[dict], key: str = "r1", n: int = 2000) -> Tuple[float, float]:
+    """95 % bootstrap interval (%) of the mean of ``key`` over queries, drawing the crowd's identities."""
+    from benchmarks.lab_proof import bootstrap_r1, interval
+    iv = interval(bootstrap_r1([[q[key] for q in per_query]], [q["id"] for q in per_query], n=n))
+    return iv if iv is not None else (float("nan"), float("nan"))
+
+
+def paired_interval(live: List[dict], offline: List[dict], n: int = 2000, seed: int = 0) -> Tuple[float, float]:
+    """95 % bootstrap interval (points) of live R1 - offline R1, paired by query, drawing identities."""
+    key = {(q["id"], q["caption"]): q["r1"] for q in offline}
+    pids = np.array([q["id"] for q in live])
+    diff = np.array([q["r1"] - key.get((q["id"], q["caption"]), np.nan) for q in live], dtype=float)
+    ok = np.isfinite(diff)
+    ids, inv = np.unique(pids[ok], return_inverse=True)
+    if not len(ids):
+        return float("nan"), float("nan")
+    per_id = np.bincount(inv, weights=diff[ok], minlength=len(ids))
+    per_n = np.bincount(inv, minlength=len(ids)).astype(float)
+    w = np.random.default_rng(seed).multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=n).astype(float)
+    reps = 100 * (w @ per_id) / (w @ per_n)
+    return float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
 
 
 OWN_TEMPLATES = "the model's own (its run folder's text_templates)"
@@ -473,12 +552,20 @@ def render_md(doc: dict) -> str:
              + "; offline, " + (f"the same through `QueryEngine` ({off['templates']})" if off.get("templates")
                                 else "the bare caption (this run predates the fix: offline and live sent the model "
                                      "different text, see test/ros/test_e2e_small.py)") + ".", "",
-             "| variant | live R1 | live R5 | live mAP | offline R1 | offline R5 | offline mAP | lost (offline "
-             "R1 hit, live miss) | gained |", "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+             f"Brackets: 95 % bootstrap interval over the crowd's {off['identities']} identities (2,000 draws; "
+             "one crowd, one trained model: it covers the choice of people and queries, not the training seed); "
+             "'live - offline' is paired by query.", "",
+             "| variant | live R1 [95 %] | live R5 | live mAP | offline R1 [95 %] | live - offline R1 [95 %] | "
+             "offline R5 | offline mAP | lost (offline R1 hit, live miss) | gained |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    oiv = bootstrap_interval(off["per_query"])
     for v in doc["variants"]:
         lost = ", ".join(f"{k}: {n}" for k, n in v["loss"]["lost"].items()) or "none"
-        lines.append(f"| {v['what']} | {v['R1']:.1f} | {v['R5']:.1f} | {v['mAP']:.1f} | {off['R1']:.1f} | "
-                     f"{off['R5']:.1f} | {off['mAP']:.1f} | {lost} | {v['loss']['gained']} |")
+        liv, div = bootstrap_interval(v["per_query"]), paired_interval(v["per_query"], off["per_query"])
+        lines.append(f"| {v['what']} | {v['R1']:.1f} [{liv[0]:.1f}, {liv[1]:.1f}] | {v['R5']:.1f} | "
+                     f"{v['mAP']:.1f} | {off['R1']:.1f} [{oiv[0]:.1f}, {oiv[1]:.1f}] | "
+                     f"{v['R1'] - off['R1']:+.1f} [{div[0]:+.1f}, {div[1]:+.1f}] | {off['R5']:.1f} | "
+                     f"{off['mAP']:.1f} | {lost} | {v['loss']['gained']} |")
     lines += ["", "Detector (from its log): " + "; ".join(sorted({v["detector"].split("] ")[-1]
                                                                   for v in doc["variants"]})), "",
               "## Where the difference went", "",
@@ -527,11 +614,21 @@ def render_md(doc: dict) -> str:
                          f"{t['mAP']:.2f} |")
         else:
             lines.append(f"| {name} | `{e['command']}` | {e.get('error', 'not run')} | | | |")
-    train = doc["model"]["train_command"]
-    note = ""
-    if " (" in train and train.endswith(")"):
-        train, note = train[:train.index(" (")], " (" + train[train.index(" (") + 2:]
-    lines += ["", "Training: " + " then ".join(f"`{c.strip()}`" for c in train.split("&&") if c.strip()) + note, "",
+    m = doc["model"]
+    if m.get("trained_here"):
+        best = m.get("best") or {}
+        lines += ["", "Training (run by the command above, `--train`): " + " then ".join(
+            f"`{t['command']}`" + (f" ({t['wall_s'] / 60:.1f} min)" if t.get("wall_s") else "")
+            for t in m["train_steps"]) + f"; {m.get('steps', '?')} steps, best.safetensors = step "
+            f"{best.get('step', '?')} (validation Rank-1 {best.get('R1', '?')})."]
+    else:
+        train = m["train_command"]
+        note = ""
+        if " (" in train and train.endswith(")"):
+            train, note = train[:train.index(" (")], " (" + train[train.index(" (") + 2:]
+        lines += ["", "Training (run by hand, not by this command: its folder and steps as the page says): "
+                  + " then ".join(f"`{c.strip()}`" for c in train.split("&&") if c.strip()) + note]
+    lines += ["",
               "![query -> live answers](e2e.png)", "",
               "Picture: each row a query (caption), the ground-truth crop of the identity asked for (grey), then "
               "the live graph's first five answered persons as the service returns them. The border is the "
@@ -564,6 +661,12 @@ def lab_eval(data: Path, run: Path, name: str, work: Path) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="lab run folder (model.json + best.safetensors) of the text model")
+    ap.add_argument("--train", action="store_true",
+                    help="train the text model first, under --work, by the lab's commands (TRAIN_RECIPE; "
+                         "~20 min on one thread); its data folder's test split is also evaluated")
+    ap.add_argument("--train-steps", type=int, default=TRAIN_RECIPE["steps"])
+    ap.add_argument("--train-seed", type=int, default=0)
+    ap.add_argument("--train-threads", type=int, default=1)
     ap.add_argument("--train-command", default="", help="the command that trained --model (for the page)")
     ap.add_argument("--test-data", help="the `data crowd` folder: also run `person-search eval` on its test split")
     ap.add_argument("--people", type=int, default=10)
@@ -585,8 +688,9 @@ def main(argv=None) -> int:
         Path(a.md).write_text(render_md(json.loads(Path(a.json).read_text())))
         print(f"wrote {a.md}")
         return 0
-    if not a.model:
-        print("error: --model RUN is required (a lab run folder)", file=sys.stderr)
+    if bool(a.model) == bool(a.train):
+        print("error: give --model RUN (a lab run folder) or --train (train one here), not both" if a.model else
+              "error: --model RUN (a lab run folder) or --train is required", file=sys.stderr)
         return 2
     variants = [v for v in a.variants.split(",") if v]
     bad = [v for v in variants if v not in VARIANTS]
@@ -597,14 +701,19 @@ def main(argv=None) -> int:
 
     from person_search.demo.crowd import make_captioned_crowd
     from person_search.lab.eval.groundtruth import CAUSES
-    run = Path(a.model).resolve()
-    settings = model_settings(run)
     w, h = (int(v) for v in a.size.lower().split("x"))
     record = new_record(vars(a), "bench_e2e")
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
-    private_domain(120)
-    work = Path(a.work or tempfile.mkdtemp(prefix="bench_e2e_"))
+    work = Path(a.work or tempfile.mkdtemp(prefix="bench_e2e_")).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    trained = []
+    if a.train:
+        model_dir, data_dir, trained = train_model(work, steps=a.train_steps, seed=a.train_seed,
+                                                   threads=a.train_threads)
+        a.model, a.test_data = str(model_dir), a.test_data or str(data_dir)
+    run = Path(a.model).resolve()
+    settings = model_settings(run)
+    private_domain(120)
     video, tpath = make_captioned_crowd(work / "crowd.mp4", people=a.people, seconds=a.seconds, fps=a.fps,
                                         size=(w, h), seed=a.seed, split="test", captions_per_id=a.captions)
     truth = json.loads(tpath.read_text())
@@ -633,7 +742,9 @@ def main(argv=None) -> int:
     doc = {"run": record, "load1_end": round(os.getloadavg()[0], 2),
            "command": "python -m benchmarks.bench_e2e " + " ".join(argv if argv is not None else sys.argv[1:]),
            "model": {"arch": meta.get("arch"), "image_size": meta.get("image_size"), "run": str(run),
-                     "train_command": a.train_command, "best": meta.get("best")},
+                     "train_command": " && ".join(t["command"] for t in trained) if trained else a.train_command,
+                     "trained_here": bool(trained), "train_steps": trained, "best": meta.get("best"),
+                     "steps": meta.get("steps")},
            "crowd": {"people": a.people, "seconds": a.seconds, "fps": a.fps, "size": a.size, "seed": a.seed,
                      "captions_per_id": a.captions},
            "identities": [{k: i[k] for k in ("id", "outfit", "captions")} for i in truth["identities"]],
