@@ -521,6 +521,12 @@ def picture(path: Path, truth: dict, gt: Dict[int, List[np.ndarray]], live: dict
         cv2.imwrite(str(path), np.vstack(rows))
 
 
+def _fmt_r1(best: dict) -> str:
+    """The validation Rank-1 of model.json's ``best`` (its ``metrics`` or, in older runs, flat)."""
+    r1 = (best.get("metrics") or best).get("R1")
+    return f"{r1:.1f} % on the data folder's val split" if isinstance(r1, (int, float)) else "not recorded"
+
+
 def render_md(doc: dict) -> str:
     """The results page, from the results file alone."""
     run = doc["run"]
@@ -620,7 +626,7 @@ def render_md(doc: dict) -> str:
         lines += ["", "Training (run by the command above, `--train`): " + " then ".join(
             f"`{t['command']}`" + (f" ({t['wall_s'] / 60:.1f} min)" if t.get("wall_s") else "")
             for t in m["train_steps"]) + f"; {m.get('steps', '?')} steps, best.safetensors = step "
-            f"{best.get('step', '?')} (validation Rank-1 {best.get('R1', '?')})."]
+            f"{best.get('step', '?')} (validation Rank-1 {_fmt_r1(best)})."]
     else:
         train = m["train_command"]
         note = ""
