@@ -47,6 +47,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from benchmarks import lab_proof
 from benchmarks.common import new_record, video_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +61,8 @@ GT_MIN_VISIBLE = 0.7  # ground-truth crops: at least this share of the box not c
 GT_CROPS_PER_ID = 12
 MAX_TOP_K = 100  # the query service's limit: every person of a short crowd fits
 PART_OF = 0.2  # a shown crop "holds part of" a walker when it covers this share of the walker's drawn box
-TRAIN_RECIPE = {  # --train: the lab recipe of the text model (lab_proof's from-scratch recipe on `data crowd`)
-    "images_per_id": 8, "arch": "PS-Small-ViT", "size": "32x64", "steps": 1400, "batch": 64, "lr": 5e-4,
-    "warmup": 80, "loss": "infonce", "logit_scale": 14.3, "eval_every": 200,
+TRAIN_RECIPE = {  # --train: lab_proof's from-scratch recipe, on `data crowd` crops of other identities
+    **lab_proof.MAIN, "arch": lab_proof.ARCH, "images_per_id": 8, "eval_every": 200,
 }
 
 
@@ -111,27 +111,17 @@ def train_model(work: Path, *, steps: int, seed: int, threads: int) -> Tuple[Pat
     return run, data, done
 
 
-def bootstrap_interval(per_query: List[dict], key: str = "r1", n: int = 2000) -> Tuple[float, float]:
+def bootstrap_interval(per_query: List[dict], key: str = "r1") -> Tuple[float, float]:
     """95 % bootstrap interval (%) of the mean of ``key`` over queries, drawing the crowd's identities."""
-    from benchmarks.lab_proof import bootstrap_r1, interval
-    iv = interval(bootstrap_r1([[q[key] for q in per_query]], [q["id"] for q in per_query], n=n))
+    iv = lab_proof.interval(lab_proof.bootstrap_r1([[q[key] for q in per_query]], [q["id"] for q in per_query]))
     return iv if iv is not None else (float("nan"), float("nan"))
 
 
-def paired_interval(live: List[dict], offline: List[dict], n: int = 2000, seed: int = 0) -> Tuple[float, float]:
+def paired_interval(live: List[dict], offline: List[dict]) -> Tuple[float, float]:
     """95 % bootstrap interval (points) of live R1 - offline R1, paired by query, drawing identities."""
-    key = {(q["id"], q["caption"]): q["r1"] for q in offline}
-    pids = np.array([q["id"] for q in live])
-    diff = np.array([q["r1"] - key.get((q["id"], q["caption"]), np.nan) for q in live], dtype=float)
-    ok = np.isfinite(diff)
-    ids, inv = np.unique(pids[ok], return_inverse=True)
-    if not len(ids):
-        return float("nan"), float("nan")
-    per_id = np.bincount(inv, weights=diff[ok], minlength=len(ids))
-    per_n = np.bincount(inv, minlength=len(ids)).astype(float)
-    w = np.random.default_rng(seed).multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=n).astype(float)
-    reps = 100 * (w @ per_id) / (w @ per_n)
-    return float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
+    off = {(q["id"], q["caption"]): q["r1"] for q in offline}
+    pairs = [dict(id=q["id"], d=q["r1"] - off[(q["id"], q["caption"])]) for q in live if (q["id"], q["caption"]) in off]
+    return bootstrap_interval(pairs, "d") if pairs else (float("nan"), float("nan"))
 
 
 OWN_TEMPLATES = "the model's own (its run folder's text_templates)"
