@@ -188,13 +188,12 @@ class IndexNode(Node):
                     return resp
                 query = lk.track_feature(*key)
                 exclude = [key]  # the person's other tracks come first: they are the other sightings
-            ranked = lk.similar(query, int(req.top_k), exclude=exclude)
             info = {(t.source_id, t.track_id): t for t in g.tracks()}
+            # a track evicted from the gallery but not yet from the persons is left out before the top_k are taken
+            ranked = lk.similar(query, int(req.top_k), exclude=exclude, keep=info.__contains__)
             out = []
             for key, score in ranked:
-                t = info.get(key)
-                if t is None:
-                    continue  # evicted from the gallery, not yet from the persons
+                t = info[key]
                 m = TrackMatch(track_id=key[1], score=score, source_id=key[0], first_seen_ns=t.first_seen_ns,
                                last_seen_ns=t.last_seen_ns, box=t.last_box,
                                crop_jpeg=self._crop(g, key) if req.return_crops else b"")

@@ -41,7 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -363,10 +363,15 @@ class PersonLinker:
         return max(keys, key=lambda k: self.tracks[k].last_ns) if keys else None
 
     def similar(self, query: np.ndarray, top_k: int, *, exclude_person: int = -1,
-                exclude: Sequence[Key] = ()) -> List[Tuple[Key, float]]:
-        """Tracks ranked by the cosine of their mean feature to ``query`` (``exclude`` keys and person left out)."""
+                exclude: Sequence[Key] = (), keep: Optional[Callable[[Key], bool]] = None) -> List[Tuple[Key, float]]:
+        """Tracks ranked by the cosine of their mean feature to ``query`` (``exclude`` keys and person left out).
+
+        ``keep``, when given, says which tracks may be answered (e.g. those still in the gallery): the others are
+        left out before the top ``top_k`` are taken, so they never shorten the answer.
+        """
         skip = set(exclude)
-        keys = [k for k, t in self.tracks.items() if t.person != exclude_person and k not in skip]
+        keys = [k for k, t in self.tracks.items() if t.person != exclude_person and k not in skip
+                and (keep is None or keep(k))]
         if not keys:
             return []
         means = np.stack([_unit(self.tracks[k].mean) for k in keys])

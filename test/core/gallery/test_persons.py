@@ -135,3 +135,6 @@ def test_similar_ranks_by_appearance():
     assert ranked[0][0] == ("cam1", 3) and ranked[0][1] > ranked[1][1] and len(ranked) == 2
     others = lk.similar(LOOKS["B"], 5, exclude_person=lk.person_of("cam0", 1))
     assert [k for k, _ in others] == [("cam0", 2), ("cam1", 3)]
+    # a track the caller cannot answer (evicted from the gallery) is left out before top_k, not after
+    kept = lk.similar(lk.track_feature("cam0", 1), 1, exclude=[("cam0", 1)], keep=lambda k: k != ("cam1", 3))
+    assert [k for k, _ in kept] == [("cam0", 2)]
