@@ -1,6 +1,7 @@
 """The attention study: speed, memory and accuracy of the attention variants and the small encoders.
 
     tools/env.sh python -m benchmarks.attention_study [--quick] [--only speed|memory|accuracy|report] [--seeds 3]
+        [--rounds 5]
 
 Every cell (one tower at one input size; one training run) runs in a fresh subprocess
 (``python -m benchmarks.study_cells``) and its result is cached in ``docs/attention_study_cells.json``
@@ -28,7 +29,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from tqdm import tqdm
 
@@ -132,7 +133,7 @@ def run_settings(args, kind: str) -> dict:
     """Return the arguments that define a run of ``kind`` (speed, memory, accuracy): a resumed run must match them."""
     if kind == "speed":
         return {"quick": bool(args.quick), "threads": args.threads, "cell_timeout": args.cell_timeout,
-                "cells": getattr(args, "cells", None)}
+                "cells": getattr(args, "cells", None), "rounds": getattr(args, "rounds", 1)}
     if kind == "memory":
         return {"threads": args.threads, "cells": getattr(args, "cells", None)}
     return {k: getattr(args, k) for k in ("ids", "seeds", "epochs", "batch", "lr", "warmup", "jobs", "threads",
@@ -156,27 +157,70 @@ def _cell_record(rec: dict) -> dict:
     return {k: rec[k] for k in keep} | {"load1_cell": load_average()[0]}
 
 
-def run_speed(args, cache: dict, kind: str = "speed") -> None:
-    """Measure every cell of a speed run (``kind`` speed: towers; memory: attention-only) under one run id."""
+def merge_round(cell: dict, result: dict, load1: float) -> dict:
+    """Return ``cell`` with one more timing round (``result`` of a study-scale speed cell) appended.
+
+    ``rounds`` keeps every round's per-batch figures; the cell's own ``batches`` become the median over the
+    rounds (the tables' crops/s); ratios pair round i of one cell with round i of its baseline (same run)."""
+    import statistics
+
+    rounds = cell.get("rounds", []) + [{"batches": result["batches"], "load1_start": result.get("load1_start"),
+                                        "load1_cell": load1}]
+    batches = {}
+    for b in result["batches"]:
+        got = [r["batches"][b] for r in rounds if b in r["batches"]]
+        batches[b] = {"crops_s": statistics.median(g["crops_s"] for g in got),
+                      "iters": sum(g.get("iters", 0) for g in got),
+                      "peak_mb": statistics.median(g["peak_mb"] for g in got)}
+    return {**cell, **{k: v for k, v in result.items() if k != "batches"}, "batches": batches, "rounds": rounds}
+
+
+def speed_plan(args, kind: str) -> List[tuple]:
+    """Return (key, spec, round) of a speed or memory run in the order they are measured.
+
+    The deploy-size cells are timed once. The study-scale cells (the speed half of every verdict) are timed
+    ``--rounds`` times, round by round: every study cell once, then every one again, each in a fresh subprocess,
+    so that the ratios of one round are taken close in time and the spread over rounds gives their interval."""
     if kind == "speed":
         import torch
 
         write_study_configs(WORK / "configs")
         gpu = [*speed_cells(args.quick, "cuda")] if torch.cuda.is_available() else []  # GPU rows where there is one
-        plan = [*speed_cells(args.quick), *study_speed_cells(args.quick), *gpu]
+        once = [(k, sp, 0) for k, sp in [*speed_cells(args.quick), *gpu]]
+        study = [*study_speed_cells(args.quick)]
+        plan = once + [(k, dict(sp), r) for r in range(max(1, getattr(args, "rounds", 1))) for k, sp in study]
     else:
-        plan = [*attnmem_cells()]
-    plan = [(k, sp) for k, sp in plan if not getattr(args, "cells", None) or args.cells in k]
-    rec = start_run(cache, args, kind, [k for k, _ in plan])
+        plan = [(k, sp, 0) for k, sp in attnmem_cells()]
+    return [(k, sp, r) for k, sp, r in plan if not getattr(args, "cells", None) or args.cells in k]
+
+
+def _done(cell: Optional[dict], rid: str, rnd: int) -> bool:
+    """Whether round ``rnd`` of a cell is already in the cache for run ``rid``."""
+    if not cell or run_id(cell) != rid or "error" in cell:
+        return False
+    return rnd == 0 or len(cell.get("rounds", [])) > rnd
+
+
+def run_speed(args, cache: dict, kind: str = "speed") -> None:
+    """Measure every cell of a speed run (``kind`` speed: towers; memory: attention-only) under one run id."""
+    plan = speed_plan(args, kind)
+    rec = start_run(cache, args, kind, sorted({k for k, _, _ in plan}))
     save_cache(cache, "speed")
-    todo = [(k, s) for k, s in plan if run_id(cache.get(k)) != rec["run_id"] or "error" in cache[k]]
-    for key, spec in tqdm(todo, desc=f"{kind} cells (run {rec['run_id']})", unit="cell"):
+    todo = [(k, s, r) for k, s, r in plan if not _done(cache.get(k), rec["run_id"], r)]
+    for key, spec, rnd in tqdm(todo, desc=f"{kind} cells (run {rec['run_id']})", unit="cell"):
+        cell = cache.get(key)
+        if rnd and not _done(cell, rec["run_id"], rnd - 1):
+            continue  # its earlier round failed in this run: the cell stays an error (the run is not finished)
         spec["threads"] = args.threads
         cell_rec = _cell_record(rec)
-        cache[key] = {**run_cell(key.split("|")[0], spec, args.cell_timeout), "spec": spec, "run": cell_rec}
+        result = run_cell(key.split("|")[0], spec, args.cell_timeout)
+        if "error" in result or not key.startswith("speed|study|"):
+            cache[key] = {**result, "spec": spec, "run": cell_rec}
+        else:
+            cache[key] = merge_round({"spec": spec, "run": cell_rec} if rnd == 0 else cell, result,
+                                     cell_rec["load1_cell"])
         save_cache(cache, "speed")
-    cache[f"run|{kind}"]["finished"] = all(run_id(cache.get(k)) == rec["run_id"] and "error" not in cache[k]
-                                           for k, _ in plan)
+    cache[f"run|{kind}"]["finished"] = all(_done(cache.get(k), rec["run_id"], r) for k, _, r in plan)
     save_cache(cache, "speed")
 
 
@@ -261,6 +305,9 @@ def main() -> None:
     p.add_argument("--cells", default=None, metavar="TEXT",
                    help="speed / memory: measure only the cells whose key holds TEXT (e.g. 'speed|study|', "
                         "'|large'), as one run; ratios are formed within that run")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="speed: times each study-scale cell is timed, round by round (their ratios carry the "
+                        "spread over rounds as a 95 %% interval; deploy-size cells are timed once)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads in all (training: split over --jobs)")
     p.add_argument("--jobs", type=int, default=2, help="training runs at once (each gets threads/jobs threads)")
     p.add_argument("--ids", type=int, default=800, help="identities of the generated study dataset (10 %% test)")

@@ -53,25 +53,59 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b not in (None, 0) else None
 
 
+def _paired_rounds(cell: dict, base: dict, get) -> List[float]:
+    """Return the per-round ratios ``get(round i of cell) / get(round i of base)`` (empty unless both have >= 2)."""
+    rc, rb = cell.get("rounds") or [], base.get("rounds") or []
+    if len(rc) < 2 or len(rc) != len(rb):
+        return []
+    ratios = [_ratio(get(a), get(b)) for a, b in zip(rc, rb)]
+    return [] if any(r is None or r <= 0 for r in ratios) else ratios
+
+
+def ratio_interval(cell: dict, base: dict, get) -> Optional[Tuple[float, float, float]]:
+    """Return (ratio, low, high) of two cells of one run, or None when there is no same-run ratio.
+
+    Cells timed in several rounds (``rounds``): the geometric mean of the per-round ratios and its 95 % Student t
+    interval (on the log ratios); a single measurement: the ratio itself as both ends (no interval)."""
+    if same_run_ratio(cell, base, get) is None:
+        return None
+    ratios = _paired_rounds(cell, base, get)
+    if not ratios:
+        r = _ratio(get(cell), get(base))
+        return (r, r, r)
+    mean, low, high = interval95([math.log(r) for r in ratios])
+    return (math.exp(mean), math.exp(low), math.exp(high))
+
+
 def same_run_ratio(cell: dict, base: dict, get) -> Optional[float]:
-    """Return ``get(cell) / get(base)`` when both cells carry the same run record, else None."""
+    """Return ``get(cell) / get(base)`` when both cells carry the same run record, else None (cells timed in
+    rounds: the geometric mean of the per-round ratios)."""
     if not cell or not base or "error" in cell or "error" in base:
         return None
     rid = run_id(cell)
     if rid is None or rid != run_id(base):
         return None
+    ratios = _paired_rounds(cell, base, get)
+    if ratios:
+        return math.exp(statistics.fmean(math.log(r) for r in ratios))
     return _ratio(get(cell), get(base))
 
 
 def _rel(cell: dict, base: dict, get, spec: str = ".2f") -> str:
-    """Format a ratio of two cells: the figure when both come from one run, else why there is none."""
+    """Format a ratio of two cells: the figure when both come from one run (with its 95 % interval over rounds
+    when both were timed in rounds), else why there is none."""
     if not cell or not base or "error" in cell or "error" in base or get(cell) is None or get(base) is None:
         return NOT_RUN
     if run_id(cell) is None or run_id(base) is None:
         return NO_RECORD
     if run_id(cell) != run_id(base):
         return OTHER_RUN
-    return _fmt(_ratio(get(cell), get(base)), spec)
+    iv = ratio_interval(cell, base, get)
+    if iv is None or iv[0] is None:
+        return NOT_RUN
+    if _paired_rounds(cell, base, get):
+        return f"{_fmt(iv[0], spec)} [{_fmt(iv[1], spec)}, {_fmt(iv[2], spec)}]"
+    return _fmt(iv[0], spec)
 
 
 def _run_tag(cell: dict) -> str:
@@ -463,27 +497,28 @@ def mask_pictures(lam_path: Path, prune_path: Path, data: Optional[Path]) -> Lis
     return notes
 
 
-def verdict(speedups: Sequence[Optional[float]], min_speed: float, delta: Sequence[float],
-            max_loss: float) -> str:
+def verdict(speedups: Sequence, min_speed: float, delta: Sequence[float], max_loss: float) -> str:
     """Return met / missed / not resolved / not measured for "speed >= min_speed and Rank-1 lost <= max_loss".
 
-    ``speedups``: same-run ratios of the same pair (None where not measured); ``delta``: paired Rank-1 changes
-    (points) of that pair. Met: every speedup reaches the line and the whole 95 % interval of the mean change lies
-    above ``-max_loss``; missed: a speedup below it or the whole interval below ``-max_loss``; not resolved: the
-    interval straddles the line; not measured: a half missing or fewer than 2 paired seeds (a verdict needs
-    both halves, even a speed that alone misses the line).
+    ``speedups``: same-run ratios of the same pair (None where not measured), each a number or a (ratio, low,
+    high) 95 % interval over timing rounds; ``delta``: paired Rank-1 changes (points) of that pair. Each half is
+    met when its whole interval clears the line (every speedup's low end >= ``min_speed``; the mean change's low
+    end >= ``-max_loss``), missed when a whole interval falls short (a speedup's high end below the line; the
+    change's high end below ``-max_loss``), else unresolved. The verdict: missed if a half is missed, met if both
+    are met, else not resolved; not measured: a half missing or fewer than 2 paired seeds (a verdict needs both
+    halves, even a speed that alone misses the line).
     """
     iv = interval95(delta)
     if not speedups or any(x is None for x in speedups) or iv is None:
         return NOT_MEASURED  # both halves, on the same pair, or no verdict at all
-    if min(speedups) < min_speed:
-        return "missed"
+    spans = [x if isinstance(x, tuple) else (x, x, x) for x in speedups]
     _, low, high = iv
-    if low >= -max_loss:
-        return "met"
-    if high < -max_loss:
+    speed = "missed" if any(h < min_speed for _, _, h in spans) else (
+        "met" if all(lo >= min_speed for _, lo, _ in spans) else "open")
+    acc = "met" if low >= -max_loss else ("missed" if high < -max_loss else "open")
+    if "missed" in (speed, acc):
         return "missed"
-    return "not resolved"
+    return "met" if speed == acc == "met" else "not resolved"
 
 
 def _delta_txt(d: Sequence[float]) -> str:
@@ -507,7 +542,7 @@ def targets(cache: dict, recipe: Optional[dict] = None) -> List[str]:
     base_d = _speed(cache, VIT, "sdpa", "deploy")
 
     def xs(cell, base, batches=(1, 8, 32)):
-        return [same_run_ratio(cell, base, lambda v, b=b: _crops(v, b)) for b in batches]
+        return [ratio_interval(cell, base, lambda v, b=b: _crops(v, b)) for b in batches]
 
     def xtxt(cell, base, get_all):
         """Ratios as text ("x1.23/x1.30"), or why there are none (not run, no run record, other run)."""
@@ -580,6 +615,7 @@ def _speed_note(cache: dict) -> str:
     for rid, group in sorted(runs.items()):
         loads = [c["run"].get("load1_cell", c.get("load1_start")) if c.get("run") else c.get("load1_start")
                  for c in group]
+        loads += [r.get("load1_cell") for c in group for r in (c.get("rounds") or [])[1:]]
         loads = [v for v in loads if v is not None]
         load = (f"1-minute load {min(loads):.1f}-{max(loads):.1f}" if loads else "load not recorded") + (
             f" (recorded for {len(loads)} of {len(group)})" if 0 < len(loads) < len(group) else "")
@@ -591,8 +627,12 @@ def _speed_note(cache: dict) -> str:
             parts.append(f"run {rid} ({len(group)} cells, commit {rec.get('commit', '?')[:12]}, "
                          f"{rec.get('machine', {}).get('cpu', '?')}, {rec.get('machine', {}).get('cores', '?')} "
                          f"cores, {load})")
+    rounds = sorted({len(c.get("rounds") or []) for c in cells if len(c.get("rounds") or []) > 1})
+    rnd = (f" Study-scale cells timed in {'/'.join(map(str, rounds))} rounds (every study cell once per round, "
+           "each in a fresh subprocess): crops/s is the median over the rounds, and a ratio is the geometric mean "
+           "of the per-round ratios with its 95 % t interval in brackets." if rounds else "")
     return (f"the best of the first call and further calls: {mode}; other jobs on the shared cores only ever slow "
-            f"a call down. Runs: {'; '.join(parts)}")
+            f"a call down.{rnd} Runs: {'; '.join(parts)}")
 
 
 def write_report(cache: dict, args) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -247,3 +249,69 @@ def test_no_verdict_from_speed_alone(study):
     rates = {("study", "sdpa", ""): 5.0, ("study", "prune 0.5", ""): 5.5}  # too slow, but no accuracy cells
     assert "**not measured**" in rep.targets(_cells(rates, {}), RECIPE)[0]
     assert rep.verdict([1.1], 1.5, [], 2.0) == "not measured" and rep.verdict([1.1], 1.5, [0.0, 1.0], 2.0) == "missed"
+
+
+def _rounds(rates: Sequence[float], rid: str = "r1") -> dict:
+    """A study-scale speed cell timed in len(rates) rounds (crops/s of round i at every batch)."""
+    rounds = [{"batches": {str(b): {"crops_s": r, "peak_mb": 10.0} for b in (1, 8, 32)}, "load1_cell": 1.0}
+              for r in rates]
+    med = sorted(rates)[len(rates) // 2]
+    return {"batches": {str(b): {"crops_s": med, "peak_mb": 10.0} for b in (1, 8, 32)}, "rounds": rounds,
+            "spec": {"max_iters": 10}, "run": _rec(rid)}
+
+
+def test_ratio_over_rounds_pairs_round_i_with_round_i_and_gives_an_interval(study):
+    _, _, rep = study
+    base, cell = _rounds([10.0, 5.0, 8.0]), _rounds([15.0, 7.5, 12.0])  # every round exactly x1.5
+    get = lambda c: c["batches"]["8"]["crops_s"]  # noqa: E731
+    x, low, high = rep.ratio_interval(cell, base, get)
+    assert x == pytest.approx(1.5) and low == pytest.approx(1.5) and high == pytest.approx(1.5)
+    assert rep._rel(cell, base, get) == "1.50 [1.50, 1.50]"
+    noisy = _rounds([14.0, 8.0, 12.0])  # per-round x1.4, x1.6, x1.5: geometric mean, t interval on the logs
+    x, low, high = rep.ratio_interval(noisy, base, get)
+    logs = [math.log(v) for v in (1.4, 1.6, 1.5)]
+    assert x == pytest.approx(math.exp(sum(logs) / 3)) and low < 1.4 < 1.6 < high
+    assert rep.same_run_ratio(noisy, base, get) == pytest.approx(x)
+    assert rep.ratio_interval(noisy, {**base, "run": _rec("other")}, get) is None  # never across runs
+    single = {**cell, "rounds": []}  # one measurement: the ratio, no interval
+    assert rep.ratio_interval(single, base, get) == (pytest.approx(1.5),) * 3 and rep._rel(single, base, get) == "1.50"
+
+
+@pytest.mark.parametrize("prune_rounds, verdict", [
+    ([7.8, 7.9, 7.7], "met"),  # x1.54-1.58 every round: the interval clears 1.5
+    ([6.0, 6.1, 5.9], "missed"),  # x1.2: the whole interval below 1.5
+    ([9.0, 5.0, 7.5], "not resolved")])  # x1.8, x1.0, x1.5: the interval straddles 1.5
+def test_prune_verdict_uses_the_speed_interval_over_rounds(study, prune_rounds, verdict):
+    _, _, rep = study
+    cache = _cells({}, {"sdpa": [50.0, 51.0, 52.0], "prune 0.5": [50.5, 51.5, 52.5]})
+    cache["speed|study|sdpa"] = _rounds([5.0, 5.0, 5.0])
+    cache["speed|study|prune 0.5"] = _rounds(prune_rounds)
+    line = rep.targets(cache, RECIPE)[0]
+    assert f"lost: **{verdict}**" in line and "[" in line.split("study ViT throughput")[1].split("(b1")[0]
+    assert rep.verdict([(1.3, 1.0, 1.6)], 1.5, [0.0, 1.0], 2.0) == "not resolved"
+    assert rep.verdict([(1.3, 1.0, 1.6)], 1.5, [-9.0, -8.0], 2.0) == "missed"  # a missed half decides
+
+
+def test_speed_run_times_study_cells_in_rounds_in_one_run(study, monkeypatch, tmp_path):
+    """``--rounds 2``: the study sdpa tower timed twice in fresh subprocesses, both rounds under one run id."""
+    st, _, rep = study
+    monkeypatch.setattr(st, "SPEED_CACHE", tmp_path / "speed.json")
+    monkeypatch.setattr(st, "CACHE", tmp_path / "train.json")
+    args = argparse.Namespace(quick=True, threads=1, cell_timeout=300.0, cells="speed|study|sdpa", rounds=2)
+    plan = st.speed_plan(args, "speed")
+    assert [(k, r) for k, _, r in plan] == [("speed|study|sdpa", 0), ("speed|study|sdpa", 1)]
+    full = st.speed_plan(argparse.Namespace(quick=False, cells=None, rounds=3), "speed")
+    study_rounds = [r for k, _, r in full if k.startswith("speed|study|")]
+    assert study_rounds == sorted(study_rounds) and study_rounds.count(2) == len(st.TRAIN_CELLS)  # round by round
+    assert all(r == 0 for k, _, r in full if not k.startswith("speed|study|"))  # deploy-size cells: once
+    cache = {}
+    st.run_speed(args, cache, "speed")
+    cell = json.loads((tmp_path / "speed.json").read_text())["speed|study|sdpa"]
+    assert len(cell["rounds"]) == 2 and cell["run"]["run_id"] == cache["run|speed"]["run_id"]
+    assert cache["run|speed"]["finished"] and cache["run|speed"]["args"]["rounds"] == 2
+    per_round = [r["batches"]["8"]["crops_s"] for r in cell["rounds"]]
+    assert cell["batches"]["8"]["crops_s"] == pytest.approx(sum(per_round) / 2) and min(per_round) > 0
+    assert rep.ratio_interval(cell, cell, lambda c: rep._crops(c, 8)) == (pytest.approx(1.0),) * 3
+    st.run_speed(args, cache, "speed")  # a finished run is not resumed: a new run id, timed again
+    assert json.loads((tmp_path / "speed.json").read_text())["speed|study|sdpa"]["run"]["run_id"] != cell["run"][
+        "run_id"]
