@@ -136,21 +136,22 @@ def main(argv=None) -> int:
             if reid is not None:
                 calls["reid"] = lambda _k, batch=batch: reid.encode(batch)
             ref = encs["torch"].encode_images(batch) if "torch" in encs else None
-            cos = {v: float((e.encode_images(batch) * ref).sum(1).min()) if ref is not None else float("nan")
-                   for v, e in encs.items()}
+            cos = {v: float((e.encode_images(batch) * ref).sum(1).min()) if ref is not None else None
+                   for v, e in encs.items()}  # None: no torch row to compare with (not asked for)
             mem.setdefault("reid", float("nan"))
             times = time_interleaved(calls, seconds=args.seconds, min_calls=2)
             rates = {v: [b / dt for dt in ts] for v, ts in times.items()}
             base_rate = float(np.median(rates["baseline"]))
             for v in calls:
                 r = float(np.median(rates[v]))
-                c = "" if v in ("baseline", "reid") else f"{cos[v]:.4f}"
+                c = "" if v in ("baseline", "reid") else ("n/a" if cos[v] is None else f"{cos[v]:.4f}")
                 emit(f"{arch:<14}{b:>6}  {v:<11}{r:>9.2f}{r / base_rate:>7.2f}{c:>9}{mem[v]:>8.0f}")
                 results.append({"arch": arch, "batch": b, "variant": v, "crops_s": r, "ratio": r / base_rate,
-                                "cos_min": None if v in ("baseline", "reid") else cos[v], "rss_mb": mem[v],
+                                "cos_min": None if v in ("baseline", "reid") else cos[v], "rss_mb": None if np.isnan(mem[v]) else mem[v],
                                 "calls": len(rates[v])})
             if reid is not None:
                 rr = float(np.median(rates["reid"]))
+                results[-1]["share_of_clip"] = {v: float(np.median(rates[v])) / rr for v in calls if v != "reid"}
                 emit(f"{'':<14}{b:>6}  re-id time per crop as a share of the CLIP tower: " + ", ".join(
                     f"{v} {float(np.median(rates[v])) / rr:.3f}" for v in calls if v != "reid"))
         del base, encs, calls, run_base
