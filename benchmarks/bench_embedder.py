@@ -147,8 +147,8 @@ def main(argv=None) -> int:
                 c = "" if v in ("baseline", "reid") else ("n/a" if cos[v] is None else f"{cos[v]:.4f}")
                 emit(f"{arch:<14}{b:>6}  {v:<11}{r:>9.2f}{r / base_rate:>7.2f}{c:>9}{mem[v]:>8.0f}")
                 results.append({"arch": arch, "batch": b, "variant": v, "crops_s": r, "ratio": r / base_rate,
-                                "cos_min": None if v in ("baseline", "reid") else cos[v], "rss_mb": None if np.isnan(mem[v]) else mem[v],
-                                "calls": len(rates[v])})
+                                "cos_min": None if v in ("baseline", "reid") else cos[v],
+                                "rss_mb": None if np.isnan(mem[v]) else mem[v], "calls": len(rates[v])})
             if reid is not None:
                 rr = float(np.median(rates["reid"]))
                 results[-1]["share_of_clip"] = {v: float(np.median(rates[v])) / rr for v in calls if v != "reid"}
