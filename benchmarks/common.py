@@ -154,6 +154,46 @@ def percentile_ms(seconds: Iterable[float], q) -> float:
     return float(out) if np.ndim(out) == 0 else [float(v) for v in out]
 
 
+def percentile_interval_ms(seconds: Iterable[float], q: float, *, block: int = 10, n: int = 2000,
+                           seed: int = 0) -> Optional[tuple]:
+    """Return a 95 % moving-block bootstrap interval (ms) of the ``q``-th percentile of durations in seconds.
+
+    Consecutive samples of a running graph are correlated (one slow second slows several), so blocks of ``block``
+    consecutive samples are resampled, not single samples. None with fewer than 2 blocks of samples."""
+    import numpy as np
+
+    values = np.asarray(list(seconds), dtype=float) * 1e3
+    if values.size < 2 * block:
+        return None
+    rng = np.random.default_rng(seed)
+    starts = np.arange(values.size - block + 1)
+    k = int(np.ceil(values.size / block))
+    idx = (rng.choice(starts, size=(n, k))[:, :, None] + np.arange(block)).reshape(n, -1)[:, :values.size]
+    stats = np.percentile(values[idx], q, axis=1)
+    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
+def wilson_pct(k: int, n: int, z: float = 1.96) -> Optional[tuple]:
+    """Return the 95 % Wilson score interval of the share ``k`` of ``n``, in percent (None when n is 0)."""
+    if n <= 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
+
+
+def threshold_verdict(interval: Optional[tuple], line: float, *, at_most: bool) -> str:
+    """met / missed / not resolved for "value <= line" (``at_most``) or "value >= line", from a 95 % interval:
+    met when the whole interval clears the line, missed when the whole interval falls short, else not resolved."""
+    if interval is None:
+        return "not measured"
+    low, high = interval
+    if at_most:
+        return "met" if high <= line else ("missed" if low > line else "not resolved")
+    return "met" if low >= line else ("missed" if high < line else "not resolved")
+
+
 def time_calls(fn: Callable[[], object], *, calls: int = 0, seconds: float = 0.0, max_calls: int = 1_000_000,
                warmup: int = 1, sync: Optional[Callable[[], object]] = None) -> List[float]:
     """Return the seconds of each timed call of ``fn()``: at least ``calls``, more until ``seconds`` have passed.
