@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import threading
@@ -285,7 +286,7 @@ def main() -> int:
         tracks = report(a, final, first, probe, t0_ns, t1_ns, base, vinfo, load0, load1)
     if a.json:
         emb = find(final, "embedder: embedder")
-        rec = {"label": a.label, "command": "tools/env.sh python -m benchmarks.bench_graph " + " ".join(sys.argv[1:]),
+        rec = {"label": a.label, "command": "tools/env.sh python -m benchmarks.bench_graph " + shlex.join(sys.argv[1:]),
                "git": git_commit(), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "machine": {"cpu": cpu_line(), "node": platform.node()},
                "load_avg_start": [round(x, 2) for x in load0], "load_avg_end": [round(x, 2) for x in load1],

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import random
 import sys
 import tempfile
@@ -203,7 +204,7 @@ def main() -> int:
     first = out[modes[0][0]]
     verdict = threshold_verdict(tuple(first["p95_ci_ms"]) if first.get("p95_ci_ms") else None, 250.0, at_most=True)
     print(f"CPU: {cpu_line()}; target p95 <= 250 ms ({modes[0][0]}): {verdict}")
-    rec = {"command": "tools/env.sh python -m benchmarks.bench_load " + " ".join(sys.argv[1:]),
+    rec = {"command": "tools/env.sh python -m benchmarks.bench_load " + shlex.join(sys.argv[1:]),
            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": cpu_line(),
            "node": platform.node(), "clients": a.clients, "seconds": a.seconds, "config": a.config,
            "git": git_commit(), "modes": out, "verdict": verdict}
