@@ -154,6 +154,39 @@ def percentile_ms(seconds: Iterable[float], q) -> float:
     return float(out) if np.ndim(out) == 0 else [float(v) for v in out]
 
 
+# two-sided 95 % Student t quantiles by degrees of freedom (no scipy here); 1.96 beyond
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def interval95(values) -> Optional[tuple]:
+    """Return (mean, low, high): the mean and its two-sided 95 % Student t interval; None for fewer than 2."""
+    import math
+    import statistics
+
+    values = list(values)
+    if len(values) < 2:
+        return None
+    n = len(values)
+    mean, sd = statistics.mean(values), statistics.stdev(values)
+    t = _T95[max(d for d in _T95 if d <= n - 1)] if n - 1 <= 30 else 1.96  # the nearest df at or below
+    half = t * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def paired_ratio_interval(base_s, other_s) -> Optional[tuple]:
+    """Return (ratio, low, high, rounds): how many times faster ``other`` ran than ``base``, from durations timed
+    round by round (``time_interleaved``): the geometric mean of the per-round ratios base / other over the rounds
+    both ran, with its 95 % t interval on the logs; None with fewer than 2 shared rounds."""
+    import math
+
+    pairs = [(b, o) for b, o in zip(base_s, other_s) if b > 0 and o > 0]
+    iv = interval95([math.log(b / o) for b, o in pairs])
+    if iv is None:
+        return None
+    return math.exp(iv[0]), math.exp(iv[1]), math.exp(iv[2]), len(pairs)
+
+
 def percentile_interval_ms(seconds: Iterable[float], q: float, *, block: int = 10, n: int = 2000,
                            seed: int = 0) -> Optional[tuple]:
     """Return a 95 % moving-block bootstrap interval (ms) of the ``q``-th percentile of durations in seconds.
@@ -307,6 +340,12 @@ def check_results_args(ap, args) -> None:
     """Refuse ``--doc`` without a results file to cite (argparse's one-line error, exit 2)."""
     if args.doc and not (args.json or getattr(args, "from_json", "")):
         ap.error("--doc needs --json (or --from-json): the document cites its results file")
+    src = getattr(args, "from_json", "")
+    if src:
+        try:
+            json.loads(Path(src).read_text())
+        except (OSError, ValueError) as exc:
+            ap.error(f"--from-json {src}: not a readable results file ({exc.__class__.__name__}: {exc})")
 
 
 def describe_run(run: dict) -> str:

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from benchmarks.common import run_id
+from benchmarks.common import interval95, run_id
 from benchmarks.study_plan import (DOCS, ROOT, SHAPES, SMALL, SPEED_OF, TRAIN_CELLS, TRAIN_SIZE, VARIANTS, VIT,
                                    WORK, current_recipe, recipe_of)
 
@@ -23,9 +23,6 @@ NOT_RUN = "not run"
 NO_RECORD = "no run record"
 OTHER_RUN = "other run"
 NOT_MEASURED = "not measured"
-# two-sided 95 % Student t quantiles by degrees of freedom (no scipy here); 1.96 beyond
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        15: 2.131, 20: 2.086, 30: 2.042}
 
 
 def _fmt(v: Optional[float], spec: str = ".2f") -> str:
@@ -253,17 +250,6 @@ def paired_delta(cache: dict, name: str, recipe: Optional[dict] = None, legacy: 
     data order and augmentation; initial weights drawn from the same seed)."""
     base, own = _by_seed(cache, "sdpa", recipe, legacy), _by_seed(cache, name, recipe, legacy)
     return [own[s] - base[s] for s in own if s in base]
-
-
-def interval95(values: Sequence[float]) -> Optional[Tuple[float, float, float]]:
-    """Return (mean, low, high): the mean and its two-sided 95 % Student t interval; None for fewer than 2."""
-    if len(values) < 2:
-        return None
-    n = len(values)
-    mean, sd = statistics.mean(values), statistics.stdev(values)
-    t = _T95[max(d for d in _T95 if d <= n - 1)] if n - 1 <= 30 else 1.96  # the nearest df at or below
-    half = t * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 def _ms(values: List[float]) -> str:

@@ -36,3 +36,32 @@ def test_reid_rows_and_run_record_in_the_results_file(tmp_path, capsys):
         assert math.isfinite(share) and share > 0
         assert onnx["cos_min"] is None  # no torch row asked for: nothing to compare with, not NaN
     assert "n/a" in capsys.readouterr().out
+
+
+def test_ratio_interval_and_target_verdict_in_the_table(tmp_path):
+    """Each backend's ratio to open_clip eager carries the interval of its paired rounds and the >= 1.3x verdict
+    comes from that interval (an old results file without rounds shows the plain ratio and no verdict)."""
+    from benchmarks import bench_embedder
+
+    run = {"run_id": "r", "commit": "abc", "machine": {"cpu": "cpu", "cores": 2}, "load1_start": 1.0, "load1_end": 1.0,
+           "args": {"threads": 2, "seconds": 2.0, "attention": "sdpa", "json": "x.json"}}
+    rows = [{"arch": "A", "batch": 1, "variant": "baseline", "crops_s": 10.0, "ratio": 1.0},
+            {"arch": "A", "batch": 1, "variant": "onnx", "crops_s": 20.0, "ratio": 2.0, "ratio_paired": 1.95,
+             "ratio_ci": [1.8, 2.1]},
+            {"arch": "A", "batch": 1, "variant": "openvino", "crops_s": 13.0, "ratio": 1.3, "ratio_paired": 1.31,
+             "ratio_ci": [1.1, 1.5]},
+            {"arch": "A", "batch": 1, "variant": "torch", "crops_s": 10.0, "ratio": 1.0}]
+    text = bench_embedder.doc_table({"run": run, "rows": rows})
+    assert "| A | 1 | 10.00 | 20.00 (1.95 [1.80, 2.10]) | 13.00 (1.31 [1.10, 1.50]) | 10.00 (1.00) |" in text
+    assert "met: `onnx` A b1; not resolved: `openvino` A b1." in text  # torch: no rounds recorded, no verdict
+
+
+def test_from_json_that_is_not_a_results_file_is_a_usage_error(tmp_path, capsys):
+    from benchmarks import bench_embedder
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for path in (tmp_path / "missing.json", bad):
+        with pytest.raises(SystemExit) as exc:
+            bench_embedder.main(["--from-json", str(path), "--doc", str(tmp_path / "d.md")])
+        assert exc.value.code == 2 and "not a readable results file" in capsys.readouterr().err

@@ -102,3 +102,13 @@ def test_load_and_graph_documents_come_from_the_record():
          "machine": {"cpu": "cpu"}, "load_avg_start": [1.0], "load_avg_end": [2.0], "video": "v.mp4"}
     block = bench_graph.doc_block(g, "\nline one\nline two\n")
     assert "```\nline one\nline two\n```" in block and "load average 1.0 at the start, 2.0 at the end" in block
+
+
+def test_paired_ratio_interval():
+    base = [2.0, 2.2, 1.8, 2.1, 2.0]
+    other = [1.0, 1.1, 0.9, 1.05, 1.0]  # every round exactly twice as fast
+    ratio, low, high, n = common.paired_ratio_interval(base, other)
+    assert n == 5 and ratio == pytest.approx(2.0) and low == pytest.approx(2.0) and high == pytest.approx(2.0)
+    ratio, low, high, n = common.paired_ratio_interval(base + [9.0], [1.0, 1.0, 1.0, 1.0, 1.0])  # extra round unpaired
+    assert n == 5 and low < ratio < high
+    assert common.paired_ratio_interval([1.0], [0.5]) is None
