@@ -41,12 +41,13 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import List  # noqa: E402
 
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (add_results_args, check_results_args, cpu_line, describe_run, new_record,  # noqa: E402
-                               percentile_ms, replace_block, write_results)
+                               percentile_ms, replace_block, threshold_verdict, write_results)
 from person_search.core.config import GalleryConfig  # noqa: E402
 from person_search.core.gallery import RollingGallery  # noqa: E402
 from person_search.core.types import EmbeddingBatch  # noqa: E402
@@ -58,6 +59,7 @@ FRAMES_PER_TRACK = 8
 TRACKS_PER_GROUP = 32
 NOISE = 0.6  # norm of the noise added at each level: cosine 1 / sqrt(1 + NOISE^2) ~ 0.86
 WINDOW_S = 600.0
+MIN_SIZE = 6000
 S = 1_000_000_000
 GALLERIES = {  # name -> GalleryConfig fields
     "fp32": dict(storage="fp32", index="flat"),
@@ -164,11 +166,41 @@ def bench(n: int, rng: np.random.Generator, n_queries: int, warm: bool = False):
     for name in names:
         p50, p95 = percentile_ms(times[name], 50), percentile_ms(times[name], 95)
         row[name] = dict(p50=p50, p95=p95, x=percentile_ms(times["flat"], 50) / p50)
+    for name, iv in x_intervals(times).items():
+        row[name]["x_ci"] = iv
     row["flat"]["mem"] = 1.0
     for name, g in galleries.items():
         rec = np.mean([len(a & b) / TOP_K for a, b in zip(results[name], exact)])
         row[name].update(rec=float(rec), mem=g.memory_bytes() / raw, add=add_rate[name], evict=evict_1k(g, dt_ns))
     return row
+
+
+def x_intervals(times: dict, n: int = 2000, seed: int = 0) -> dict:
+    """Return {gallery: [low, high]}: the 95 % bootstrap interval of x = Flat p50 / gallery p50, resampling the
+    queries (each query was timed on every gallery in turn, so the resample keeps them paired)."""
+    t = {k: np.asarray(v) for k, v in times.items()}
+    q = len(t["flat"])
+    idx = np.random.default_rng(seed).integers(0, q, size=(n, q))
+    flat = np.percentile(t["flat"][idx], 50, axis=1)
+    return {name: [float(v) for v in np.percentile(flat / np.percentile(t[name][idx], 50, axis=1), [2.5, 97.5])]
+            for name in GALLERIES}
+
+
+TARGETS = {"fp32": 1.0, "ivf": 2.0}  # the default gallery no slower than one flat index; IVF twice as fast
+
+
+def targets_text(rows) -> List[str]:
+    """Return one line per gallery target and size: x with its interval, and met / missed / not resolved."""
+    out = []
+    for name, line in TARGETS.items():
+        cells = []
+        for r in rows:
+            c, iv = r[name], r[name].get("x_ci")
+            verdict = threshold_verdict(tuple(iv), line, at_most=False) if iv else "no interval recorded"
+            cells.append(f"{r['n']:,}: x{c['x']:.2f}" + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else "")
+                         + f" **{verdict}**")
+        out.append(f"`{name}` >= {line:g}x the flat index: " + "; ".join(cells) + ".")
+    return out
 
 
 def header() -> str:
@@ -197,7 +229,9 @@ def doc_block(result: dict) -> str:
              f"{'warm' if args.get('warm') else 'cold'} caches; times in ms; generated vectors):", "", "```",
              header()]
     lines += [format_row(r) for r in result["rows"]]
-    return "\n".join(lines + ["```"])
+    lines += ["```", "", "Targets (x with its 95 % bootstrap interval over the queries, paired; met / missed: the "
+              "whole interval on one side of the line):", ""]
+    return "\n".join(lines + ["- " + t for t in targets_text(result["rows"])])
 
 
 def plot(rows, path: str) -> None:
@@ -235,8 +269,8 @@ def main(argv=None) -> int:
     add_results_args(ap, "bench_gallery")
     args = ap.parse_args(argv)
     sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
-    if min(sizes) < 4096:
-        ap.error("sizes must be >= 4096")
+    if min(sizes) < MIN_SIZE:
+        ap.error(f"sizes must be >= {MIN_SIZE} (the eviction figure evicts 5 x 1,000 of the vectors)")
     check_results_args(ap, args)
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())
@@ -253,6 +287,8 @@ def main(argv=None) -> int:
             nq = args.queries or (200 if n <= 20_000 else 60 if n <= 200_000 else 20)
             rows.append(bench(n, rng, nq, warm=args.warm))
             print(format_row(rows[-1]), flush=True)
+        for t in targets_text(rows):
+            print(t.replace("**", ""))
         print("x = Flat p50 / p50; rec = recall@10 of distinct tracks vs the exact fp32 gallery; "
               f"mem = memory_bytes / raw fp32 bytes; ev1k = ms to evict 1,000 vectors; {cpu_line()}")
         result = {"rows": rows, "run": record}
