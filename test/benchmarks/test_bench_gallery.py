@@ -1,4 +1,4 @@
-"""benchmarks.bench_gallery: a real (small) run writes x with its paired bootstrap interval and the targets' verdicts."""
+"""benchmarks.bench_gallery: a small real run writes x with its paired bootstrap interval and the verdicts."""
 
 from __future__ import annotations
 
