@@ -260,7 +260,8 @@ def part_graph(args, work: Path, res: dict):
     (crops per busy second, the crop budget's) and the model seconds per crop.
     """
     from benchmarks.graph_probe import DiagnosticsProbe, private_domain
-    from person_search.graph import GLOBAL_REMAPS, CameraSpec, NodeSpec, node_set
+    from person_search.graph import CameraSpec, NodeSpec, node_set
+    from person_search.graph.spec import GLOBAL_REMAPS
     from person_search.graph.supervisor import Graph, config_path
     private_domain()
     truth = []

@@ -60,3 +60,22 @@ def test_bench_load_compares_both_query_node_modes_in_one_record(tmp_path):
         rec["modes"]["concurrent"]["queries_s"] / rec["modes"]["serial"]["queries_s"])
     text = doc.read_text()
     assert "| concurrent |" in text and "| serial |" in text and "Same run: concurrent / serial" in text
+
+
+def test_bench_reid_graph_part_runs(tmp_path):
+    """``bench_reid --parts graph`` (the documented command of docs/reid.md's graph row) starts the graph with a
+    second, re-id-less embedder on the same crops and writes its part (it once died on an import)."""
+    from person_search.core.paths import shared_models_dir
+
+    models = shared_models_dir()
+    if not (models / "osnet_x0_25_msmt17" / "osnet_x0_25_msmt17.onnx").is_file() or not (
+            models / "yolo11n_int8_openvino_model").is_dir():
+        pytest.skip(f"the shared OSNet / YOLO11n models are not in {models} (shared test data)")
+    out = tmp_path / "reid.json"
+    p = _run(["benchmarks.bench_reid", "--parts", "graph", "--graph-seconds", "4", "--people", "3", "--seconds",
+              "4", "--out", str(out)], tmp_path, timeout=400)
+    assert p.returncode == 0, p.stderr[-2000:]
+    graph = json.loads(out.read_text())["graph"]
+    assert not graph["dead_nodes"] and set(graph["cells"]) == {"re-id on", "re-id off"}
+    assert graph["cells"]["re-id on"]["crops_embedded"] > 0 and graph["cells"]["re-id on"]["reid_s_per_crop"] > 0
+    assert graph["cells"]["re-id off"]["reid_s_per_crop"] == 0
