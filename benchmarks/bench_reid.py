@@ -29,7 +29,8 @@ several walkers share one real person's body and differ only in clothes colour.
 A run merges its parts into ``--out`` (each part with its own run record); ``--replace``
 writes only this run's.
 
-    python -m benchmarks.bench_reid            # all parts, ~15 min on 2 cores
+    python -m benchmarks.bench_reid --cost-seconds 60 --doc docs/reid.md   # all parts, ~9 min on 2 quiet cores
+    python -m benchmarks.bench_reid --redraw --doc docs/reid.md             # the page's blocks, from the file
     python -m benchmarks.bench_reid --parts rerank
     python -m benchmarks.bench_reid --parts graph
 """
@@ -520,7 +521,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "reid_results.json"))
     ap.add_argument("--replace", action="store_true",
                     help="write only this run's parts (default: merge them into --out, other parts kept)")
+    ap.add_argument("--doc", default="", metavar="MD",
+                    help="rewrite the document's <!-- results:reid_* --> blocks from --out after the run")
+    ap.add_argument("--redraw", action="store_true", help="measure nothing: only rewrite --doc from --out")
     args = ap.parse_args(argv)
+    if args.redraw:
+        if not args.doc:
+            ap.error("--redraw needs --doc")
+        try:
+            res = json.loads(Path(args.out).read_text())
+        except (OSError, ValueError) as exc:
+            ap.error(f"--out {args.out}: not a readable results file ({exc.__class__.__name__})")
+        return write_doc(args.doc, res)
     res = {"command": "python -m benchmarks.bench_reid " + " ".join(argv if argv is not None else sys.argv[1:]),
            "commit": git_commit(), "machine": cpu_line(), "python": platform.python_version(),
            "load_before": [round(v, 2) for v in os.getloadavg()],
@@ -551,7 +563,92 @@ def main(argv=None) -> int:
         res = old
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"written {args.out}; load average {res['load_after']}")
-    return 0
+    return write_doc(args.doc, res) if args.doc else 0
+
+
+def _ran(part: dict, key: str) -> str:
+    r = part.get("run") or {}
+    lb, la = (r.get("load_before") or [float("nan")])[0], (r.get("load_after") or [float("nan")])[0]
+    return (f"`{r.get('command', '?')}` (commit {str(r.get('commit', '?'))[:7]}, load average {lb:.1f} at the start, "
+            f"{la:.1f} at the end; [reid_results.json](reid_results.json) `{key}`)")
+
+
+def doc_blocks(res: dict) -> dict:
+    """Return the markdown of each part present in ``res`` (the results file), keyed by its document block."""
+    out = {}
+    head = "| {} | ids per walker | split | merge | B-cubed precision | B-cubed recall |"
+    cols = ("ids_per_person", "split_share", "merge_share", "bcubed_precision", "bcubed_recall")
+    ident = res.get("identity")
+    if ident:
+        lines = [f"Written by {_ran(ident, 'identity')}: {ident['detections']} detections, "
+                 f"{ident['matched_to_truth']} of them matched to a walker, {ident['tracks']} tracks.", "",
+                 head.format("view | identity | walkers"), "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in ident["rows"]:
+            lines.append(f"| {r['view']} | {r['identity']} | {r['persons']} | " + " | ".join(str(r[c]) for c in cols)
+                         + " |")
+        out["reid_identity"] = "\n".join(lines)
+        lines = [head.format("threshold | margin | crops"), "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in ident["sweep"]:
+            lines.append(f"| {r['threshold']} | {r['margin']} | {r['min_link_crops']} | "
+                         + " | ".join(str(r[c]) for c in cols) + " |")
+        out["reid_sweep"] = "\n".join(lines)
+    text = res.get("text")
+    if text:
+        out["reid_text"] = (f"Written by {_ran(text, 'text')}: {text['queries']} queries over {text['tracks']} tracks "
+                            f"({text['persons']} persons after linking); mAP by track {text['mAP_by_track']}, by "
+                            f"person {text['mAP_by_person']}; CLIP: {text['clip']}.")
+    rr = res.get("rerank")
+    if rr:
+        n = len(rr.get("seeds", []))
+        lines = [f"Written by {_ran(rr, 'rerank')}.", "",
+                 f"| ranking of persons | mAP, mean of {n} seeds (sd) | Rank-1 | mAP minus best track, per seed "
+                 f"{' / '.join(str(x) for x in rr.get('seeds', []))} | mean (sd) |", "|---|---:|---:|---|---:|"]
+        names = {"best": "best track (default)", "mean": "mean over tracks",
+                 "by track (no persons)": "(per track, no persons; relevant = tracks)"}
+        for k, v in rr["summary"].items():
+            label = names.get(k, k.replace("reid b=", "re-id re-ranking b = "))
+            if k == "best":
+                delta, mean = "-", "-"
+            elif k.startswith("by track"):
+                delta, mean = "other unit: not comparable", ""
+            else:
+                delta = " / ".join(f"{x:.3f}" for x in v["mAP_minus_best_per_seed"])
+                mean = f"{v['mAP_minus_best_mean']:.3f} ({v['mAP_minus_best_sd']:.3f})"
+            lines.append(f"| {label} | {v['mAP_mean']:.3f} ({v['mAP_sd']:.3f}) | {v['rank1_mean']:.3f} | {delta} | "
+                         f"{mean} |")
+        out["reid_rerank"] = "\n".join(lines)
+    cost = res.get("cost")
+    if cost:
+        out["reid_cost"] = (f"* Embedder stage (`core/embed_stage.py`, what the embedder node runs), written by "
+                            f"{_ran(cost, 'cost')}: {cost['clip']}, {cost['reid']}, {cost['batch']} crops per call "
+                            f"(real crops from part 1), re-id on and off interleaved ({cost['rounds']} rounds): "
+                            f"**{cost['crops_per_s_reid_off']} crops/s off, {cost['crops_per_s_reid_on']} on** "
+                            f"(x{cost['slowdown']} time); in the same calls re-id took "
+                            f"**{cost['reid_time_share_of_clip_tower']}** of the CLIP tower's time.")
+    g = res.get("graph")
+    if g:
+        c = g["cells"]
+        lines = [f"Written by {_ran(g, 'graph')}; {g['seconds']:.0f} s measured, {g['sets']}:", "",
+                 f"| embedder node | crops embedded in {g['seconds']:.0f} s | crops/s (wall) | crops per busy second "
+                 "(the budget's throughput) | model s per crop | of which re-id |", "|---|---:|---:|---:|---:|---:|"]
+        for k in ("re-id off", "re-id on"):
+            v = c[k]
+            reid = f"{v['reid_s_per_crop']:.3f}" if v["reid_s_per_crop"] else "-"
+            lines.append(f"| {k} | {v['crops_embedded']} | {v['crops_per_wall_s']} | "
+                         f"{v['throughput_crops_per_busy_s']:.2f} | {v['model_s_per_crop']:.3f} | {reid} |")
+        lines += ["", f"Re-id on: x{g['throughput_ratio_off_over_on']} in throughput (crops per busy second, off / "
+                  f"on), x{g['model_time_ratio_on_over_off']} in model time per crop; re-id is "
+                  f"{g['reid_share_of_model_time']} of the embedder's model time (one run, no interval)."]
+        out["reid_graph"] = "\n".join(lines)
+    return out
+
+
+def write_doc(doc: str, res: dict) -> int:
+    """Rewrite every reid_* block of ``doc`` that ``res`` has a part for; 1 when a block is missing."""
+    from benchmarks.common import replace_block
+
+    ok = [replace_block(doc, name, text) for name, text in doc_blocks(res).items()]
+    return 0 if all(ok) else 1
 
 
 if __name__ == "__main__":
