@@ -85,8 +85,6 @@ def main(argv=None) -> int:
     record = new_record(vars(args), "bench_embedder")
     results = []
 
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger().setLevel(logging.ERROR)  # open_clip's "initialized randomly" warnings
     torch.set_num_threads(args.threads)
     open_clip = open_clip_registered()
     cache = args.cache_dir or tempfile.mkdtemp(prefix="ps_bench_")
@@ -222,4 +220,6 @@ def doc_table(result: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip's "initialized randomly" warnings (the script only:
+    sys.exit(main())                             # main() called in-process leaves the caller's logging alone)

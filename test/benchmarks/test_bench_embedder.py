@@ -65,3 +65,17 @@ def test_from_json_that_is_not_a_results_file_is_a_usage_error(tmp_path, capsys)
         with pytest.raises(SystemExit) as exc:
             bench_embedder.main(["--from-json", str(path), "--doc", str(tmp_path / "d.md")])
         assert exc.value.code == 2 and "not a readable results file" in capsys.readouterr().err
+
+
+def test_main_in_process_leaves_the_callers_logging_alone(tmp_path):
+    """Called as a function (as these tests do), main() must not change the root logger: it once set it to ERROR
+    and silenced every INFO record of the tests that ran after it."""
+    import logging
+
+    from benchmarks import bench_embedder
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    bench_embedder.main(["--archs", "PS-Tiny-ViT", "--batches", "1", "--variants", "torch", "--threads", "1",
+                         "--seconds", "0.05", "--min-rounds", "2"])
+    assert root.level == level and root.handlers == handlers

@@ -280,7 +280,7 @@ def test_onnx_backend_matches_torch(tmp_path, crops, backend, tol, caplog):
     assert meta["dim"] == "64" and meta["arch"] == ARCH
     # second build reuses the cached export
     mtime = files[0].stat().st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="person_search.core.backends.onnx"):
+    with caplog.at_level(logging.INFO, logger="person_search.core.backends.export"):  # the cache's own logger
         again = ClipEncoder(c, towers=("image",), backend=backend, cache_dir=str(tmp_path))
     assert files[0].stat().st_mtime_ns == mtime
     assert any("loaded from cache" in r.message for r in caplog.records)
