@@ -7,14 +7,13 @@ the recipe of the report (``recipe_of``). A verdict joins the speed and the accu
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from benchmarks.common import interval95, run_id
+from benchmarks.common import interval95, paired_ratio_interval, run_id
 from benchmarks.study_plan import (DOCS, ROOT, SHAPES, SMALL, SPEED_OF, TRAIN_CELLS, TRAIN_SIZE, VARIANTS, VIT,
                                    WORK, current_recipe, recipe_of)
 
@@ -50,42 +49,42 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b not in (None, 0) else None
 
 
-def _paired_rounds(cell: dict, base: dict, get) -> List[float]:
-    """Return the per-round ratios ``get(round i of cell) / get(round i of base)`` (empty unless both have >= 2)."""
+def _round_values(cell: dict, base: dict, get) -> Optional[Tuple[List[float], List[float]]]:
+    """Return ``get`` of each timing round of both cells (round i with round i), or None unless both have the
+    same number (>= 2) of rounds with a value in each."""
     rc, rb = cell.get("rounds") or [], base.get("rounds") or []
     if len(rc) < 2 or len(rc) != len(rb):
-        return []
-    ratios = [_ratio(get(a), get(b)) for a, b in zip(rc, rb)]
-    return [] if any(r is None or r <= 0 for r in ratios) else ratios
+        return None
+    vc, vb = [get(r) for r in rc], [get(r) for r in rb]
+    return None if any(v is None or v <= 0 for v in vc + vb) else (vc, vb)
+
+
+def _same_run(cell: dict, base: dict) -> bool:
+    if not cell or not base or "error" in cell or "error" in base:
+        return False
+    rid = run_id(cell)
+    return rid is not None and rid == run_id(base)
 
 
 def ratio_interval(cell: dict, base: dict, get) -> Optional[Tuple[float, float, float]]:
     """Return (ratio, low, high) of two cells of one run, or None when there is no same-run ratio.
 
     Cells timed in several rounds (``rounds``): the geometric mean of the per-round ratios and its 95 % Student t
-    interval (on the log ratios); a single measurement: the ratio itself as both ends (no interval)."""
-    if same_run_ratio(cell, base, get) is None:
+    interval (``paired_ratio_interval``); a single measurement: the ratio itself as both ends (no interval)."""
+    if not _same_run(cell, base):
         return None
-    ratios = _paired_rounds(cell, base, get)
-    if not ratios:
-        r = _ratio(get(cell), get(base))
-        return (r, r, r)
-    mean, low, high = interval95([math.log(r) for r in ratios])
-    return (math.exp(mean), math.exp(low), math.exp(high))
+    rounds = _round_values(cell, base, get)
+    if rounds:
+        return paired_ratio_interval(*rounds)[:3]
+    r = _ratio(get(cell), get(base))
+    return None if r is None else (r, r, r)
 
 
 def same_run_ratio(cell: dict, base: dict, get) -> Optional[float]:
     """Return ``get(cell) / get(base)`` when both cells carry the same run record, else None (cells timed in
     rounds: the geometric mean of the per-round ratios)."""
-    if not cell or not base or "error" in cell or "error" in base:
-        return None
-    rid = run_id(cell)
-    if rid is None or rid != run_id(base):
-        return None
-    ratios = _paired_rounds(cell, base, get)
-    if ratios:
-        return math.exp(statistics.fmean(math.log(r) for r in ratios))
-    return _ratio(get(cell), get(base))
+    iv = ratio_interval(cell, base, get)
+    return None if iv is None else iv[0]
 
 
 def _rel(cell: dict, base: dict, get, spec: str = ".2f") -> str:
@@ -98,9 +97,9 @@ def _rel(cell: dict, base: dict, get, spec: str = ".2f") -> str:
     if run_id(cell) != run_id(base):
         return OTHER_RUN
     iv = ratio_interval(cell, base, get)
-    if iv is None or iv[0] is None:
+    if iv is None:
         return NOT_RUN
-    if _paired_rounds(cell, base, get):
+    if _round_values(cell, base, get):
         return f"{_fmt(iv[0], spec)} [{_fmt(iv[1], spec)}, {_fmt(iv[2], spec)}]"
     return _fmt(iv[0], spec)
 
