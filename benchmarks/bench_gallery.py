@@ -275,6 +275,7 @@ def main(argv=None) -> int:
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())
     else:
+        threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
         rng = np.random.default_rng(args.seed)
         record = new_record(vars(args), "bench_gallery")
@@ -283,10 +284,13 @@ def main(argv=None) -> int:
         print(header())
         print("-" * len(header()))
         rows = []
-        for n in sizes:
-            nq = args.queries or (200 if n <= 20_000 else 60 if n <= 200_000 else 20)
-            rows.append(bench(n, rng, nq, warm=args.warm))
-            print(format_row(rows[-1]), flush=True)
+        try:
+            for n in sizes:
+                nq = args.queries or (200 if n <= 20_000 else 60 if n <= 200_000 else 20)
+                rows.append(bench(n, rng, nq, warm=args.warm))
+                print(format_row(rows[-1]), flush=True)
+        finally:
+            faiss.omp_set_num_threads(threads)  # timed on one thread; a caller in this process keeps its own
         for t in targets_text(rows):
             print(t.replace("**", ""))
         print("x = Flat p50 / p50; rec = recall@10 of distinct tracks vs the exact fp32 gallery; "

@@ -13,11 +13,9 @@ def test_small_run_writes_intervals_and_verdicts(tmp_path):
     out, doc = tmp_path / "g.json", tmp_path / "doc.md"
     doc.write_text("<!-- results:bench_gallery -->\n<!-- /results:bench_gallery -->\n")
     threads = faiss.omp_get_max_threads()
-    try:
-        assert bench_gallery.main(["--sizes", "10000", "--queries", "30", "--warm", "--json", str(out), "--doc",
-                                   str(doc)]) == 0
-    finally:
-        faiss.omp_set_num_threads(threads)  # main() times on one thread; the later tests keep theirs
+    assert bench_gallery.main(["--sizes", "10000", "--queries", "30", "--warm", "--json", str(out), "--doc",
+                               str(doc)]) == 0
+    assert faiss.omp_get_max_threads() == threads  # main() times on one thread; its caller keeps its own
     row = json.loads(out.read_text())["rows"][0]
     for name in ("fp32", "fp16", "ivf"):
         low, high = row[name]["x_ci"]
